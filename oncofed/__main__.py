@@ -1,0 +1,3 @@
+from oncofed.cli import main
+
+main()

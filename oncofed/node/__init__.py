@@ -1,0 +1,1 @@
+"""The centre's node: its directory, store, ingest and (later) query service."""
