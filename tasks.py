@@ -40,8 +40,8 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> None:
 
 def ensure_venv(extras: str = "dev") -> None:
     """Create .venv and install oncofed[extras] editable; skip when pyproject is unchanged."""
-    if sys.version_info < (3, 11):
-        sys.exit("oncofed needs Python >= 3.11 (found %d.%d)" % sys.version_info[:2])
+    if sys.version_info < (3, 11):  # noqa: UP036 - tasks.py may be started by an older python3
+        sys.exit("oncofed needs Python >= 3.11 (found {}.{})".format(*sys.version_info[:2]))
     stamp = VENV / f".installed-{extras or 'base'}"
     digest = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == digest and PY.exists():

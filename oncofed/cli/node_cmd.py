@@ -2,9 +2,142 @@
 
 from __future__ import annotations
 
+import logging
+import sys
+from pathlib import Path
+
 import click
+
+from oncofed.cli.output import emit_json, json_option
+from oncofed.errors import IngestRejected
+from oncofed.node.config import NodePaths
+from oncofed.node.node import init_node, open_node
+
+node_dir_option = click.option(
+    "--node", "-n", "node_dir", type=click.Path(path_type=Path), default=Path("."),
+    envvar="ONCOFED_NODE_DIR", show_default=True, show_envvar=True,
+    help="The node directory (made by `oncofed node init`).",
+)
 
 
 @click.group()
 def node() -> None:
     """Run and administer this centre's node: store, ingest, status."""
+
+
+@node.command("init")
+@click.argument("directory", type=click.Path(path_type=Path))
+@click.option("--id", "node_id", required=True, help="This centre's id in the federation registry.")
+@click.option("--extension", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="The federation's dictionary extension file (every node of the federation uses the same).")
+@json_option
+def init(directory: Path, node_id: str, extension: Path | None, as_json: bool) -> None:
+    """Create a node directory: config, secrets (0600) and an empty store."""
+    paths = init_node(directory, node_id, extension)
+    with open_node(paths.root) as n:
+        status = n.status()
+    if as_json:
+        emit_json({"directory": str(paths.root), **status})
+        return
+    click.echo(f"created node {node_id!r} in {paths.root}")
+    click.echo(f"  dictionary: {status['dictionary_label']}")
+    click.echo(f"  config:     {paths.config}")
+    click.echo(f"  store:      {paths.store}")
+    click.echo(f"  secrets:    {paths.secrets} (keep it backed up and private)")
+
+
+@node.command("ingest")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@node_dir_option
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@json_option
+def ingest(files: tuple[Path, ...], node_dir: Path, progress: bool | None, as_json: bool) -> None:
+    """Validate and load registry CSV files, each all-or-nothing.
+
+    Every fault is reported with its line and column; a file with any fault changes nothing.
+    Loading the same file again changes nothing; a corrected file updates the rows it changes.
+    """
+    show_bar = sys.stderr.isatty() if progress is None else progress
+    results = []
+    log = _node_logger(NodePaths(node_dir))
+    with open_node(node_dir) as n:
+        for path in files:
+            size = path.stat().st_size if path.is_file() else 0
+            try:
+                if show_bar and size:
+                    with click.progressbar(length=size, label=f"ingesting {path.name}", file=sys.stderr) as bar:
+                        done = [0]
+
+                        def tick(read: int, bar: object = bar, done: list[int] = done) -> None:
+                            bar.update(read - done[0])  # type: ignore[attr-defined]
+                            done[0] = read
+
+                        result = n.ingest(path, tick)
+                else:
+                    result = n.ingest(path)
+            except IngestRejected as exc:
+                log.warning("ingest rejected file=%s faults=%d", path.name, exc.total)
+                _print_faults(exc, as_json)
+                sys.exit(exc.exit_code)
+            log.info("ingest ok file=%s sha256=%s rows=%d inserted=%d updated=%d unchanged=%d seconds=%.2f",
+                     result.file_name, result.file_sha256, result.rows, result.inserted,
+                     result.updated, result.unchanged, result.seconds)
+            results.append(result)
+            if not as_json:
+                click.echo(
+                    f"{result.file_name}: {result.rows} rows loaded ({result.inserted} new, "
+                    f"{result.updated} updated, {result.unchanged} unchanged) in {result.seconds:.2f} s "
+                    f"({result.rows_per_second:,.0f} rows/s)"
+                )
+    if as_json:
+        emit_json([{**r.__dict__, "rows_per_second": round(r.rows_per_second)} for r in results])
+
+
+def _print_faults(exc: IngestRejected, as_json: bool) -> None:
+    if as_json:
+        emit_json({"error": str(exc), "faults_total": exc.total,
+                   "faults": [{"line": ln, "column": c, "reason": r} for ln, c, r in exc.faults]})
+        return
+    click.echo(f"error: {exc}", err=True)
+    for line, column, reason in exc.faults:
+        where = f"line {line}" + (f", column {column}" if column else "")
+        click.echo(f"  {where}: {reason}", err=True)
+    if exc.total > len(exc.faults):
+        click.echo(f"  … and {exc.total - len(exc.faults)} more", err=True)
+
+
+@node.command("status")
+@node_dir_option
+@json_option
+def status(node_dir: Path, as_json: bool) -> None:
+    """Row counts, dictionary, last ingest and store size."""
+    with open_node(node_dir) as n:
+        s = n.status()
+    if as_json:
+        emit_json(s)
+        return
+    click.echo(f"node {s['node_id']}  (oncofed {s['software_version']})")
+    click.echo(f"  dictionary:   {s['dictionary_label']}")
+    click.echo(f"  tumours:      {s['tumours']:,}")
+    click.echo(f"  patients:     {s['patients']:,}")
+    click.echo(f"  store size:   {s['store_bytes'] / 1e6:,.1f} MB")
+    last = s["last_ingest"]
+    if last:
+        click.echo(
+            f"  last ingest:  #{last['ingest_id']} {last['file_name']} at {last['finished_at']} "
+            f"({last['rows']:,} rows: {last['inserted']:,} new, {last['updated']:,} updated, "
+            f"{last['unchanged']:,} unchanged)"
+        )
+    else:
+        click.echo("  last ingest:  none yet (oncofed node ingest FILE.csv)")
+
+
+def _node_logger(paths: NodePaths) -> logging.Logger:
+    """File log in the node directory; never receives raw identifiers (ingest never passes any)."""
+    log = logging.getLogger("oncofed.node")
+    if paths.logs.is_dir() and not any(isinstance(h, logging.FileHandler) for h in log.handlers):
+        handler = logging.FileHandler(paths.logs / "node.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+    return log

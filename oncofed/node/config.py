@@ -61,7 +61,7 @@ class NodeConfig:
 
     node_id: str
     dictionary: dict[str, str]
-    batch_rows: int = 20_000
+    batch_rows: int = 5_000
     max_faults_shown: int = 20
     admin_listen: str = "127.0.0.1:7443"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -116,7 +116,7 @@ def load_config(root: Path) -> NodeConfig:
         node, ingest, admin = raw["node"], raw.get("ingest", {}), raw.get("admin", {})
         cfg = NodeConfig(
             node_id=node["id"], dictionary={k: str(v) for k, v in raw["dictionary"].items()},
-            batch_rows=int(ingest.get("batch_rows", 20_000)),
+            batch_rows=int(ingest.get("batch_rows", 5_000)),
             max_faults_shown=int(ingest.get("max_faults_shown", 20)),
             admin_listen=str(admin.get("listen", "127.0.0.1:7443")), extra=raw,
         )

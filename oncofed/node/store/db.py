@@ -10,8 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
-
-import sqlite_utils
+from typing import Any
 
 Migration = Callable[[sqlite3.Connection], None]
 _REGISTRY: dict[str, Sequence[Migration]] = {}
@@ -25,7 +24,37 @@ def register_migrations(component: str, migrations: Sequence[Migration]) -> None
     _REGISTRY[component] = migrations
 
 
-def connect(path: Path, *, create: bool = False) -> sqlite_utils.Database:
+class StoreDB:
+    """The store connection, with sqlite-utils' Database API on demand.
+
+    sqlite-utils imports pandas whenever it is installed (half a second and ~50 MB per
+    command), so hot paths use `.conn` (stdlib sqlite3) and sqlite-utils is only loaded when
+    someone uses its API (introspection, exports): `db["table"]`, `db.tables`, ...
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._utils: Any = None
+
+    @property
+    def utils(self) -> Any:
+        if self._utils is None:
+            import sqlite_utils
+
+            self._utils = sqlite_utils.Database(self.conn)
+        return self._utils
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.utils, name)
+
+    def __getitem__(self, table: str) -> Any:
+        return self.utils[table]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def connect(path: Path, *, create: bool = False) -> StoreDB:
     """Open the store with the settings every writer relies on.
 
     WAL lets readers (status, queries) run while an ingest writes; synchronous=FULL makes a
@@ -38,10 +67,10 @@ def connect(path: Path, *, create: bool = False) -> sqlite_utils.Database:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute("PRAGMA busy_timeout=30000")
-    return sqlite_utils.Database(conn)
+    return StoreDB(conn)
 
 
-def migrate(db: sqlite_utils.Database, components: Sequence[str] | None = None) -> dict[str, int]:
+def migrate(db: StoreDB, components: Sequence[str] | None = None) -> dict[str, int]:
     """Apply pending migrations of the registered components; return their versions."""
     conn = db.conn
     conn.execute(

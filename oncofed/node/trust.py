@@ -1,0 +1,399 @@
+"""A node's trust state: the pinned federation root, the registry and revocation list it accepted,
+and its admin's decisions on data permits — all in the node's SQLite store.
+
+Why the node keeps this itself rather than asking the hub: the hub is an untrusted relay. The node
+pins the root's fingerprint once (checked out of band at enrolment), then accepts a registry or
+revocation list only when the pinned root signed it, it is newer than what the node holds, and it
+is fresh; it stops answering once either is past its next-update time, so a hub can neither replay
+an old registry, withhold a revocation, nor slip in a member. A permit is usable here only after
+this centre's admin approved it, pinning the SHA-256 of its exact signed bytes.
+
+`authorise` is the one call the query path makes before any computation; it re-checks everything
+(signature, approval, revocation lists, validity window, researcher still registered).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from oncofed.keys.errors import InvalidMessage, NotPinned, PermitRefused, StaleTrust, TrustError
+from oncofed.keys.identity import PublicIdentity
+from oncofed.keys.permits import Permit, SignedPermit, permit_sha256, verify_permit
+from oncofed.keys.registry import (
+    Registry,
+    RegistryChanges,
+    RevocationList,
+    diff,
+    iso,
+    now,
+    verify_registry,
+    verify_revocations,
+)
+from oncofed.keys.tls import cert_fingerprint
+from oncofed.node.store import db as dbmod
+
+CLOCK_SKEW = 120  # seconds a document's issue time may lie in our future (DESIGN §4: 2 min)
+
+
+def _migration_1(conn: sqlite3.Connection) -> None:
+    conn.execute("CREATE TABLE trust_root (id INTEGER PRIMARY KEY CHECK (id = 1), "
+                 "fingerprint TEXT NOT NULL, cert_pem BLOB NOT NULL, pinned_at INTEGER NOT NULL)")
+    conn.execute("""CREATE TABLE trust_documents (
+        kind TEXT NOT NULL CHECK (kind IN ('registry', 'revocations')),
+        version INTEGER NOT NULL, sha256 TEXT NOT NULL, data BLOB NOT NULL,
+        issued_at INTEGER NOT NULL, next_update INTEGER NOT NULL, accepted_at INTEGER NOT NULL,
+        PRIMARY KEY (kind, version))""")
+    conn.execute("""CREATE TABLE trust_permits (
+        sha256 TEXT PRIMARY KEY, permit_id TEXT NOT NULL, data BLOB NOT NULL,
+        researcher_id TEXT NOT NULL, project_title TEXT NOT NULL,
+        not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'refused', 'revoked')),
+        added_at INTEGER NOT NULL, decided_at INTEGER, decided_by TEXT, reason TEXT)""")
+    conn.execute("CREATE INDEX trust_permits_by_id ON trust_permits (permit_id)")
+
+
+dbmod.register_migrations("trust", [_migration_1])
+
+
+@dataclass(frozen=True)
+class PermitRecord:
+    """A permit this node knows, with its admin's decision."""
+
+    sha256: str
+    permit: Permit
+    status: str
+    added_at: int
+    decided_at: int | None
+    decided_by: str | None
+    reason: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"sha256": self.sha256, "status": self.status, "added_at": self.added_at,
+                "decided_at": self.decided_at, "decided_by": self.decided_by,
+                "reason": self.reason, **self.permit.to_json()}
+
+
+@dataclass(frozen=True)
+class TrustStatus:
+    """Whether this node may answer, and why not: shown by `oncofed node trust status`."""
+
+    ready: bool
+    state: str
+    message: str
+    root_fingerprint: str | None
+    registry: Registry | None
+    revocations: RevocationList | None
+
+    def to_json(self) -> dict[str, Any]:
+        reg, rl = self.registry, self.revocations
+        return {"ready": self.ready, "state": self.state, "message": self.message,
+                "root_fingerprint": self.root_fingerprint,
+                "registry_version": reg.version if reg else None,
+                "registry_next_update": reg.next_update if reg else None,
+                "members": len(reg.members) if reg else 0,
+                "revocations_version": rl.version if rl else None,
+                "revocations_next_update": rl.next_update if rl else None}
+
+
+class NodeTrust:
+    """The trust state in one node store. `centre_id` is this node's id in the registry."""
+
+    def __init__(self, db: sqlite_utils.Database, centre_id: str) -> None:
+        self.db, self.conn, self.centre_id = db, db.conn, centre_id
+        dbmod.migrate(db, ["trust"])
+
+    @classmethod
+    def open(cls, store: Path, centre_id: str, *, create: bool = False) -> NodeTrust:
+        return cls(dbmod.connect(store, create=create), centre_id)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    # --- the root -----------------------------------------------------------------------------
+    def pin_root(self, cert_pem: bytes, expected_fingerprint: str, at: int | None = None) -> str:
+        """Pin the federation root, once. The fingerprint must come from the authority by a
+        channel the hub does not control; pinning another root later is refused."""
+        fp = cert_fingerprint(cert_pem)
+        if fp != expected_fingerprint.strip().lower().replace(":", ""):
+            raise TrustError(f"root certificate fingerprint is {fp}, not the one you expected")
+        current = self.root_fingerprint()
+        if current == fp:
+            return fp
+        if current is not None:
+            raise TrustError(f"already pinned to root {current}: a node has one federation")
+        with self._write() as c:
+            c.execute("INSERT INTO trust_root (id, fingerprint, cert_pem, pinned_at) "
+                      "VALUES (1, ?, ?, ?)", (fp, cert_pem, now() if at is None else at))
+        return fp
+
+    def root_fingerprint(self) -> str | None:
+        row = self.conn.execute("SELECT fingerprint FROM trust_root").fetchone()
+        return row[0] if row else None
+
+    def _root(self) -> tuple[bytes, str]:
+        row = self.conn.execute("SELECT cert_pem, fingerprint FROM trust_root").fetchone()
+        if row is None:
+            raise NotPinned("no federation root is pinned; run: oncofed node trust pin")
+        return bytes(row[0]), row[1]
+
+    # --- registry and revocation list ---------------------------------------------------------
+    def _latest(self, kind: str, offset: int = 0) -> bytes | None:
+        row = self.conn.execute("SELECT data FROM trust_documents WHERE kind = ? "
+                                "ORDER BY version DESC LIMIT 1 OFFSET ?", (kind, offset)).fetchone()
+        return bytes(row[0]) if row else None
+
+    def registry(self, offset: int = 0) -> Registry | None:
+        """The newest accepted registry (offset=1: the one before), re-verified from its bytes."""
+        if (data := self._latest("registry", offset)) is None:
+            return None
+        return verify_registry(*self._root(), data)
+
+    def revocations(self) -> RevocationList | None:
+        if (data := self._latest("revocations")) is None:
+            return None
+        return verify_revocations(*self._root(), data)
+
+    def _accept(self, kind: str, data: bytes, version: int, issued_at: int, next_update: int,
+                at: int) -> bool:
+        """Store a verified document if it is newer; False when it is the one already held."""
+        sha = permit_sha256(data)  # plain SHA-256 of the bytes
+        label = "registry" if kind == "registry" else "revocation list"
+        if next_update <= at:
+            raise StaleTrust(f"{label} v{version} went stale at {iso(next_update)}; refused")
+        if issued_at > at + CLOCK_SKEW:
+            raise TrustError(f"{label} version {version} is issued in the future; check the clock")
+        with self._write() as c:
+            row = c.execute("SELECT version, sha256 FROM trust_documents WHERE kind = ? "
+                            "ORDER BY version DESC LIMIT 1", (kind,)).fetchone()
+            if row and version < row[0]:
+                raise TrustError(f"{label} version {version} is older than the version "
+                                 f"{row[0]} this node holds; refused")
+            if row and version == row[0]:
+                if sha == row[1]:
+                    return False
+                raise TrustError(f"a different {label} with the same version {version}: refused "
+                                 "(the authority never signs two documents with one version)")
+            c.execute("INSERT INTO trust_documents (kind, version, sha256, data, issued_at, "
+                      "next_update, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (kind, version, sha, data, issued_at, next_update, at))
+        return True
+
+    def update_registry(self, data: bytes, at: int | None = None) -> RegistryChanges | None:
+        """Accept a newer registry; return what changed (None when it was already held)."""
+        at = now() if at is None else at
+        try:
+            reg = verify_registry(*self._root(), data)
+        except InvalidMessage:
+            raise TrustError("not a registry signed by the pinned federation root") from None
+        previous = self.registry()
+        if not self._accept("registry", bytes(data), reg.version, reg.issued_at,
+                            reg.next_update, at):
+            return None
+        return diff(previous, reg)
+
+    def update_revocations(self, data: bytes, at: int | None = None) -> RevocationList | None:
+        """Accept a newer revocation list and apply it to this node's permits at once."""
+        at = now() if at is None else at
+        try:
+            rl = verify_revocations(*self._root(), data)
+        except InvalidMessage:
+            raise TrustError("not a revocation list signed by the pinned federation root") from None
+        if not self._accept("revocations", bytes(data), rl.version, rl.issued_at,
+                            rl.next_update, at):
+            return None
+        with self._write() as c:
+            for r in rl.permits:
+                c.execute("UPDATE trust_permits SET status = 'revoked', decided_at = ?, "
+                          "decided_by = 'authority', reason = ? WHERE (sha256 = ? OR "
+                          "permit_id = ?) AND status != 'revoked'",
+                          (at, r.reason or "revoked by the authority", r.permit_sha256,
+                           r.permit_id))
+        return rl
+
+    def keyring(self, at: int | None = None) -> dict[bytes, PublicIdentity]:
+        """Registry members whose keys are not revoked, by signing key id — what signed
+        envelopes from peers are verified against. Raises unless the trust state is fresh."""
+        registry, revocations = self.require_ready(at)
+        return {m.identity.signing_key_id: m.identity for m in registry.members
+                if revocations.member_revoked(m) is None}
+
+    def changes_in_latest(self) -> RegistryChanges | None:
+        """What the newest registry changed against the one before: new members to look at."""
+        latest = self.registry()
+        return diff(self.registry(offset=1), latest) if latest else None
+
+    def status(self, at: int | None = None) -> TrustStatus:
+        at = now() if at is None else at
+        fp = self.root_fingerprint()
+        if fp is None:
+            return TrustStatus(False, "not-pinned", "no federation root pinned; run: oncofed "
+                               "node trust pin ROOT_CERT --fingerprint HEX", None, None, None)
+        reg, rl = self.registry(), self.revocations()
+        update = "run: oncofed node trust update FILE"
+        if reg is None:
+            state, msg = "no-registry", f"no registry yet; {update}"
+        elif reg.is_stale(at):
+            state, msg = "stale-registry", (f"registry v{reg.version} went stale at "
+                                            f"{iso(reg.next_update)}: not answering; {update}")
+        elif rl is None:
+            state, msg = "no-revocations", f"no revocation list yet; {update}"
+        elif rl.is_stale(at):
+            state, msg = "stale-revocations", (f"revocation list v{rl.version} went stale at "
+                                               f"{iso(rl.next_update)}: not answering; {update}")
+        elif getattr(reg.member(self.centre_id), "role", None) != "centre":
+            state, msg = "not-a-member", (f"{self.centre_id} is not a centre in registry "
+                                          f"v{reg.version}")
+        else:
+            state, msg = "ready", (f"registry v{reg.version} until {iso(reg.next_update)}, "
+                                   f"revocation list v{rl.version} until {iso(rl.next_update)}")
+        return TrustStatus(state == "ready", state, msg, fp, reg, rl)
+
+    def require_ready(self, at: int | None = None) -> tuple[Registry, RevocationList]:
+        """Raise (NotPinned, StaleTrust, TrustError) unless this node may answer now."""
+        st = self.status(at)
+        if st.state == "not-pinned":
+            raise NotPinned(st.message)
+        if st.state == "not-a-member":
+            raise TrustError(st.message)
+        if not st.ready:
+            raise StaleTrust(st.message)
+        assert st.registry is not None
+        assert st.revocations is not None
+        return st.registry, st.revocations
+
+    # --- permits ------------------------------------------------------------------------------
+    def _record(self, sha: str) -> PermitRecord | None:
+        row = self.conn.execute(
+            "SELECT data, status, added_at, decided_at, decided_by, reason FROM trust_permits "
+            "WHERE sha256 = ?", (sha,)).fetchone()
+        if row is None:
+            return None
+        signed = verify_permit(*self._root(), bytes(row[0]))  # re-verified: disk is not root
+        if signed.sha256 != sha:
+            raise TrustError(f"stored permit {sha[:16]}… does not match its hash")
+        return PermitRecord(sha, signed.permit, *row[1:])
+
+    def permits(self) -> list[PermitRecord]:
+        rows = self.conn.execute("SELECT sha256 FROM trust_permits ORDER BY added_at, permit_id")
+        return [r for (sha,) in rows.fetchall() if (r := self._record(sha)) is not None]
+
+    def permit(self, ref: str) -> PermitRecord:
+        """A known permit by full SHA-256, a unique hash prefix (≥ 8 hex digits) or permit id."""
+        ref = ref.strip().lower()
+        rows = self.conn.execute(
+            "SELECT sha256 FROM trust_permits WHERE permit_id = ? OR sha256 = ? "
+            "OR (length(?) >= 8 AND substr(sha256, 1, length(?)) = ?)",
+            (ref, ref, ref, ref, ref)).fetchall()
+        if len(rows) > 1:
+            raise PermitRefused(f"{ref!r} matches {len(rows)} permits; give the full SHA-256")
+        if not rows or (rec := self._record(rows[0][0])) is None:
+            raise PermitRefused(f"no permit {ref!r} here; add it: oncofed node permits add FILE")
+        return rec
+
+    def _check_usable(self, signed: SignedPermit | PermitRecord, at: int, *,
+                      registry: Registry | None,
+                      revocations: RevocationList | None) -> None:
+        """What must hold for a permit at this centre, whatever the admin decided."""
+        p = signed.permit
+        if at >= p.not_after:
+            raise PermitRefused(f"permit {p.permit_id} expired at {iso(p.not_after)}")
+        p.check_addressed_to(self.centre_id)
+        if revocations is not None:
+            hit = revocations.permit_revoked(p.permit_id, signed.sha256)
+            if hit is not None:
+                raise PermitRefused(f"permit {p.permit_id} was revoked by the authority "
+                                    f"({hit.reason or 'no reason given'})")
+            member = registry.member(p.researcher.member_id) if registry else None
+            if revocations.key_revoked((p.researcher.signing_fingerprint,
+                                        p.researcher.box_fingerprint,
+                                        member.cert_fingerprint if member else "")):
+                raise PermitRefused(f"permit {p.permit_id}: the researcher's keys were revoked")
+        if registry is not None:
+            p.check_researcher(registry)
+
+    def add_permit(self, data: bytes, at: int | None = None) -> PermitRecord:
+        """Record a root-signed permit as pending (idempotent). Nothing is approved by this."""
+        at = now() if at is None else at
+        try:
+            signed = verify_permit(*self._root(), bytes(data))
+        except InvalidMessage:
+            raise PermitRefused("not a permit signed by the pinned federation root "
+                                "(changed, or signed by another key)") from None
+        self._check_usable(signed, at, registry=self.registry(), revocations=self.revocations())
+        p = signed.permit
+        with self._write() as c:
+            c.execute("INSERT OR IGNORE INTO trust_permits (sha256, permit_id, data, "
+                      "researcher_id, project_title, not_before, not_after, status, added_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
+                      (signed.sha256, p.permit_id, signed.data, p.researcher.member_id,
+                       p.project_title, p.not_before, p.not_after, at))
+        return self.permit(signed.sha256)
+
+    def _decide(self, ref: str, status: str, allowed_from: tuple[str, ...], by: str,
+                reason: str | None, at: int) -> PermitRecord:
+        if (rec := self.permit(ref)).status not in allowed_from:
+            raise PermitRefused(f"permit {rec.permit.permit_id} is {rec.status}; cannot "
+                                f"mark it {status}")
+        with self._write() as c:
+            c.execute("UPDATE trust_permits SET status = ?, decided_at = ?, decided_by = ?, "
+                      "reason = ? WHERE sha256 = ?", (status, at, by, reason, rec.sha256))
+        return self.permit(rec.sha256)
+
+    def approve(self, ref: str, *, by: str, at: int | None = None,
+                centre_min_cells: int | None = None) -> PermitRecord:
+        """Approve a pending (or earlier refused) permit: pins its SHA-256 for queries.
+
+        Needs a current registry and revocation list, so the admin approves what is true now.
+        `centre_min_cells` refuses a permit whose minimum is below this centre's own.
+        """
+        at = now() if at is None else at
+        registry, revocations = self.require_ready(at)
+        rec = self.permit(ref)
+        self._check_usable(rec, at, registry=registry, revocations=revocations)
+        k = rec.permit.min_cell_count
+        if centre_min_cells is not None and k < centre_min_cells:
+            raise PermitRefused(f"permit {rec.permit.permit_id} allows cells of {k}, below "
+                                f"this centre's minimum {centre_min_cells}")
+        return self._decide(ref, "approved", ("pending", "refused"), by, None, at)
+
+    def refuse(self, ref: str, *, by: str, reason: str, at: int | None = None) -> PermitRecord:
+        return self._decide(ref, "refused", ("pending",), by, reason, at or now())
+
+    def revoke(self, ref: str, *, by: str, reason: str, at: int | None = None) -> PermitRecord:
+        """Withdraw this centre's approval at once; final (the authority issues a new permit)."""
+        return self._decide(ref, "revoked", ("pending", "approved", "refused"), by, reason,
+                            at or now())
+
+    def authorise(self, permit_hash: str, at: int | None = None) -> Permit:
+        """The query path's gate: the permit this hash names, if this node may serve it now.
+
+        Checks, in order: trust state fresh, permit known and approved *here* (by exact hash),
+        its root signature, the authority's revocation list, the validity window, that it is
+        addressed to this centre, and that the researcher is still registered with its keys.
+        Raises PermitRefused (or StaleTrust/NotPinned) otherwise.
+        """
+        at = now() if at is None else at
+        registry, revocations = self.require_ready(at)
+        rec = self._record(permit_hash)
+        if rec is None or rec.status != "approved":
+            raise PermitRefused("permit not approved at this centre")
+        self._check_usable(rec, at, registry=registry, revocations=revocations)
+        rec.permit.check_valid_at(at)
+        return rec.permit
