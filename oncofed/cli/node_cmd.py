@@ -132,6 +132,28 @@ def status(node_dir: Path, as_json: bool) -> None:
         click.echo("  last ingest:  none yet (oncofed node ingest FILE.csv)")
 
 
+@node.command("summary")
+@node_dir_option
+@json_option
+def summary(node_dir: Path, as_json: bool) -> None:
+    """Your own overview of the store (sites, stages, years): local only, never sent anywhere."""
+    from oncofed.node.store.summary import local_summary
+
+    with open_node(node_dir) as n:
+        s = local_summary(n.conn)
+        node_id = n.config.node_id
+    if as_json:
+        emit_json(s)
+        return
+    click.echo(f"node {node_id}: {s['tumours']:,} tumours in {s['patients']:,} patients, "
+               f"incidence {s['incidence_from']} to {s['incidence_to']}, "
+               f"median age {s['median_age_at_incidence']}, {s['multiple_primaries']:,} later primaries")
+    for title, key in (("site (ICD-10)", "by_site"), ("summary stage", "by_stage"), ("sex", "by_sex"),
+                       ("vital status", "by_vital_status"), ("centre role", "by_centre_role")):
+        cells = ", ".join(f"{k} {v:,}" for k, v in s[key])
+        click.echo(f"  {title + ':':15} {cells}")
+
+
 def _node_logger(paths: NodePaths) -> logging.Logger:
     """File log in the node directory; never receives raw identifiers (ingest never passes any)."""
     log = logging.getLogger("oncofed.node")

@@ -1,15 +1,11 @@
-"""A node's trust state: the pinned federation root, the registry and revocation list it accepted,
-and its admin's decisions on data permits — all in the node's SQLite store.
+"""A node's trust state — pinned federation root, accepted registry and revocation list, and its
+admin's permit decisions — kept in the node's SQLite store, because the hub is an untrusted relay.
 
-Why the node keeps this itself rather than asking the hub: the hub is an untrusted relay. The node
-pins the root's fingerprint once (checked out of band at enrolment), then accepts a registry or
-revocation list only when the pinned root signed it, it is newer than what the node holds, and it
-is fresh; it stops answering once either is past its next-update time, so a hub can neither replay
-an old registry, withhold a revocation, nor slip in a member. A permit is usable here only after
-this centre's admin approved it, pinning the SHA-256 of its exact signed bytes.
-
-`authorise` is the one call the query path makes before any computation; it re-checks everything
-(signature, approval, revocation lists, validity window, researcher still registered).
+The root's fingerprint is pinned once (checked out of band). A registry or revocation list is
+accepted only when the pinned root signed it, it is newer than the one held, and it is fresh; the
+node stops answering once either is stale, so a hub can neither replay an old registry, withhold a
+revocation, nor slip in a member. A permit is usable only after this centre's admin approved it,
+pinning the SHA-256 of its exact signed bytes. `authorise` is the query path's one gate.
 """
 
 from __future__ import annotations
@@ -227,6 +223,15 @@ class NodeTrust:
                            r.permit_id))
         return rl
 
+    def install(self, data: bytes, at: int | None = None
+                ) -> tuple[str, RegistryChanges | RevocationList | None]:
+        """Install a registry or a revocation list, whichever the root signed `data` as."""
+        try:
+            verify_registry(*self._root(), data)
+        except InvalidMessage:
+            return "revocations", self.update_revocations(data, at)
+        return "registry", self.update_registry(data, at)
+
     def keyring(self, at: int | None = None) -> dict[bytes, PublicIdentity]:
         """Registry members whose keys are not revoked, by signing key id — what signed
         envelopes from peers are verified against. Raises unless the trust state is fresh."""
@@ -358,11 +363,8 @@ class NodeTrust:
 
     def approve(self, ref: str, *, by: str, at: int | None = None,
                 centre_min_cells: int | None = None) -> PermitRecord:
-        """Approve a pending (or earlier refused) permit: pins its SHA-256 for queries.
-
-        Needs a current registry and revocation list, so the admin approves what is true now.
-        `centre_min_cells` refuses a permit whose minimum is below this centre's own.
-        """
+        """Approve a pending (or refused) permit, pinning its SHA-256; needs fresh trust state.
+        `centre_min_cells` refuses a permit whose minimum is below this centre's own."""
         at = now() if at is None else at
         registry, revocations = self.require_ready(at)
         rec = self.permit(ref)
@@ -384,11 +386,9 @@ class NodeTrust:
     def authorise(self, permit_hash: str, at: int | None = None) -> Permit:
         """The query path's gate: the permit this hash names, if this node may serve it now.
 
-        Checks, in order: trust state fresh, permit known and approved *here* (by exact hash),
-        its root signature, the authority's revocation list, the validity window, that it is
-        addressed to this centre, and that the researcher is still registered with its keys.
-        Raises PermitRefused (or StaleTrust/NotPinned) otherwise.
-        """
+        Checks trust state fresh, permit approved *here* (exact hash), its root signature, the
+        authority's revocation list, validity window, addressee, and that the researcher is
+        still registered with its keys. Raises PermitRefused (or StaleTrust/NotPinned)."""
         at = now() if at is None else at
         registry, revocations = self.require_ready(at)
         rec = self._record(permit_hash)

@@ -1,0 +1,77 @@
+"""A real ingest process killed with SIGKILL at several moments leaves the store as before or as
+after, never between, and the store stays intact and loadable."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import valid_row, write_csv
+
+from oncofed.node.node import init_node, open_node
+
+pytestmark = pytest.mark.slow
+
+
+def _state(root: Path) -> tuple[int, int, str]:
+    con = sqlite3.connect(root / "store.sqlite")
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        n = con.execute("SELECT count(*) FROM tumours").fetchone()[0]
+        dead = con.execute("SELECT count(*) FROM tumours_labelled WHERE vital_status = 'dead'").fetchone()[0]
+        ingests = con.execute("SELECT group_concat(file_name) FROM ingests").fetchone()[0]
+        return n, dead, ingests
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("crash")
+    first = write_csv(d / "first.csv", [valid_row(i) for i in range(20_000)])
+    # the second file updates every first-file row (now dead) and adds 60,000 new ones
+    dead = {"vital_status": "dead", "death_date": "2024-06-01", "vital_status_date": "2024-06-01"}
+    second = write_csv(d / "second.csv", [valid_row(i, **dead) for i in range(80_000)])
+    return first, second
+
+
+@pytest.mark.parametrize("wal_bytes", [0, 2_000_000, 20_000_000, 60_000_000])
+def test_sigkill_mid_ingest_leaves_before_or_after(tmp_path: Path, files, wal_bytes: int):
+    first, second = files
+    root = init_node(tmp_path / "node", "centre-k").root
+    with open_node(root) as n:
+        n.ingest(first)
+    before = _state(root)
+    assert before == (20_000, 0, "first.csv")
+    wal = root / "store.sqlite-wal"
+    start_size = wal.stat().st_size if wal.exists() else 0
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oncofed", "node", "ingest", str(second), "-n", str(root), "--no-progress"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            size = wal.stat().st_size if wal.exists() else 0
+            if size - start_size >= wal_bytes and (wal_bytes or size > start_size):
+                break
+            time.sleep(0.005)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        rc = proc.wait(timeout=30)
+    after = _state(root)
+    full = (80_000, 80_000, "first.csv,second.csv")
+    assert after in (before, full), after
+    if wal_bytes == 2_000_000:  # early in the file: the kill must have interrupted the ingest
+        assert rc == -signal.SIGKILL and after == before
+    # and the node still works: the same file now loads completely
+    with open_node(root) as n:
+        n.ingest(second)
+    assert _state(root)[:2] == full[:2]
