@@ -8,6 +8,7 @@ the version and extension hash they were created with and refuse data for any ot
 from __future__ import annotations
 
 import hashlib
+import re
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 CORE_FILE = "core-1.0.0.toml"
+# Names become SQL identifiers and codes appear in the labelled view: both must be plain tokens.
+NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")
+CODE_RE = re.compile(r"^[A-Za-z0-9().+_-]{1,32}$")
 TYPES = frozenset(
     {"id", "code", "integer", "decimal", "date", "boolean", "topography", "morphology", "icd10"}
 )
@@ -140,6 +144,8 @@ def _build_field(raw: dict[str, Any], code_sets: dict[str, dict[str, str]], *, e
         name, ftype, desc = raw["name"], raw["type"], raw["description"]
     except KeyError as exc:
         raise DictionaryError(f"field {raw.get('name', '?')!r} lacks {exc.args[0]!r}") from None
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise DictionaryError(f"field name {name!r} must be letters, digits and '_' (starting with a letter)")
     if ftype not in TYPES:
         raise DictionaryError(f"field {name!r} has unknown type {ftype!r}")
     codes = raw.get("codes", {})
@@ -149,6 +155,9 @@ def _build_field(raw: dict[str, Any], code_sets: dict[str, dict[str, str]], *, e
         codes = code_sets[codes]
     if ftype == "code" and not codes:
         raise DictionaryError(f"code field {name!r} has no codes")
+    bad = [str(c) for c in codes if not CODE_RE.match(str(c))]
+    if bad:
+        raise DictionaryError(f"field {name!r} has codes that are not plain tokens: {bad[:5]}")
     if ftype == "boolean":
         codes = {"0": "no", "1": "yes"}
     return Field(

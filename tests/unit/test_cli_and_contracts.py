@@ -79,3 +79,18 @@ def test_cli_error_is_one_line_with_nonzero_exit(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 1
     assert out.stderr.strip().count("\n") == 0 and out.stderr.startswith("error: ")
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ('name = "x; DROP TABLE tumours"\ntype = "integer"', "must be letters"),
+        ('name = "colour"\ntype = "code"\n[field.codes]\n"red\'" = "r"', "not plain tokens"),
+        ('name = "colour"\ntype = "colour"', "unknown type"),
+    ],
+)
+def test_extension_names_and_codes_must_be_plain_tokens(tmp_path, field, message):
+    bad = tmp_path / "ext.toml"
+    bad.write_text(f'[extension]\nname = "x"\nversion = "1"\n[[field]]\ndescription = "d"\n{field}\n')
+    with pytest.raises(dictmod.DictionaryError, match=message):
+        dictmod.load(bad)
