@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from oncofed.keys.errors import InvalidMessage, NotPinned, PermitRefused, StaleTrust, TrustError
 from oncofed.keys.identity import PublicIdentity
 from oncofed.keys.permits import Permit, SignedPermit, permit_sha256, verify_permit
@@ -101,7 +99,7 @@ class TrustStatus:
 class NodeTrust:
     """The trust state in one node store. `centre_id` is this node's id in the registry."""
 
-    def __init__(self, db: sqlite_utils.Database, centre_id: str) -> None:
+    def __init__(self, db: dbmod.StoreDB, centre_id: str) -> None:
         self.db, self.conn, self.centre_id = db, db.conn, centre_id
         dbmod.migrate(db, ["trust"])
 

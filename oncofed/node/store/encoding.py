@@ -77,9 +77,9 @@ def value_table(f: Field, d: Dictionary, today: dt.date) -> Mapping[str, int] | 
     if f.type == "code":
         return code_ordinals(f)
     if f.type == "date":
-        lo = str(f.minimum or d.earliest_date)
-        hi = today.isoformat() if f.maximum in (None, "today") else str(f.maximum)
-        return date_table(lo, hi)
+        first = str(f.minimum or d.earliest_date)
+        last = today.isoformat() if f.maximum in (None, "today") else str(f.maximum)
+        return date_table(first, last)
     if f.type == "topography":
         return {code: topography_code(code) for code in valid_topographies(d)}
     if f.type in {"integer", "morphology"}:

@@ -211,18 +211,18 @@ class Ingestor:
                     if len(record) != width:
                         if not any(record):
                             continue  # a blank line is not a row
-                        faults.add(reader.line_num, "", f"expected {width} fields, found {len(record)}")  # type: ignore[attr-defined]
+                        faults.add(reader.line_num, "", f"expected {width} fields, found {len(record)}")
                         continue
                     batch.append(record)
-                    lines.append(reader.line_num)  # type: ignore[attr-defined]
+                    lines.append(reader.line_num)
                     if len(batch) >= self.batch_rows:
                         break
             except UnicodeDecodeError:
                 raise IngestRejected(
-                    f"{name}: not valid UTF-8 text near line {reader.line_num + 1}; save the file as UTF-8"  # type: ignore[attr-defined]
+                    f"{name}: not valid UTF-8 text near line {reader.line_num + 1}; save the file as UTF-8"
                 ) from None
             except csv.Error as exc:
-                raise IngestRejected(f"{name}: line {reader.line_num}: malformed CSV ({exc})") from None  # type: ignore[attr-defined]
+                raise IngestRejected(f"{name}: line {reader.line_num}: malformed CSV ({exc})") from None
             if not batch:
                 break
             changed += self._batch(batch, lines, columns, faults)
@@ -361,7 +361,7 @@ class Ingestor:
                 faults.add(line_of(i), f.column, f"'{v}' is not a number")
                 out.append(MISSING)
                 continue
-            if (lo is not None and x < lo) or (hi is not None and x > hi):  # type: ignore[operator]
+            if (lo is not None and x < lo) or (hi is not None and x > hi):
                 faults.add(line_of(i), f.column, f"{v} is outside {lo}..{hi}")
             out.append(x)
         return out

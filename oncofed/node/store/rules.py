@@ -66,7 +66,7 @@ def check_rows(ing: Ingestor, enc: dict[str, Sequence[Any]], raw: dict[str, Sequ
     ]
     report([i for i, a in enumerate(ages) if a != M and a > 120], "incidence_date",
            "gives an age at incidence over 120 years")
-    enc["age_at_incidence"] = ages  # type: ignore[index]
+    enc["age_at_incidence"] = ages
 
     dead = o["vital_status"]["dead"]
     death = enc["death_date"]
