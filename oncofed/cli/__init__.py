@@ -37,11 +37,24 @@ def main() -> None:
 
 
 def _register() -> None:
-    from oncofed.cli import dictionary_cmd, node_cmd, synth_cmd
+    from oncofed.cli import (
+        authority_cmd,
+        dictionary_cmd,
+        hub_cmd,
+        keys_cmd,
+        node_cmd,
+        node_permits_cmd,
+        synth_cmd,
+    )
 
     main.add_command(dictionary_cmd.dictionary)
     main.add_command(node_cmd.node)
     main.add_command(synth_cmd.synth)
+    main.add_command(authority_cmd.authority)
+    main.add_command(keys_cmd.keys)
+    main.add_command(hub_cmd.hub)
+    node_cmd.node.add_command(node_permits_cmd.permits)
+    node_cmd.node.add_command(node_permits_cmd.trust)
 
 
 _register()

@@ -11,6 +11,7 @@ pinning the SHA-256 of its exact signed bytes. `authorise` is the query path's o
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -69,9 +70,8 @@ class PermitRecord:
     reason: str | None
 
     def to_json(self) -> dict[str, Any]:
-        return {"sha256": self.sha256, "status": self.status, "added_at": self.added_at,
-                "decided_at": self.decided_at, "decided_by": self.decided_by,
-                "reason": self.reason, **self.permit.to_json()}
+        keys = ("sha256", "status", "added_at", "decided_at", "decided_by", "reason")
+        return {k: getattr(self, k) for k in keys} | self.permit.to_json()
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class NodeTrust:
     """The trust state in one node store. `centre_id` is this node's id in the registry."""
 
     def __init__(self, db: dbmod.StoreDB, centre_id: str) -> None:
-        self.db, self.conn, self.centre_id = db, db.conn, centre_id
+        self.db, self.conn, self.centre_id, self._lock = db, db.conn, centre_id, threading.Lock()
         dbmod.migrate(db, ["trust"])
 
     @classmethod
@@ -112,13 +112,15 @@ class NodeTrust:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-            self.conn.execute("COMMIT")
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
+        """One IMMEDIATE transaction at a time, even when server threads share this object."""
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
 
     # --- the root -----------------------------------------------------------------------------
     def pin_root(self, cert_pem: bytes, expected_fingerprint: str, at: int | None = None) -> str:
