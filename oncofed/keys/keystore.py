@@ -221,3 +221,50 @@ def load_public(path: Path) -> PublicIdentity:
             or doc.get("x25519_sha256") != public.box_fingerprint):
         raise KeyFileError(f"{path}: stated fingerprints do not match its keys")
     return public
+
+
+BOX_FORMAT = "oncofed-passphrase-box/v1"
+
+
+def passphrase_box(plain: bytes, passphrase: bytes, *, label: str,
+                   opslimit: int = OPSLIMIT, memlimit: int = MEMLIMIT) -> bytes:
+    """Encrypt `plain` under an argon2id-derived key (memory-hard, unlike PKCS#8's PBKDF2 with
+    2048 rounds). `label` says what the secret is and is bound inside the box, so a box made for
+    one purpose cannot be presented as another."""
+    if not passphrase:
+        raise KeyFileError("an empty passphrase protects nothing")
+    _check_cost(opslimit, memlimit, Path(f"<{label}>"))
+    salt = nacl.utils.random(_ARGON.SALTBYTES)
+    tag = label.encode()
+    boxed = bytes(nacl.secret.SecretBox(_derive(passphrase, salt, opslimit, memlimit)).encrypt(
+        len(tag).to_bytes(2, "big") + tag + plain))
+    doc = {"format": BOX_FORMAT, "label": label,
+           "kdf": {"opslimit": opslimit, "memlimit": memlimit, "salt": _b64(salt)},
+           "secret": _b64(boxed)}
+    return (json.dumps(doc, indent=2) + "\n").encode()
+
+
+def passphrase_unbox(data: bytes, passphrase: bytes, *, label: str, path: Path) -> bytes:
+    """Open a `passphrase_box`; a wrong passphrase, an altered file or another label fails."""
+    try:
+        doc = json.loads(data)
+        if doc.get("format") != BOX_FORMAT or doc.get("label") != label:
+            raise KeyFileError(f"{path} is not an oncofed {label} file")
+        kdf = doc["kdf"]
+        ops, mem = int(kdf["opslimit"]), int(kdf["memlimit"])
+        _check_cost(ops, mem, path)
+        salt = _unb64(kdf["salt"], "salt", path)
+        if len(salt) != _ARGON.SALTBYTES:
+            raise KeyFileError(f"{path}: salt must be {_ARGON.SALTBYTES} bytes")
+        secret = _unb64(doc["secret"], "secret", path)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError,
+            AttributeError) as exc:
+        raise KeyFileError(f"{path} is not a valid oncofed {label} file: {exc}") from None
+    try:
+        plain = nacl.secret.SecretBox(_derive(passphrase, salt, ops, mem)).decrypt(secret)
+    except CryptoError:
+        raise KeyFileError(f"{path}: wrong passphrase, or the file was altered") from None
+    tag = label.encode()
+    if plain[:2] != len(tag).to_bytes(2, "big") or plain[2:2 + len(tag)] != tag:
+        raise KeyFileError(f"{path}: the protected secret is not a {label}")
+    return plain[2 + len(tag):]

@@ -6,7 +6,7 @@ network must be a CA. Identity lives in one place — the SAN URI `oncofed://<ro
 the rest of oncofed reads it through `cert_identity`, never from the subject or common name.
 
 Directory layout (the CA directory should itself be on the authority's offline machine):
-    root.key.pem   ECDSA P-256 key, PKCS#8 encrypted with the passphrase, mode 0600
+    root.key       ECDSA P-256 key (PKCS#8) in an argon2id + SecretBox passphrase box, mode 0600
     root.cert.pem  self-signed CA certificate (what nodes pin by SHA-256 fingerprint)
     ca-index.json  issued certificates, revocations and the CRL number (public, not secret)
 """
@@ -34,6 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from oncofed.keys.errors import InvalidMessage, KeyFileError, TrustError
+from oncofed.keys.keystore import passphrase_box, passphrase_unbox
 from oncofed.keys.secrets import check_private_mode
 from oncofed.keys.tls import (
     ROLES,
@@ -58,7 +59,8 @@ __all__ = [
     "create_root", "load_crl", "load_crl_serials", "new_member_tls_key", "verify_root_document",
 ]
 
-ROOT_KEY_FILE, ROOT_CERT_FILE, INDEX_FILE = "root.key.pem", "root.cert.pem", "ca-index.json"
+ROOT_KEY_FILE, ROOT_CERT_FILE, INDEX_FILE = "root.key", "root.cert.pem", "ca-index.json"
+_ROOT_KEY_LABEL = "federation root key"
 MAX_LEAF_DAYS = 366
 DOC_MAGIC = b"ONCOFED-ROOTDOC-1"
 _TAG = re.compile(r"[\x21-\x7e]{1,255}")
@@ -139,11 +141,12 @@ def create_root(
         .add_extension(_ski(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase),
+    # PKCS#8 DER inside an argon2id + SecretBox box: cryptography's PEM encryption uses PBKDF2
+    # with 2048 rounds, far too cheap to brute-force for the key the whole federation trusts.
+    key_der = key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption(),
     )
-    write_private_file(directory / ROOT_KEY_FILE, key_pem)
+    write_private_file(directory / ROOT_KEY_FILE, passphrase_box(key_der, passphrase, label=_ROOT_KEY_LABEL))
     (directory / ROOT_CERT_FILE).write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     ca = RootCA(directory, key, cert, {"format": "oncofed-ca-index-1", "crl_number": 0,
                                        "issued": [], "revoked": []})
@@ -164,12 +167,11 @@ class RootCA:
         directory = Path(directory)
         key_path = directory / ROOT_KEY_FILE
         check_private_mode(key_path)
+        key_der = passphrase_unbox(key_path.read_bytes(), passphrase, label=_ROOT_KEY_LABEL, path=key_path)
         try:
-            key = serialization.load_pem_private_key(key_path.read_bytes(), passphrase)
+            key = serialization.load_der_private_key(key_der, None)
         except (ValueError, TypeError):
-            raise KeyFileError(
-                f"cannot unlock {key_path}: wrong passphrase or not an encrypted key"
-            ) from None
+            raise KeyFileError(f"{key_path}: the protected root key is not a valid key") from None
         try:
             cert = x509.load_pem_x509_certificate((directory / ROOT_CERT_FILE).read_bytes())
             index = json.loads((directory / INDEX_FILE).read_text())

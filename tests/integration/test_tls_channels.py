@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from oncofed.keys import tls, x509ca
+from oncofed.keys.keystore import passphrase_unbox
 from oncofed.transport import (
     AuthInterceptor,
     Service,
@@ -79,8 +80,9 @@ def pki(tmp_path_factory):
 
 def _forge_expired(base, member):
     """Same key and identity as a good certificate, signed by the real root, but expired."""
-    root_key = serialization.load_pem_private_key(
-        (base / "ca" / x509ca.ROOT_KEY_FILE).read_bytes(), PASS)
+    key_file = base / "ca" / x509ca.ROOT_KEY_FILE
+    root_key = serialization.load_der_private_key(
+        passphrase_unbox(key_file.read_bytes(), PASS, label="federation root key", path=key_file), None)
     root = x509.load_pem_x509_certificate((base / "ca" / x509ca.ROOT_CERT_FILE).read_bytes())
     good = x509.load_pem_x509_certificate(member.cert_pem)
     now = dt.datetime.now(dt.UTC)

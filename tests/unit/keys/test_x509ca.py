@@ -46,7 +46,11 @@ def issue(ca, tmp_path, role="centre", member_id="centre-a", **kwargs):
 def test_create_root_writes_an_encrypted_private_key_and_a_ca_certificate(ca, tmp_path):
     key_file = tmp_path / "ca" / x509ca.ROOT_KEY_FILE
     assert os.stat(key_file).st_mode & 0o777 == 0o600
-    assert key_file.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    box = json.loads(key_file.read_bytes())
+    assert box["format"] == "oncofed-passphrase-box/v1"
+    assert box["label"] == "federation root key"
+    assert box["kdf"]["opslimit"] >= 2 and box["kdf"]["memlimit"] >= 64 * 1024 * 1024  # argon2id, not PBKDF2
+    assert b"PRIVATE KEY" not in key_file.read_bytes()
     cert = x509.load_pem_x509_certificate(ca.cert_pem)
     assert cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
