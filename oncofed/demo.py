@@ -8,6 +8,8 @@ federated query and an analysis on loopback.
 from __future__ import annotations
 
 import csv
+import json
+import os
 import shlex
 import subprocess
 import sys
@@ -18,11 +20,17 @@ from oncofed import dictionary as dictmod
 CENTRES = ("a", "b", "c")
 
 
-def oncofed(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    print(f"\n$ oncofed {shlex.join(args)}", flush=True)
-    proc = subprocess.run([sys.executable, "-m", "oncofed", *args], text=True, capture_output=True)
+# Demo only: real deployments type the root passphrase at a prompt on the offline machine.
+DEMO_ENV = {"ONCOFED_AUTHORITY_PASSPHRASE": "demo root passphrase - never use in production"}
+
+
+def oncofed(*args: str, check: bool = True, quiet: bool = False) -> subprocess.CompletedProcess[str]:
+    if not quiet:
+        print(f"\n$ oncofed {shlex.join(args)}", flush=True)
+    env = {**os.environ, **DEMO_ENV}
+    proc = subprocess.run([sys.executable, "-m", "oncofed", *args], text=True, capture_output=True, env=env)
     out = (proc.stdout + proc.stderr).rstrip()
-    if out:
+    if out and not quiet:
         print("\n".join(f"  {line}" for line in out.splitlines()), flush=True)
     if check and proc.returncode != 0:
         raise SystemExit(f"demo step failed (exit {proc.returncode}): oncofed {shlex.join(args)}")
@@ -61,8 +69,58 @@ def main(argv: list[str]) -> int:
     for c in CENTRES:
         oncofed("node", "status", "--node", str(out / f"node-{c}"))
     oncofed("node", "summary", "--node", str(node_a))
+    trust(out)
     print(f"\ndemo finished: node directories and data are in {out}")
     return 0
+
+
+def trust(out: Path) -> None:
+    """The federation authority enrols the hub, the centres and a researcher; each centre pins
+    the root and decides on a data permit for itself."""
+    auth = out / "authority"
+    print("\n== 5. the federation authority (offline) creates the root; members make their own keys")
+    created = json.loads(oncofed("authority", "init", str(auth), "--federation", "demo-federation",
+                                 "--json").stdout)
+    fingerprint = created["root_fingerprint"]
+    oncofed("hub", "init", str(out / "hub-keys"), "--no-passphrase")
+    for c in CENTRES:
+        oncofed("keys", "new", "--role", "centre", "--id", f"centre-{c}", "--out", str(out / f"keys-{c}"),
+                "--no-passphrase")
+    oncofed("keys", "new", "--role", "researcher", "--id", "res-1", "--out", str(out / "keys-res-1"),
+            "--no-passphrase")
+    print("\n== 6. the authority enrols each member (certificate + registry entry) and publishes the registry")
+    oncofed("authority", "enroll", "hub", str(out / "hub-keys" / "enrolment-request.bin"), "-a", str(auth))
+    for c in CENTRES:
+        oncofed("authority", "enroll", "centre", str(out / f"keys-{c}" / "enrolment-request.bin"), "-a", str(auth))
+    oncofed("authority", "enroll", "researcher", str(out / "keys-res-1" / "enrolment-request.bin"), "-a", str(auth))
+    oncofed("authority", "registry", "publish", "-a", str(auth))
+    published = auth / "published"
+    print("\n== 7. each centre pins the root fingerprint (read out of band) and installs the registry")
+    for c in CENTRES:
+        node = str(out / f"node-{c}")
+        oncofed("node", "trust", "pin", str(auth / "root.cert.pem"), "--fingerprint", fingerprint, "-n", node)
+        oncofed("node", "trust", "update", str(published / "registry.bin"), str(published / "revocations.bin"),
+                "-n", node)
+    oncofed("node", "trust", "members", "--new", "-n", str(out / "node-a"))
+    print("\n== 8. a data permit: issued by the authority, decided by each centre for itself")
+    permit = out / "survival-study.permit"
+    oncofed("authority", "permits", "issue", "-a", str(auth), "--researcher", "res-1",
+            "--title", "Breast cancer survival by stage", "--analysis", "count", "--analysis", "kaplan_meier",
+            "--field", "topography", "--field", "stage_summary", "--field", "incidence_date",
+            "--min-cell-count", "10", "--valid-until", "2027-12-31", "--out", str(permit))
+    for c in ("a", "b"):
+        oncofed("node", "permits", "approve", str(permit), "-n", str(out / f"node-{c}"))
+    oncofed("node", "permits", "add", str(permit), "-n", str(out / "node-c"))
+    oncofed("node", "permits", "refuse", permit_ref(out / "node-c"), "--reason",
+            "awaiting our ethics committee", "-n", str(out / "node-c"))
+    for c in CENTRES:
+        oncofed("node", "permits", "list", "-n", str(out / f"node-{c}"))
+    oncofed("node", "trust", "status", "-n", str(out / "node-a"))
+
+
+def permit_ref(node: Path) -> str:
+    listed = json.loads(oncofed("node", "permits", "list", "-n", str(node), "--json", quiet=True).stdout)
+    return str(listed[0]["sha256"])
 
 
 if __name__ == "__main__":
