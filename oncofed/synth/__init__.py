@@ -206,37 +206,40 @@ def _write_parallel(out_dir: Path, centres: int, patients: int, seed: int, d: Di
     disk use stays near the size of the output.
     """
     gens = [CentreGenerator(i, patients, seed, d, today) for i in range(centres)]
-    ctx = multiprocessing.get_context(_start_method())
+    tmps = [out_dir / (centre_filename(i) + ".partial") for i in range(centres)]
     parts: list[list[tuple[Path, Future[int]]]] = []
     files: list[CentreFile] = []
-    tmps = [out_dir / (centre_filename(i) + ".partial") for i in range(centres)]
+    pool = ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context(_start_method()))
     try:
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            for i, gen in enumerate(gens):
-                parts.append([
-                    (part, pool.submit(_write_chunk, i, patients, seed, d, today, k, part))
-                    for k in range(gen.n_chunks)
-                    for part in [out_dir / f"{centre_filename(i)}.part{k:05d}"]
-                ])
-            for i, gen in enumerate(gens):
-                rows = 0
-                with _open(tmps[i]) as out:
-                    csv.writer(out, lineterminator="\n").writerow(gen.columns)
-                    for part, fut in parts[i]:
-                        rows += fut.result()
-                        with open(part, encoding="utf-8", newline="") as src:
-                            shutil.copyfileobj(src, out, 1 << 20)
-                        part.unlink()
-                path = out_dir / centre_filename(i)
-                os.replace(tmps[i], path)
-                files.append(_summary(gen, path, rows))
+        for i, gen in enumerate(gens):
+            parts.append([
+                (part, pool.submit(_write_chunk, i, patients, seed, d, today, k, part))
+                for k in range(gen.n_chunks)
+                for part in [out_dir / f"{centre_filename(i)}.part{k:05d}"]
+            ])
+        for i, gen in enumerate(gens):
+            rows = 0
+            with _open(tmps[i]) as out:
+                csv.writer(out, lineterminator="\n").writerow(gen.columns)
+                for part, fut in parts[i]:
+                    rows += fut.result()
+                    with open(part, encoding="utf-8", newline="") as src:
+                        shutil.copyfileobj(src, out, 1 << 20)
+                    part.unlink()
+            path = out_dir / centre_filename(i)
+            os.replace(tmps[i], path)
+            files.append(_summary(gen, path, rows))
     except BaseException:
+        # Stop queued chunks, let running ones finish, then leave no partial files behind.
+        pool.shutdown(wait=True, cancel_futures=True)
         for tmp in tmps:
             tmp.unlink(missing_ok=True)
         for centre_parts in parts:
             for part, _ in centre_parts:
                 part.unlink(missing_ok=True)
         raise
+    pool.shutdown(wait=True)
     return files
 
 

@@ -254,7 +254,7 @@ def _valid_row() -> dict[str, str]:
     ("er_percent", "0", "er_percent"),
     ("sex", "3", "not in the dictionary"),
     ("surgery", "no", "surgery_start_date without"),
-    ("recurrence_date", "1950-01-01", "before birth_date"),
+    ("recurrence_date", "1900-01-01", "before birth_date"),
 ])
 def test_checker_catches_broken_rows(field: str, value: str, expect: str) -> None:
     row = _valid_row()
