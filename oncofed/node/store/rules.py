@@ -47,14 +47,16 @@ def check_rows(ing: Ingestor, enc: dict[str, Sequence[Any]], raw: dict[str, Sequ
         for i in rows:
             add(line_of(i), col.get(field, field), reason)
 
-    for name in _dates(ing):
+    after_incidence = [n for n in ("death_date", "vital_status_date", "recurrence_date",
+                                   "last_disease_assessment_date", *(f"{t}_start_date" for t in TREATMENTS))
+                       if n in enc]
+    # A date checked to be on or after the incidence date cannot be before birth once the
+    # incidence date is not: only the other dates need their own birth check.
+    for name in [n for n in _dates(ing) if n not in after_incidence]:
         values = enc[name]
         report([i for i, (x, b) in enumerate(zip(values, birth, strict=True)) if x != M and b != M and x < b],
                name, "is before birth_date")
-    for name in ("death_date", "vital_status_date", "recurrence_date", "last_disease_assessment_date",
-                 *(f"{t}_start_date" for t in TREATMENTS)):
-        if name not in enc:
-            continue
+    for name in after_incidence:
         values = enc[name]
         report([i for i, (x, s) in enumerate(zip(values, inc, strict=True)) if x != M and s != M and x < s],
                name, "is before incidence_date")
