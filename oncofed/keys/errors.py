@@ -1,7 +1,7 @@
 """The errors oncofed.keys raises, drawn in one place so callers know what to catch.
 
     OncofedError (oncofed.errors)
-    ├── SecretFileError (oncofed.keys.secrets)   a key file is missing or readable by others
+    ├── SecretFileError                          a key file is missing or readable by others
     │   └── KeyFileError                         a key file is malformed, or the passphrase is wrong
     ├── InvalidMessage                           ANY failed verify or open — deliberately opaque
     └── TrustError                               a trust document or permit is refused
@@ -19,7 +19,10 @@ are raised only after the signature checked out, or about documents the admin ha
 from __future__ import annotations
 
 from oncofed.errors import OncofedError
-from oncofed.keys.secrets import SecretFileError
+
+
+class SecretFileError(OncofedError):
+    """A secret file is missing, malformed or readable by others."""
 
 
 class KeyFileError(SecretFileError):

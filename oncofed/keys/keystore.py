@@ -26,7 +26,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from nacl.exceptions import CryptoError
 
 from oncofed.keys.errors import KeyFileError
 from oncofed.keys.identity import KEY_BYTES, Identity, PublicIdentity
-from oncofed.keys.secrets import check_private_mode
+from oncofed.keys.secrets import check_private_mode, write_private_file
 
 PRIVATE_FORMAT = "oncofed-identity-key/v1"
 PUBLIC_FORMAT = "oncofed-public-identity/v1"
@@ -62,20 +61,6 @@ def _unb64(text: Any, what: str, path: Path) -> bytes:
         return base64.b64decode(str(text), validate=True)
     except (binascii.Error, ValueError):
         raise KeyFileError(f"{path}: {what} is not valid base64") from None
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Create `path` 0600 (never overwriting) in a folder created 0700 if missing."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _derive(passphrase: bytes, salt: bytes, opslimit: int, memlimit: int) -> bytes:

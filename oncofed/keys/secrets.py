@@ -11,24 +11,30 @@ import secrets as _random
 import stat
 from pathlib import Path
 
-from oncofed.errors import OncofedError
+from oncofed.keys.errors import KeyFileError, SecretFileError
 
 SECRET_BYTES = 32
 
 
-class SecretFileError(OncofedError):
-    """A secret file is missing, malformed or readable by others."""
+
+def write_private_file(path: Path, data: bytes) -> None:
+    """Create `path` 0600 from the start (never chmod after writing), in a folder created 0700
+    if missing, and never overwrite: replacing a key silently is how keys get lost."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def create_secret_file(path: Path) -> None:
     """Write a fresh random secret to `path`; never overwrites an existing key."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, _random.token_bytes(SECRET_BYTES))
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    write_private_file(path, _random.token_bytes(SECRET_BYTES))
 
 
 def check_private_mode(path: Path) -> None:

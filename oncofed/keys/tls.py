@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from oncofed.keys.errors import KeyFileError, TrustError
-from oncofed.keys.secrets import check_private_mode
+from oncofed.keys.secrets import check_private_mode, write_private_file
 
 ROLES = frozenset({"centre", "researcher", "hub"})
 URI_SCHEME = "oncofed://"
@@ -88,19 +87,6 @@ def check_identity(role: str, member_id: str) -> None:
             f"member id {member_id!r} must be 2-63 lower-case letters, digits or '-', "
             "starting with a letter or digit"
         )
-
-
-def write_private_file(path: Path, data: bytes) -> None:
-    """Create a key file 0600 from the start (never chmod after writing) and never overwrite."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise KeyFileError(f"{path} already exists; refusing to overwrite a key") from None
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def new_member_tls_key(
