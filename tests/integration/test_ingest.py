@@ -260,3 +260,23 @@ def test_missing_file_and_directory(loaded: Path, tmp_path: Path):
         ingest(loaded, tmp_path / "nope.csv")
     with pytest.raises(UsageError, match="is a directory"):
         ingest(loaded, tmp_path)
+
+
+def test_excel_style_export_with_bom_crlf_and_quotes_loads(node_dir: Path, tmp_path: Path):
+    path = write_csv(tmp_path / "excel.csv", [valid_row(i) for i in range(800, 805)])
+    text = path.read_text()
+    text = text.replace("diagnosed_here", '"diagnosed_here"').replace("\n", "\r\n")
+    path.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    result = ingest(node_dir, path)
+    assert (result.rows, result.inserted) == (5, 5)
+    again = write_csv(tmp_path / "plain.csv", [valid_row(i) for i in range(800, 805)])
+    assert ingest(node_dir, again).unchanged == 5, "the same rows, however they were quoted, are unchanged"
+
+
+def test_malformed_csv_quote_is_reported_not_crashed(loaded: Path, tmp_path: Path):
+    path = write_csv(tmp_path / "q.csv", [valid_row(i) for i in range(900, 903)])
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace("diagnosed_here", 'diag"nosed', 1)
+    path.write_text("\n".join(lines) + "\n")
+    err = rejected(loaded, path)
+    assert err.faults or "malformed CSV" in str(err)
