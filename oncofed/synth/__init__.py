@@ -29,14 +29,11 @@ from typing import TextIO
 from oncofed.dictionary import Dictionary
 from oncofed.dictionary import load as load_dictionary
 from oncofed.errors import UsageError
-from oncofed.synth.generator import (
-    CHUNK_PATIENTS,
-    MAX_CENTRES,
-    CentreGenerator,
-    derive_seed,
-    parse_today,
-)
-from oncofed.synth.model import CentreProfile, centre_letter
+from oncofed.synth.centres import CentreProfile, centre_letter
+from oncofed.synth.days import parse_today
+from oncofed.synth.draws import derive_seed
+from oncofed.synth.generator import CHUNK_PATIENTS, CentreGenerator
+from oncofed.synth.state import MAX_CENTRES
 
 DEFAULT_TODAY = date(2026, 6, 30)
 # Below this many patients in a run, starting worker processes costs more than it saves.

@@ -1,9 +1,10 @@
-"""The epidemiology behind `oncofed synth`: sites, stage mixes, staging rules, survival, centres.
+"""The epidemiology behind `oncofed synth`: tumour sites, their stage mixes, survival and coding.
 
 Kept as plain data apart from the row generator so the figures can be read and checked against
 the public registry figures they approximate (shared FACTS, "Plausible synthetic data") without
 wading through the hot loop. Nothing here is clinical truth: it only has to be plausible enough
-that federated statistics on synthetic centres look like statistics on real ones.
+that federated statistics on synthetic centres look like statistics on real ones. The staging
+rules that turn these T/N/M codes into stage groups live in `staging`, the centres in `centres`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from random import Random
 
 Weighted = tuple[tuple[str, float], ...]
 
@@ -274,223 +274,8 @@ HER2_MIX_LATE: Weighted = (("pos", 17), ("low", 45), ("neg", 36), ("unknown", 2)
 HER2_LOW_FROM = 2020
 
 
-# ---- staging rules (UICC/AJCC anatomic stage groups, simplified but code-valid) -------------
-
-def _rank(code: str) -> int | None:
-    """The number in a T or N code (T2b -> 2), or None for X, a and is categories."""
-    ch = code[1:2]
-    return int(ch) if ch.isdigit() else None
-
-
-def _breast(t: str, n: str, m: str, ed: int) -> str:
-    if m.startswith("M1"):
-        return "IV"
-    if t == "Tis":
-        return "0"
-    tr, nr = _rank(t), _rank(n)
-    if tr is None or nr is None:
-        return ""
-    if nr == 0:
-        return {1: "IA", 2: "IIA", 3: "IIB", 4: "IIIB"}[tr]
-    if n == "N1mi" and tr == 1:
-        return "IB" if ed >= 7 else "IIA"
-    if nr == 1:
-        return {1: "IIA", 2: "IIB", 3: "IIIA", 4: "IIIB"}[tr]
-    if nr == 2:
-        return "IIIB" if tr == 4 else "IIIA"
-    return "IIIC"
-
-
-def _colorectal(t: str, n: str, m: str, ed: int) -> str:
-    if m.startswith("M1"):
-        if ed == 6 or m == "M1":
-            return "IV"
-        return {"M1a": "IVA", "M1b": "IVB", "M1c": "IVC"}[m]
-    tr, nr = _rank(t), _rank(n)
-    if tr is None or nr is None:
-        return ""
-    if nr == 0:
-        if tr <= 2:
-            return "I"
-        if tr == 3:
-            return "IIA"
-        return "IIC" if (t == "T4b" and ed >= 7) else "IIB"
-    if nr == 1:
-        if tr <= 2:
-            return "IIIA"
-        return "IIIC" if t == "T4b" else "IIIB"
-    if ed == 6:
-        return "IIIC"
-    return "IIIB" if tr <= 2 else "IIIC"
-
-
-def _lung(t: str, n: str, m: str, ed: int) -> str:
-    if m.startswith("M1"):
-        if ed <= 7:
-            return "IV"
-        return "IVB" if m.startswith("M1c") else "IVA"
-    tr, nr = _rank(t), _rank(n)
-    if tr is None or nr is None:
-        return ""
-    if nr == 0:
-        if tr == 1:
-            if ed >= 8:
-                return {"T1a": "IA1", "T1b": "IA2", "T1c": "IA3", "T1mi": "IA1"}.get(t, "IA")
-            return "IA"
-        if tr == 2:
-            return "IIA" if (t == "T2b" and ed >= 7) else "IB"
-        if tr == 3:
-            return "IIB"
-        return "IIIB" if ed == 6 else "IIIA"
-    if nr == 1:
-        if tr <= 2:
-            if ed >= 8:
-                return "IIB"
-            return "IIB" if (t == "T2b" or (ed == 6 and tr == 2)) else "IIA"
-        return "IIIB" if (ed == 6 and tr == 4) else "IIIA"
-    if nr == 2:
-        return "IIIA" if tr <= 2 or (tr == 3 and ed <= 7) else "IIIB"
-    if ed >= 8 and tr >= 3:
-        return "IIIC"
-    return "IIIB"
-
-
-def _prostate(t: str, n: str, m: str, ed: int) -> str:
-    if m.startswith("M1"):
-        return "IVB" if ed >= 8 else "IV"
-    tr, nr = _rank(t), _rank(n)
-    if tr is None or nr is None:
-        return ""
-    if nr >= 1:
-        return "IVA" if ed >= 8 else "IV"
-    if tr == 1 or t == "T2a":
-        return "I"
-    if tr == 2:
-        return "II"
-    if tr == 3:
-        return "III"
-    return "IIIB" if ed >= 8 else "IV"
-
-
-def _melanoma(t: str, n: str, m: str, ed: int) -> str:
-    if m.startswith("M1"):
-        return "IV"
-    tr, nr = _rank(t), _rank(n)
-    if tr is None or nr is None:
-        return ""
-    if nr == 0:
-        return {"T1a": "IA", "T1b": "IA" if ed >= 8 else "IB", "T2a": "IB", "T2b": "IIA",
-                "T3a": "IIA", "T3b": "IIB", "T4a": "IIB", "T4b": "IIC", "T2": "IB",
-                "T3": "IIA", "T4": "IIB"}.get(t, "II")
-    if n in ("N2c", "N3") or n.startswith("N3") or t == "T4b":
-        return "IIIC"
-    if tr <= 2 and n in ("N1a", "N2a"):
-        return "IIIA"
-    return "IIIB"
-
-
-def _generic(t: str, n: str, m: str, ed: int) -> str:
-    if m.startswith("M1"):
-        return "IV"
-    tr, nr = _rank(t), _rank(n)
-    if tr is None or nr is None:
-        return ""
-    if nr >= 1:
-        return "III"
-    return {0: "I", 1: "I", 2: "II", 3: "II", 4: "III"}[tr]
-
-
-STAGE_GROUP = {
-    "breast": _breast, "colorectal": _colorectal, "lung": _lung, "prostate": _prostate,
-    "melanoma": _melanoma, "generic": _generic,
-}
-
-
-def coarse_t(t: str) -> str:
-    """A clinical T is usually coarser than the pathological one (T1c -> T1)."""
-    if t in ("TX", "Tis", "T0", "Ta") or t == "T1mi":
-        return t
-    return t[:2]
-
-
-def coarse_n(n: str) -> str:
-    """Clinical N without the pathological sub-category (N1a -> N1); micrometastases look N0."""
-    if n in ("NX", "N0"):
-        return n
-    if n == "N1mi":
-        return "N0"
-    return n[:2]
-
-
 # ---- survival ---------------------------------------------------------------------------------
 
 def background_hazard(age: float) -> float:
     """Yearly all-cause hazard without cancer (a Gompertz curve near EU life tables)."""
     return 0.00005 * math.exp(0.09 * age)
-
-
-# ---- centres ----------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class CentreProfile:
-    """What makes one centre's data different from another's (case mix, follow-up, coding)."""
-
-    index: int
-    letter: str
-    kind: str                                  # "comprehensive" or "district"
-    site_weights: tuple[float, ...]            # aligned with SITES
-    stage_mult: tuple[float, float, float, float]
-    p_referred: float
-    p_followup_only: float
-    vs_weights: tuple[float, float, float]     # active, passive, both
-    linkage_lag_days: int
-    followup_mean_years: float
-    p_treatment_unknown: float
-    hazard_mult: float
-    age_shift: float
-    p_dco: float
-    p_second_primary: float
-    encr2022_from: int
-    icdo32_from: int
-    icdo30_share: float
-    tnm8_from: int
-    tnm9_lung_from: int
-
-
-def centre_letter(index: int) -> str:
-    """Centre 0 is A, 1 is B, ... (at most 26 centres)."""
-    return chr(ord("A") + index)
-
-
-def centre_profile(index: int, rng: Random) -> CentreProfile:
-    """Centre 0 is a comprehensive cancer centre; every other one a district hospital whose
-    case mix, completeness and follow-up vary with its own seeded draws."""
-    u = rng.uniform
-    if index == 0:
-        mult = {"breast": 0.9, "colorectal": 0.85, "prostate": 0.8, "lung": 1.3, "melanoma": 1.2,
-                "pancreas": 1.6, "kidney": 1.3, "bladder": 0.9, "stomach": 1.5, "ovary": 1.8,
-                "sarcoma": 5.0}
-        weights = tuple(s.share * mult[s.key] for s in SITES)
-        return CentreProfile(
-            index=index, letter=centre_letter(index), kind="comprehensive",
-            site_weights=weights, stage_mult=(0.85, 1.15, 1.5, 0.5),
-            p_referred=0.20, p_followup_only=0.01, vs_weights=(0.35, 0.10, 0.55),
-            linkage_lag_days=int(u(60, 120)), followup_mean_years=10.0,
-            p_treatment_unknown=0.01, hazard_mult=0.95, age_shift=-3.0, p_dco=0.004,
-            p_second_primary=0.075, encr2022_from=2022, icdo32_from=2020, icdo30_share=0.2,
-            tnm8_from=2018, tnm9_lung_from=2025,
-        )
-    weights = tuple(s.share * u(0.8, 1.25) * (0.6 if s.rare else 1.0) for s in SITES)
-    passive = u(0.45, 0.75)
-    active = u(0.05, 0.25)
-    return CentreProfile(
-        index=index, letter=centre_letter(index), kind="district",
-        site_weights=weights, stage_mult=(1.0, u(0.9, 1.05), u(0.8, 1.05), u(0.8, 2.2)),
-        p_referred=u(0.08, 0.14), p_followup_only=u(0.01, 0.03),
-        vs_weights=(active, passive, max(0.0, 1.0 - active - passive)),
-        linkage_lag_days=int(u(120, 400)), followup_mean_years=u(3.0, 5.0),
-        p_treatment_unknown=u(0.02, 0.06), hazard_mult=u(0.97, 1.1), age_shift=u(0.0, 2.0),
-        p_dco=u(0.008, 0.016), p_second_primary=u(0.06, 0.075),
-        encr2022_from=2022 + int(u(1, 4)), icdo32_from=2021 + int(u(0, 3)),
-        icdo30_share=u(0.3, 0.7), tnm8_from=2018 + int(u(0, 2)), tnm9_lung_from=9999,
-    )
