@@ -42,8 +42,10 @@ def _register() -> None:
         dictionary_cmd,
         hub_cmd,
         keys_cmd,
+        node_audit_cmd,
         node_cmd,
         node_permits_cmd,
+        node_serve_cmd,
         synth_cmd,
     )
 
@@ -55,6 +57,8 @@ def _register() -> None:
     main.add_command(hub_cmd.hub)
     node_cmd.node.add_command(node_permits_cmd.permits)
     node_cmd.node.add_command(node_permits_cmd.trust)
+    node_cmd.node.add_command(node_audit_cmd.audit)
+    node_cmd.node.add_command(node_serve_cmd.serve)
 
 
 _register()

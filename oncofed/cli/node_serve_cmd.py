@@ -1,0 +1,85 @@
+"""`oncofed node serve` — run the node's local admin API in the foreground.
+
+SIGTERM or Ctrl-C drains: health turns NOT_SERVING, calls in flight get `--grace` seconds, the
+audit log is checkpointed when the node has an identity key, and the command exits 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from oncofed.errors import OncofedError
+from oncofed.node.audit import NODE, open_audit
+from oncofed.node.config import NodePaths
+from oncofed.node.node import open_node
+from oncofed.node.service import start_admin_server
+
+node_dir_option = click.option(
+    "--node", "-n", "node_dir", type=click.Path(path_type=Path), default=Path("."),
+    envvar="ONCOFED_NODE_DIR", show_default=True, show_envvar=True,
+    help="The node directory (made by `oncofed node init`).")
+
+
+def _log_to_node(paths: NodePaths) -> logging.Logger:
+    """Everything oncofed logs while serving goes to logs/node.log in the node directory."""
+    log = logging.getLogger("oncofed")
+    if paths.logs.is_dir() and not any(isinstance(h, logging.FileHandler) for h in log.handlers):
+        handler = logging.FileHandler(paths.logs / "node.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    return logging.getLogger("oncofed.node.serve")
+
+
+@click.command("serve")
+@click.option("--listen", default=None,
+              help="Override node.toml [admin] listen: host:port (mutual TLS) or unix:PATH.")
+@click.option("--grace", type=click.FloatRange(0, 300), default=10.0, show_default=True,
+              help="Seconds calls in flight may take to finish at shutdown.")
+@node_dir_option
+def serve(listen: str | None, grace: float, node_dir: Path) -> None:
+    """Serve the local admin API (NodeAdmin, health, reflection) until SIGTERM or Ctrl-C.
+
+    With [tls] cert/key/root in node.toml it listens on [admin] listen with mutual TLS;
+    otherwise on the Unix socket admin.sock in the node directory (never plaintext TCP).
+    """
+    log = _log_to_node(NodePaths(node_dir))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        log.info("received %s: draining", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with open_node(node_dir) as node:
+            audit = open_audit(node)  # fails early on a bad [identity] key
+            try:
+                server = start_admin_server(node, listen=listen)
+                try:
+                    click.echo(f"serving oncofed.v1.NodeAdmin on {server.address} "
+                               f"({server.endpoint.note})")
+                    sys.stdout.flush()
+                    while not stop.wait(0.5):
+                        pass
+                finally:
+                    drained = server.stop(grace)
+                    log.info("admin API stopped (%s)", "drained" if drained else "grace expired")
+                if audit.signer is not None and audit.entries(limit=1):
+                    try:
+                        audit.checkpoint(who=NODE)
+                    except OncofedError as exc:
+                        log.warning("no checkpoint at shutdown: %s", exc)
+            finally:
+                audit.close()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    click.echo("stopped")

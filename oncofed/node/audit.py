@@ -1,0 +1,339 @@
+"""The node's audit log: every request and decision, append-only, hash-chained and signed.
+
+Each entry stores the hash of the entry before it; its own hash is SHA-256 over a domain tag and
+the canonical JSON of all its columns (sequence number included) plus that previous hash. Every
+`checkpoint_every` entries, and on demand, the node signs (entry id, entry hash) with its Ed25519
+identity key (envelope tag `oncofed/audit-checkpoint/v1`), stores the signed bytes in
+`audit_checkpoints` and records the checkpoint as an entry of the chain itself, so removing a
+checkpoint row breaks the chain too.
+
+What this proves (docs/audit.md): anyone who edits, deletes, inserts or reorders entries with
+sqlite3 breaks the chain unless they recompute every later hash — which needs no secret, so only a
+signed checkpoint proves that the entries up to it are the ones the node wrote. Entries after the
+newest checkpoint are protected by the chain alone; `verify` reports how many there are.
+
+Triggers make the tables append-only for every ordinary writer; they stop mistakes, not an
+attacker who can drop them (which is what the chain and the signatures are for).
+
+Concurrency: `append` runs in its own `BEGIN IMMEDIATE` transaction, or joins the caller's one
+opened with `transaction()` (how the request verifier records a nonce and its decision atomically).
+Give an AuditLog its own connection (`AuditLog.open`) when other components write on other threads.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from oncofed.errors import OncofedError
+from oncofed.keys.envelope import sign
+from oncofed.keys.identity import Identity
+from oncofed.node.store import db as dbmod
+
+if TYPE_CHECKING:
+    from oncofed.keys.identity import PublicIdentity
+    from oncofed.node.audit_verify import VerifyReport
+    from oncofed.node.node import Node
+
+TAG_CHECKPOINT = "oncofed/audit-checkpoint/v1"
+ENTRY_DOMAIN = b"oncofed/audit-entry/v1\n"
+GENESIS = "0" * 64
+LOCAL_ADMIN = "local-admin"
+NODE = "node"
+CHECKPOINT_EVENT = "audit.checkpoint"
+#: Columns of an entry, in the order they are hashed (then prev_hash).
+COLUMNS = ("seq", "at_ms", "event", "who", "permit_hash", "query_hash", "analysis", "fields",
+           "decision", "reason", "cells_suppressed", "cells_perturbed", "epsilon_spent", "detail")
+_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
+_HASH = re.compile(r"^([0-9a-f]{64})?$")
+
+
+class AuditError(OncofedError):
+    """The audit log cannot be written or read as asked."""
+
+
+def _migration_1(conn: sqlite3.Connection) -> None:
+    conn.execute("""CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, event TEXT NOT NULL, who TEXT NOT NULL,
+        permit_hash TEXT NOT NULL, query_hash TEXT NOT NULL, analysis TEXT NOT NULL,
+        fields TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL,
+        cells_suppressed INTEGER NOT NULL, cells_perturbed INTEGER NOT NULL,
+        epsilon_spent REAL NOT NULL, detail TEXT NOT NULL,
+        prev_hash TEXT NOT NULL, entry_hash TEXT NOT NULL)""")
+    conn.execute("CREATE INDEX audit_log_by_query ON audit_log (query_hash)")
+    conn.execute("""CREATE TABLE audit_checkpoints (
+        id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, entry_hash TEXT NOT NULL,
+        at_ms INTEGER NOT NULL, signer_key_id TEXT NOT NULL, envelope BLOB NOT NULL)""")
+    for table in ("audit_log", "audit_checkpoints"):
+        for op in ("UPDATE", "DELETE"):
+            conn.execute(f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
+                         "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+
+
+dbmod.register_migrations("audit", [_migration_1])
+
+
+def canonical_json(value: Any) -> str:
+    """One encoding per value: sorted keys, no spaces, UTF-8, no NaN — what hashes and signs."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def entry_hash(row: Mapping[str, Any]) -> str:
+    """SHA-256 of an entry as stored (the `COLUMNS` and its prev_hash)."""
+    values = [row[c] for c in COLUMNS]
+    values[COLUMNS.index("epsilon_spent")] = float(values[COLUMNS.index("epsilon_spent")])
+    doc = canonical_json([*values, row["prev_hash"]])
+    return hashlib.sha256(ENTRY_DOMAIN + doc.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One entry as written: who asked what under which permit, and what the node decided."""
+
+    seq: int
+    at_ms: int
+    event: str
+    who: str
+    permit_hash: str
+    query_hash: str
+    analysis: str
+    fields: tuple[str, ...]
+    decision: str
+    reason: str
+    cells_suppressed: int
+    cells_perturbed: int
+    epsilon_spent: float
+    detail: dict[str, Any]
+    prev_hash: str
+    entry_hash: str
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> AuditEntry:
+        values = {k: row[k] for k in (*COLUMNS, "prev_hash", "entry_hash")}
+        values["fields"] = tuple(json.loads(values["fields"]))
+        values["detail"] = json.loads(values["detail"])
+        values["epsilon_spent"] = float(values["epsilon_spent"])
+        return cls(**values)
+
+    @property
+    def at(self) -> str:
+        return dt.datetime.fromtimestamp(self.at_ms / 1000, dt.UTC).isoformat(timespec="milliseconds")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"seq": self.seq, "at": self.at, **{k: getattr(self, k) for k in COLUMNS[1:]},
+                "fields": list(self.fields), "prev_hash": self.prev_hash,
+                "entry_hash": self.entry_hash}
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A signed statement by the node: "entry `seq` of my log has hash `entry_hash`"."""
+
+    id: int
+    seq: int
+    entry_hash: str
+    at_ms: int
+    signer_key_id: str
+    envelope: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "seq": self.seq, "entry_hash": self.entry_hash,
+                "at_ms": self.at_ms, "signer_key_id": self.signer_key_id,
+                "envelope_hex": self.envelope.hex()}
+
+
+def checkpoint_body(node_id: str, checkpoint_id: int, seq: int, hash_: str, at_ms: int) -> bytes:
+    """What a checkpoint signs; the node id keeps one node's checkpoint from passing as another's."""
+    return canonical_json({"node_id": node_id, "checkpoint": checkpoint_id, "seq": seq,
+                           "entry_hash": hash_, "at_ms": at_ms}).encode()
+
+
+def _check_name(value: str, what: str, *, empty: bool = False) -> str:
+    if (value == "" and empty) or _NAME.fullmatch(value):
+        return value
+    raise AuditError(f"audit {what} {value!r} must be a short lower-case code")
+
+
+class AuditLog:
+    """Append to, read, verify and export the audit log in one node store.
+
+    `signer` is the node's identity (None: checkpoints are not signed); a checkpoint is signed
+    automatically every `checkpoint_every` entries."""
+
+    def __init__(self, conn: sqlite3.Connection, signer: Identity | None = None, *,
+                 checkpoint_every: int = 100) -> None:
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
+        self.conn, self.signer, self.checkpoint_every = conn, signer, checkpoint_every
+        self._lock = threading.RLock()
+        dbmod.migrate(dbmod.StoreDB(conn), ["audit"])
+
+    @classmethod
+    def open(cls, store: Path, signer: Identity | None = None, *,
+             checkpoint_every: int = 100) -> AuditLog:
+        """An AuditLog on its own connection to the store file (close it when done)."""
+        return cls(dbmod.connect(store).conn, signer, checkpoint_every=checkpoint_every)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction (SQLite's write lock): what is written inside — by the
+        caller and by `append` — commits together or not at all. Re-entrant on one thread."""
+        with self._lock:
+            if self.conn.in_transaction:
+                yield self.conn
+                return
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: one consistent view of the log that does not block appenders."""
+        with self._lock:
+            if self.conn.in_transaction:
+                yield self.conn
+                return
+            self.conn.execute("BEGIN")
+            try:
+                yield self.conn
+            finally:
+                self.conn.execute("COMMIT")
+
+    # --- writing ------------------------------------------------------------------------------
+    def append(self, *, event: str, decision: str, who: str, permit_hash: str = "",
+               query_hash: str = "", analysis: str = "", fields: Iterable[str] = (),
+               reason: str = "", cells_suppressed: int = 0, cells_perturbed: int = 0,
+               epsilon_spent: float = 0.0, detail: Mapping[str, Any] | None = None,
+               at: float | None = None) -> AuditEntry:
+        """Append one entry (joining the caller's `transaction()` if one is open) and sign a
+        checkpoint when one is due. `who` is a researcher id or LOCAL_ADMIN."""
+        if not who or len(who) > 200:
+            raise AuditError("audit entries need a `who` of at most 200 characters")
+        for name, value in (("permit hash", permit_hash), ("query hash", query_hash)):
+            if not _HASH.fullmatch(value):
+                raise AuditError(f"audit {name} must be 64 lower-case hex digits or empty")
+        if min(cells_suppressed, cells_perturbed) < 0 or not math.isfinite(epsilon_spent) \
+                or epsilon_spent < 0:
+            raise AuditError("cell counts and ε spent must be finite and ≥ 0")
+        at_ms = int((time.time() if at is None else at) * 1000)
+        row: dict[str, Any] = {"event": _check_name(event, "event"), "who": who, "permit_hash": permit_hash,
+               "query_hash": query_hash, "analysis": _check_name(analysis, "analysis", empty=True),
+               "fields": canonical_json(sorted(set(fields))),
+               "decision": _check_name(decision, "decision"),
+               "reason": _check_name(reason, "reason", empty=True),
+               "cells_suppressed": int(cells_suppressed), "cells_perturbed": int(cells_perturbed),
+               "epsilon_spent": float(epsilon_spent), "detail": canonical_json(dict(detail or {})),
+               "at_ms": at_ms}
+        with self.transaction():
+            entry = self._insert(row)
+            if self.signer is not None and event != CHECKPOINT_EVENT:
+                covered = self.conn.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0]
+                if entry.seq - (covered or 0) >= self.checkpoint_every:
+                    self._checkpoint(NODE, at_ms)
+        return entry
+
+    def _insert(self, row: dict[str, Any]) -> AuditEntry:
+        last = self.conn.execute(
+            "SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        full = {**row, "seq": (last[0] + 1) if last else 1, "prev_hash": last[1] if last else GENESIS}
+        full["entry_hash"] = entry_hash(full)
+        names = (*COLUMNS, "prev_hash", "entry_hash")
+        self.conn.execute(f"INSERT INTO audit_log ({', '.join(names)}) "  # noqa: S608 - fixed names
+                          f"VALUES ({', '.join('?' * len(names))})", [full[n] for n in names])
+        return AuditEntry.from_row(full)
+
+    def checkpoint(self, who: str = LOCAL_ADMIN, at: float | None = None) -> Checkpoint:
+        """Sign the newest entry now (e.g. before a backup or at shutdown)."""
+        if self.signer is None:
+            raise AuditError("no node identity key is configured ([identity] key in node.toml): "
+                             "checkpoints cannot be signed")
+        with self.transaction():
+            return self._checkpoint(who, int((time.time() if at is None else at) * 1000))
+
+    def _checkpoint(self, who: str, at_ms: int) -> Checkpoint:
+        assert self.signer is not None
+        last = self.conn.execute(
+            "SELECT seq, entry_hash, event FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        if last is None:
+            raise AuditError("the audit log is empty: nothing to sign yet")
+        if last[2] == CHECKPOINT_EVENT:  # nothing new since the last checkpoint
+            return self.checkpoints()[-1]
+        seq, hash_ = last[0], last[1]
+        cid = (self.conn.execute("SELECT max(id) FROM audit_checkpoints").fetchone()[0] or 0) + 1
+        body = checkpoint_body(self.signer.member_id, cid, seq, hash_, at_ms)
+        envelope = sign(self.signer, TAG_CHECKPOINT, body)
+        key_id = self.signer.public.signing_key_id.hex()
+        self.conn.execute("INSERT INTO audit_checkpoints (id, seq, entry_hash, at_ms, "
+                          "signer_key_id, envelope) VALUES (?, ?, ?, ?, ?, ?)",
+                          (cid, seq, hash_, at_ms, key_id, envelope))
+        self._insert({"event": CHECKPOINT_EVENT, "who": who, "permit_hash": "", "query_hash": "",
+                      "analysis": "", "fields": "[]", "decision": "signed", "reason": "",
+                      "cells_suppressed": 0, "cells_perturbed": 0, "epsilon_spent": 0.0,
+                      "detail": canonical_json({"checkpoint": cid, "covers": seq,
+                                                "entry_hash": hash_}), "at_ms": at_ms})
+        return Checkpoint(cid, seq, hash_, at_ms, key_id, envelope)
+
+    # --- reading ------------------------------------------------------------------------------
+    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[dict[str, Any]]:
+        cur = self.conn.execute(sql, params)
+        names = [d[0] for d in cur.description]
+        for values in cur:
+            yield dict(zip(names, values, strict=True))
+
+    def raw_rows(self) -> Iterator[dict[str, Any]]:
+        """Every entry as stored, in sequence order (what `verify` and `export` read)."""
+        return self._rows("SELECT * FROM audit_log ORDER BY seq")
+
+    def entries(self, *, limit: int | None = None, query_hash: str | None = None) -> list[AuditEntry]:
+        """Entries in order; `limit` keeps the newest N; `query_hash` only those of one query."""
+        where, params = ("WHERE query_hash = ?", (query_hash,)) if query_hash else ("", ())
+        sql = f"SELECT * FROM audit_log {where} ORDER BY seq DESC"  # noqa: S608 - fixed SQL
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        return [AuditEntry.from_row(r) for r in self._rows(sql, params)][::-1]
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return [Checkpoint(r["id"], r["seq"], r["entry_hash"], r["at_ms"], r["signer_key_id"],
+                           bytes(r["envelope"]))
+                for r in self._rows("SELECT * FROM audit_checkpoints ORDER BY id")]
+
+    def verify(self, keys: PublicIdentity | Iterable[PublicIdentity] | None = None) -> VerifyReport:
+        """Check the whole log against the node's public key(s); see `audit_verify.verify_log`."""
+        from oncofed.node.audit_verify import verify_log
+
+        return verify_log(self, keys)
+
+    def export(self, path: Path, format: str = "jsonl") -> int:
+        """Write the log to `path` (jsonl: entries then checkpoints; csv: entries); return the
+        number of entries written."""
+        from oncofed.node.audit_verify import export_log
+
+        return export_log(self, path, format)
+
+
+def open_audit(node: Node) -> AuditLog:
+    """The audit log of an opened Node, on its own connection, signing with the node's
+    identity key when node.toml names one ([identity] key)."""
+    from oncofed.node.keyfiles import checkpoint_every, load_node_identity
+
+    signer = load_node_identity(node.config, node.paths.root)
+    return AuditLog.open(node.paths.store, signer, checkpoint_every=checkpoint_every(node.config))

@@ -1,0 +1,192 @@
+from oncofed.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
+    OUTCOME_OS: _ClassVar[Outcome]
+    OUTCOME_RFS: _ClassVar[Outcome]
+OUTCOME_UNSPECIFIED: Outcome
+OUTCOME_OS: Outcome
+OUTCOME_RFS: Outcome
+
+class QueryBody(_message.Message):
+    __slots__ = ("permit_hash", "researcher_key_id", "nonce", "issued_at", "expires_at", "target_centres", "min_participants", "dictionary", "cohort", "analysis", "exact_dates", "epsilon")
+    PERMIT_HASH_FIELD_NUMBER: _ClassVar[int]
+    RESEARCHER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
+    TARGET_CENTRES_FIELD_NUMBER: _ClassVar[int]
+    MIN_PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    DICTIONARY_FIELD_NUMBER: _ClassVar[int]
+    COHORT_FIELD_NUMBER: _ClassVar[int]
+    ANALYSIS_FIELD_NUMBER: _ClassVar[int]
+    EXACT_DATES_FIELD_NUMBER: _ClassVar[int]
+    EPSILON_FIELD_NUMBER: _ClassVar[int]
+    permit_hash: bytes
+    researcher_key_id: str
+    nonce: bytes
+    issued_at: int
+    expires_at: int
+    target_centres: _containers.RepeatedScalarFieldContainer[str]
+    min_participants: int
+    dictionary: _common_pb2.DictionaryRef
+    cohort: Cohort
+    analysis: Analysis
+    exact_dates: bool
+    epsilon: float
+    def __init__(self, permit_hash: _Optional[bytes] = ..., researcher_key_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., issued_at: _Optional[int] = ..., expires_at: _Optional[int] = ..., target_centres: _Optional[_Iterable[str]] = ..., min_participants: _Optional[int] = ..., dictionary: _Optional[_Union[_common_pb2.DictionaryRef, _Mapping]] = ..., cohort: _Optional[_Union[Cohort, _Mapping]] = ..., analysis: _Optional[_Union[Analysis, _Mapping]] = ..., exact_dates: _Optional[bool] = ..., epsilon: _Optional[float] = ...) -> None: ...
+
+class Cohort(_message.Message):
+    __slots__ = ("equals", "in_set", "range", "prefix", "is_null", "not_null", "all_of", "any_of", "negate")
+    EQUALS_FIELD_NUMBER: _ClassVar[int]
+    IN_SET_FIELD_NUMBER: _ClassVar[int]
+    RANGE_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    IS_NULL_FIELD_NUMBER: _ClassVar[int]
+    NOT_NULL_FIELD_NUMBER: _ClassVar[int]
+    ALL_OF_FIELD_NUMBER: _ClassVar[int]
+    ANY_OF_FIELD_NUMBER: _ClassVar[int]
+    NEGATE_FIELD_NUMBER: _ClassVar[int]
+    equals: Equals
+    in_set: InSet
+    range: Range
+    prefix: Prefix
+    is_null: str
+    not_null: str
+    all_of: CohortList
+    any_of: CohortList
+    negate: Cohort
+    def __init__(self, equals: _Optional[_Union[Equals, _Mapping]] = ..., in_set: _Optional[_Union[InSet, _Mapping]] = ..., range: _Optional[_Union[Range, _Mapping]] = ..., prefix: _Optional[_Union[Prefix, _Mapping]] = ..., is_null: _Optional[str] = ..., not_null: _Optional[str] = ..., all_of: _Optional[_Union[CohortList, _Mapping]] = ..., any_of: _Optional[_Union[CohortList, _Mapping]] = ..., negate: _Optional[_Union[Cohort, _Mapping]] = ...) -> None: ...
+
+class CohortList(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[Cohort]
+    def __init__(self, items: _Optional[_Iterable[_Union[Cohort, _Mapping]]] = ...) -> None: ...
+
+class Equals(_message.Message):
+    __slots__ = ("field", "value")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    value: str
+    def __init__(self, field: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class InSet(_message.Message):
+    __slots__ = ("field", "values")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, field: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Range(_message.Message):
+    __slots__ = ("field", "lower", "upper")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    LOWER_FIELD_NUMBER: _ClassVar[int]
+    UPPER_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    lower: str
+    upper: str
+    def __init__(self, field: _Optional[str] = ..., lower: _Optional[str] = ..., upper: _Optional[str] = ...) -> None: ...
+
+class Prefix(_message.Message):
+    __slots__ = ("field", "prefix")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    prefix: str
+    def __init__(self, field: _Optional[str] = ..., prefix: _Optional[str] = ...) -> None: ...
+
+class Analysis(_message.Message):
+    __slots__ = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank")
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    CROSSTAB_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
+    KAPLAN_MEIER_FIELD_NUMBER: _ClassVar[int]
+    LOGRANK_FIELD_NUMBER: _ClassVar[int]
+    count: Count
+    crosstab: Crosstab
+    summary: Summary
+    histogram: Histogram
+    kaplan_meier: KaplanMeier
+    logrank: LogRank
+    def __init__(self, count: _Optional[_Union[Count, _Mapping]] = ..., crosstab: _Optional[_Union[Crosstab, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., kaplan_meier: _Optional[_Union[KaplanMeier, _Mapping]] = ..., logrank: _Optional[_Union[LogRank, _Mapping]] = ...) -> None: ...
+
+class Count(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Crosstab(_message.Message):
+    __slots__ = ("fields",)
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, fields: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class FixedPoint(_message.Message):
+    __slots__ = ("scale_bits", "bound")
+    SCALE_BITS_FIELD_NUMBER: _ClassVar[int]
+    BOUND_FIELD_NUMBER: _ClassVar[int]
+    scale_bits: int
+    bound: float
+    def __init__(self, scale_bits: _Optional[int] = ..., bound: _Optional[float] = ...) -> None: ...
+
+class Summary(_message.Message):
+    __slots__ = ("field", "fixed_point", "unit_bins", "quantiles")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    FIXED_POINT_FIELD_NUMBER: _ClassVar[int]
+    UNIT_BINS_FIELD_NUMBER: _ClassVar[int]
+    QUANTILES_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    fixed_point: FixedPoint
+    unit_bins: bool
+    quantiles: _containers.RepeatedScalarFieldContainer[float]
+    def __init__(self, field: _Optional[str] = ..., fixed_point: _Optional[_Union[FixedPoint, _Mapping]] = ..., unit_bins: _Optional[bool] = ..., quantiles: _Optional[_Iterable[float]] = ...) -> None: ...
+
+class Histogram(_message.Message):
+    __slots__ = ("field",)
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    def __init__(self, field: _Optional[str] = ...) -> None: ...
+
+class Lattice(_message.Message):
+    __slots__ = ("step_days", "horizon_days")
+    STEP_DAYS_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_DAYS_FIELD_NUMBER: _ClassVar[int]
+    step_days: int
+    horizon_days: int
+    def __init__(self, step_days: _Optional[int] = ..., horizon_days: _Optional[int] = ...) -> None: ...
+
+class KaplanMeier(_message.Message):
+    __slots__ = ("outcome", "cutoff", "lattice", "group_by")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    LATTICE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    outcome: Outcome
+    cutoff: str
+    lattice: Lattice
+    group_by: str
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., lattice: _Optional[_Union[Lattice, _Mapping]] = ..., group_by: _Optional[str] = ...) -> None: ...
+
+class LogRank(_message.Message):
+    __slots__ = ("outcome", "cutoff", "lattice", "group_by")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    LATTICE_FIELD_NUMBER: _ClassVar[int]
+    GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    outcome: Outcome
+    cutoff: str
+    lattice: Lattice
+    group_by: str
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., lattice: _Optional[_Union[Lattice, _Mapping]] = ..., group_by: _Optional[str] = ...) -> None: ...
