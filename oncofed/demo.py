@@ -70,6 +70,7 @@ def main(argv: list[str]) -> int:
         oncofed("node", "status", "--node", str(out / f"node-{c}"))
     oncofed("node", "summary", "--node", str(node_a))
     trust(out)
+    queries(out)
     print(f"\ndemo finished: node directories and data are in {out}")
     return 0
 
@@ -86,6 +87,9 @@ def trust(out: Path) -> None:
     for c in CENTRES:
         oncofed("keys", "new", "--role", "centre", "--id", f"centre-{c}", "--out", str(out / f"keys-{c}"),
                 "--no-passphrase")
+        # the node signs its audit checkpoints with the centre's identity key
+        with (out / f"node-{c}" / "node.toml").open("a", encoding="utf-8") as cfg:
+            cfg.write(f'\n[identity]\nkey = "{out / f"keys-{c}" / "identity.key"}"\n')
     oncofed("keys", "new", "--role", "researcher", "--id", "res-1", "--out", str(out / "keys-res-1"),
             "--no-passphrase")
     print("\n== 6. the authority enrols each member (certificate + registry entry) and publishes the registry")
@@ -116,6 +120,40 @@ def trust(out: Path) -> None:
     for c in CENTRES:
         oncofed("node", "permits", "list", "-n", str(out / f"node-{c}"))
     oncofed("node", "trust", "status", "-n", str(out / "node-a"))
+
+
+def queries(out: Path) -> None:
+    """What centre A would release for two research questions, through the same engine,
+    disclosure control and finaliser a federated answer takes; each preview is audited."""
+    examples = Path(__file__).resolve().parent.parent / "examples" / "queries"
+    if not examples.is_dir():  # installed without the repository's examples: write them here
+        examples = out / "queries"
+        examples.mkdir(exist_ok=True)
+        for name, text in EXAMPLE_QUERIES.items():
+            (examples / name).write_text(text, "utf-8")
+    node_a = str(out / "node-a")
+    print("\n== 9. centre A previews what it would release (cell-key perturbation, k = 10)")
+    oncofed("node", "query", str(examples / "her2-by-stage.toml"), "-n", node_a)
+    oncofed("node", "query", str(examples / "breast-survival-by-stage.json"), "-n", node_a)
+    print("\n== 10. every decision is in the node's hash-chained audit log")
+    oncofed("node", "audit", "show", "--limit", "3", "-n", node_a)
+    oncofed("node", "audit", "checkpoint", "-n", node_a)
+    oncofed("node", "audit", "verify", "-n", node_a)
+
+
+EXAMPLE_QUERIES = {
+    "her2-by-stage.toml": (
+        '[cohort]\nand = [\n  { field = "topography", prefix = "C50" },\n'
+        '  { field = "incidence_date", from = "2015-01" },\n]\n\n'
+        '[analysis.crosstab]\nfields = ["stage_summary", "her2"]\n'
+    ),
+    "breast-survival-by-stage.json": (
+        '{"cohort": {"and": [{"field": "topography", "prefix": "C50"}, '
+        '{"field": "incidence_date", "from": "2010-01"}]}, '
+        '"analysis": {"kaplan_meier": {"outcome": "OS", "cutoff": "2025-12-31", "step_days": 365, '
+        '"horizon_days": 3650, "by": "stage_summary"}}}\n'
+    ),
+}
 
 
 def permit_ref(node: Path) -> str:

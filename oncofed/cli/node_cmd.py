@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from oncofed.cli.node_query_cmd import query
 from oncofed.cli.output import emit_json, json_option
 from oncofed.errors import IngestRejected
 from oncofed.node.config import NodePaths
@@ -163,3 +164,6 @@ def _node_logger(paths: NodePaths) -> logging.Logger:
         log.addHandler(handler)
         log.setLevel(logging.INFO)
     return log
+
+
+node.add_command(query)

@@ -19,6 +19,7 @@ from typing import Any
 from oncofed import __version__
 from oncofed import dictionary as dictmod
 from oncofed.errors import DictionaryMismatch, NodeError, UsageError
+from oncofed.keys.cellkey import RecordKeyer
 from oncofed.keys.pseudonym import Pseudonymiser
 from oncofed.keys.secrets import create_secret_file, load_secret_file
 from oncofed.node.config import (
@@ -60,10 +61,11 @@ class Node:
 
     def ingestor(self, today: dt.date | None = None) -> Ingestor:
         key = load_secret_file(self.paths.secret(PSEUDONYM_KEY))
+        keyer = RecordKeyer(load_secret_file(self.paths.secret(PERTURBATION_KEY)))
         self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache while loading
         return Ingestor(self.conn, self.dictionary, Pseudonymiser(key),
                         batch_rows=self.config.batch_rows, max_faults=self.config.max_faults_shown,
-                        today=today)
+                        today=today, record_keyer=keyer)
 
     def ingest(self, path: Path, progress: Progress | None = None, today: dt.date | None = None) -> IngestResult:
         return self.ingestor(today).ingest(path, progress)

@@ -26,10 +26,11 @@ from typing import Any, BinaryIO
 
 from oncofed.dictionary import Dictionary, Field
 from oncofed.errors import IngestRejected, UsageError
+from oncofed.keys.cellkey import RecordKeyer
 from oncofed.keys.pseudonym import Pseudonymiser
 from oncofed.node.store import meta
 from oncofed.node.store.encoding import MISSING, code_ordinals, value_table
-from oncofed.node.store.schema import TUMOURS, create_indexes, index_definitions, quote
+from oncofed.node.store.schema import RECORD_KEY, TUMOURS, create_indexes, index_definitions, quote
 
 Progress = Callable[[int], None]  # called with bytes read so far
 MAX_ID_LENGTH = 128
@@ -112,10 +113,11 @@ class Ingestor:
 
     def __init__(self, conn: sqlite3.Connection, dictionary: Dictionary, pseudonymiser: Pseudonymiser,
                  *, batch_rows: int = 5_000, max_faults: int = 20,
-                 today: dt.date | None = None) -> None:
+                 today: dt.date | None = None, record_keyer: RecordKeyer | None = None) -> None:
         self.conn = conn
         self.d = dictionary
         self.pseudo = pseudonymiser
+        self.record_keyer = record_keyer  # None: keys are filled later by the query engine
         self.batch_rows = batch_rows
         self.max_faults = max_faults
         self.today = today or dt.date.today()
@@ -290,6 +292,7 @@ class Ingestor:
                 out_cols.append(derived[f.name])
             else:
                 out_cols.append(enc[f.name])
+        out_cols.append(list(map(self.record_keyer.record_key, tids)) if self.record_keyer else [None] * n)
         key = self._tid_index
         records = sorted(zip(*out_cols, strict=True), key=lambda r: r[key])  # local B-tree inserts
         if faults.lines:
@@ -417,6 +420,9 @@ class Ingestor:
             params.append("?" if f.type in ("id", "icd10") else f"NULLIF(?, {MISSING})")
         updates = ", ".join(f"{c} = excluded.{c}" for c in names if c != '"tumour_id"')
         changed = " OR ".join(f"{TUMOURS}.{c} IS NOT excluded.{c}" for c in names if c != '"tumour_id"')
+        # The record key depends only on the pseudonym, so an update never needs to touch it.
+        names.append(quote(RECORD_KEY))
+        params.append("?")
         return (
             f"INSERT INTO {TUMOURS} ({', '.join(names)}) VALUES ({', '.join(params)}) "
             f"ON CONFLICT(tumour_id) DO UPDATE SET {updates} "

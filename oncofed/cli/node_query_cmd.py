@@ -1,0 +1,83 @@
+"""`oncofed node query FILE` — the centre admin's preview of a query on its own data.
+
+It runs the same engine a researcher's query would (the centre's disclosure policy from node.toml,
+k, perturbation), as the local admin (every field allowed, no permit, no budget), and finalises this
+one centre's vector with the researcher's finaliser. Nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import click
+
+from oncofed.cli.output import emit_json, json_option
+
+
+@click.command("query")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--node", "-n", "node_dir", type=click.Path(path_type=Path), default=Path("."),
+              envvar="ONCOFED_NODE_DIR", show_default=True, show_envvar=True,
+              help="The node directory (made by `oncofed node init`).")
+@click.option("--format", "fmt", type=click.Choice(["auto", "json", "toml"]), default="auto", show_default=True,
+              help="How FILE is written (auto: JSON when it starts with '{', else TOML).")
+@click.option("--exact", is_flag=True,
+              help="Skip disclosure control: the exact figures, for your own checks only — never release them.")
+@click.option("--vector", "show_vector", is_flag=True, help="Also print the answer vector (values, then flags).")
+@json_option
+def query(file: Path, node_dir: Path, fmt: str, exact: bool, show_vector: bool, as_json: bool) -> None:
+    """Preview a query (JSON or TOML) on this centre's data, as this centre would release it.
+
+    See docs/queries.md for the query format. The preview applies the centre's disclosure policy
+    ([query] in node.toml) unless --exact is given.
+    """
+    from oncofed.federation.query import loads
+    from oncofed.federation.render import render
+    from oncofed.node.node import open_node
+    from oncofed.node.query.engine import answer, finalise_local, load_policy
+
+    text = file.read_bytes()
+    with open_node(node_dir) as node:
+        body = loads(text, fmt, dictionary=node.dictionary)
+        policy = load_policy(node)
+        if exact:
+            policy = dataclasses.replace(policy, mode="none")
+        ans = answer(node, body, None, policy=policy)
+        result = finalise_local(node, body, ans)
+        _audit(node, text, body, ans, exact)
+    disclosure = {"mode": ans.meta.get("mode"), "k": ans.meta.get("k"),
+                  "cells_perturbed": ans.cells_perturbed, "cells_suppressed": ans.cells_suppressed,
+                  "tail_censored_at_day": ans.meta.get("tail_censored_at_day")}
+    if as_json:
+        out: dict[str, Any] = {"result": result,
+                               "disclosure": {k: v for k, v in disclosure.items() if v is not None}}
+        if show_vector:
+            out["vector"] = [str(v) for v in ans.vector]
+        emit_json(out)
+        return
+    click.echo(render(result))
+    mode = "exact (not for release)" if disclosure["mode"] == "none" else f"{disclosure['mode']}, k = {disclosure['k']}"
+    click.echo(f"disclosure control: {mode}")
+    if show_vector:
+        click.echo("vector: " + " ".join(str(v) for v in ans.vector))
+
+
+def _audit(node: Any, text: bytes, body: Any, ans: Any, exact: bool) -> None:
+    """Every query a node answers is in its audit log — the admin's own previews included, logged
+    as the local admin's authority (no signature, no permit), so an auditor sees them too."""
+    import hashlib
+
+    from oncofed.node.audit import LOCAL_ADMIN, open_audit
+    from oncofed.node.verify import analysis_kind, referenced_fields
+
+    log = open_audit(node)
+    try:
+        log.append(event="query.local", decision="answered", who=LOCAL_ADMIN,
+                   query_hash=hashlib.sha256(text).hexdigest(), analysis=analysis_kind(body),
+                   fields=sorted(referenced_fields(body)), cells_suppressed=ans.cells_suppressed,
+                   cells_perturbed=ans.cells_perturbed, epsilon_spent=ans.epsilon_spent,
+                   detail={"authority": "local admin", "exact": exact, "mode": ans.meta.get("mode")})
+    finally:
+        log.close()

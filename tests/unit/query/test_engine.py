@@ -1,0 +1,158 @@
+"""The engine's gate: what a permit and the centre's policy allow, checked before any row is read;
+differential privacy charged before release; rate limits; k from the permit only tightens."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import pytest
+from conftest import valid_row, write_csv
+
+import oncofed.node.query  # noqa: F401  (registers the query migrations)
+from oncofed.federation.finalise import finalise_query
+from oncofed.federation.query import QueryError
+from oncofed.federation.query.spec import decode
+from oncofed.federation.query.textform import from_mapping
+from oncofed.node.node import open_node
+from oncofed.node.query import engine
+from oncofed.node.query.budget import PrivacyLedger
+from oncofed.node.query.disclosure import NodePolicy
+
+ALL = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank")
+
+
+@dataclass(frozen=True)
+class Permit:
+    permit_id: str = "proj-1"
+    allowed_analyses: tuple[str, ...] = ALL
+    allowed_fields: tuple[str, ...] = ("sex", "her2", "topography", "incidence_date", "age_at_incidence",
+                                       "stage_summary")
+    min_cell_count: int = 5
+    epsilon: float | None = None
+    allow_exact_dates: bool = False
+
+
+@pytest.fixture
+def node(node_dir, tmp_path):
+    rows = [valid_row(i, her2=("pos", "neg", "low")[i % 3], sex="2",
+                      incidence_date=f"{2009 + i % 9}-0{1 + i % 9}-15") for i in range(1, 61)]
+    rows[0]["her2"] = "unknown"
+    n = open_node(node_dir)
+    n.ingest(write_csv(tmp_path / "rows.csv", rows))
+    yield n
+    n.close()
+
+
+def body(doc):
+    from oncofed import dictionary as dictmod
+
+    return from_mapping(doc, dictionary=dictmod.load())
+
+
+def refuse(node, doc, permit, code, policy=None, match=None):
+    with pytest.raises(QueryError, match=match) as exc:
+        engine.answer(node, body(doc), permit, policy=policy or NodePolicy())
+    assert exc.value.code == code, exc.value.message
+    return exc.value
+
+
+@pytest.fixture
+def no_sql(monkeypatch):
+    """Fail the test if a refused query reaches the data."""
+    def boom(*a, **k):
+        raise AssertionError("computed before refusing")
+    monkeypatch.setattr(engine, "compute", boom)
+
+
+def test_refusals_come_before_any_row_is_read(node, no_sql):
+    p = Permit()
+    refuse(node, {"analysis": "count"}, dataclasses.replace(p, allowed_analyses=("crosstab",)), "PERMISSION_DENIED")
+    e = refuse(node, {"cohort": {"field": "er", "equals": "pos"}, "analysis": "count"}, p, "INVALID_ARGUMENT")
+    assert e.path == "cohort.field"
+    e = refuse(node, {"analysis": {"crosstab": {"fields": ["her2", "er"]}}}, p, "INVALID_ARGUMENT")
+    assert e.path == "analysis.crosstab.fields[1]"
+    refuse(node, {"cohort": {"field": "incidence_date", "from": "2018-01-02"}, "analysis": "count",
+                  "exact_dates": True}, p, "PERMISSION_DENIED", match="exact dates")
+    km = {"outcome": "OS", "cutoff": "2025-12-31"}
+    refuse(node, {"analysis": {"kaplan_meier": {**km, "step_days": 1}}},
+           dataclasses.replace(p, allow_exact_dates=True), "PERMISSION_DENIED", match="1-day lattice")
+    refuse(node, {"analysis": {"kaplan_meier": {**km, "step_days": 7}}}, p, "PERMISSION_DENIED", match="at least 30")
+    refuse(node, {"analysis": {"kaplan_meier": {**km, "step_days": 1, "horizon_days": 36000}}}, None,
+           "RESOURCE_EXHAUSTED", match="at most 50000")
+    refuse(node, {"analysis": "count", "epsilon": 0.5}, p, "INVALID_ARGUMENT", match="no privacy budget")
+    refuse(node, {"analysis": "count"}, dataclasses.replace(p, epsilon=1.0), "INVALID_ARGUMENT", match="state the ε")
+    refuse(node, {"analysis": "count"}, p, "PERMISSION_DENIED", NodePolicy(allowed_analyses=("crosstab",)))
+    refuse(node, {"analysis": "count"}, p, "FAILED_PRECONDITION", NodePolicy(mode="none"), match="local admin")
+    refuse(node, {"analysis": "count", "dictionary": {"name": "oncofed-core", "version": "0.9"}}, p,
+           "FAILED_PRECONDITION", match="dictionary")
+    refuse(node, {"analysis": {"summary": {"field": "age_at_incidence", "bound": 1e12, "scale_bits": 64}}}, p,
+           "OUT_OF_RANGE", match="overflow")
+
+
+def test_the_local_admin_may_use_every_field_and_exact_times(node):
+    ans = engine.answer(node, body({"cohort": {"field": "er", "equals": "pos"}, "analysis": {"kaplan_meier": {
+        "outcome": "OS", "cutoff": "2025-12-31", "step_days": 1, "horizon_days": 3000}}}), None,
+        policy=NodePolicy(mode="none"))
+    assert ans.analysis == "kaplan_meier" and len(ans.vector) == 3 * 3001 + 3
+
+
+def test_a_permit_can_only_tighten_k(node):
+    doc = {"analysis": {"crosstab": {"fields": ["her2"]}}}
+    loose = engine.answer(node, body(doc), Permit(min_cell_count=1), policy=NodePolicy(mode="threshold",
+                                                                                         min_cell_count=1))
+    assert [decode(v) for v in loose.vector] == [19, 20, 20, 1, 0, 1, 0]     # neg, low, pos, unknown, missing
+    assert loose.meta["k"] == 1
+    strict = engine.answer(node, body(doc), Permit(min_cell_count=2), policy=NodePolicy(mode="threshold",
+                                                                                          min_cell_count=1))
+    assert strict.vector == [0, 0, 0, 0, 0, 1, 1] and strict.meta["k"] == 2
+    assert (strict.cells_suppressed, loose.cells_suppressed) == (5, 0)      # what the audit log records
+    node_wins = engine.answer(node, body(doc), Permit(min_cell_count=1), policy=NodePolicy(mode="threshold",
+                                                                                             min_cell_count=2))
+    assert node_wins.vector == strict.vector
+
+
+def test_rate_limit_applies_to_permit_holders(node):
+    policy = NodePolicy(rate_per_minute=2)
+    q = body({"analysis": "count", "researcher_key_id": "alice"})
+    for _ in range(2):
+        engine.answer(node, q, Permit(), policy=policy, now=5_000)
+    refuse_now = pytest.raises(QueryError, match="per minute")
+    with refuse_now:
+        engine.answer(node, q, Permit(), policy=policy, now=5_001)
+    engine.answer(node, q, None, policy=policy, now=5_001)          # the local admin is not rate limited
+
+
+def test_differential_privacy_is_charged_before_release_and_never_suppresses(node, monkeypatch):
+    permit = Permit(epsilon=1.0, min_cell_count=1000)
+    seen = []
+    real_compute = engine.compute
+
+    def spy(conn, *a, **k):
+        seen.append(PrivacyLedger(conn).spent("proj-1"))
+        return real_compute(conn, *a, **k)
+
+    monkeypatch.setattr(engine, "compute", spy)
+    q = body({"analysis": "count", "epsilon": 0.25})
+    answers = [engine.answer(node, q, permit, policy=NodePolicy()) for _ in range(4)]
+    assert seen == pytest.approx([0.25, 0.5, 0.75, 1.0])                 # charged before computing
+    assert all(a.meta["mode"] == "dp" and a.vector[-1] == 0 for a in answers)   # no suppression flag
+    assert answers[0].epsilon_spent == 0.25 and answers[0].cells_perturbed == 1
+    assert len({decode(a.vector[0]) for a in answers}) > 1               # noisy
+    with pytest.raises(QueryError, match="budget") as exc:
+        engine.answer(node, q, permit, policy=NodePolicy())
+    assert exc.value.code == "RESOURCE_EXHAUSTED" and len(seen) == 4
+
+
+@pytest.mark.parametrize("mechanism", ["laplace", "gaussian"])
+def test_dp_summary_and_survival_are_finalisable(node, mechanism):
+    permit = Permit(permit_id=f"dp-{mechanism}", epsilon=10.0)
+    policy = NodePolicy(dp_mechanism=mechanism)
+    for doc in ({"analysis": {"summary": {"field": "age_at_incidence", "bound": 100}}, "epsilon": 3.0},
+                {"analysis": {"kaplan_meier": {"outcome": "OS", "cutoff": "2025-12-31"}}, "epsilon": 3.0}):
+        b = body(doc)
+        ans = engine.answer(node, b, permit, policy=policy)
+        result = finalise_query(b, node.dictionary, ans.vector)
+        assert ans.meta["mechanism"] == mechanism and ans.meta["epsilon_spent"] == 3.0
+        assert result["centres"] == 1
+    assert PrivacyLedger(node.conn).spent(f"dp-{mechanism}") == pytest.approx(6.0)
