@@ -156,3 +156,14 @@ def test_dp_summary_and_survival_are_finalisable(node, mechanism):
         assert ans.meta["mechanism"] == mechanism and ans.meta["epsilon_spent"] == 3.0
         assert result["centres"] == 1
     assert PrivacyLedger(node.conn).spent(f"dp-{mechanism}") == pytest.approx(6.0)
+
+
+def test_the_centre_caps_the_cells_in_one_answer(node, no_sql):
+    """A 3-field crosstab has (|sex|+1)·(|her2|+1)·(|stage|+1) cells and more; a centre that
+    releases at most 20 values refuses it before reading a row, and allows a 1-field one."""
+    small = dataclasses.replace(NodePolicy(), max_values=20)
+    doc = {"analysis": {"crosstab": {"fields": ["sex", "her2", "stage_summary"]}}}
+    err = refuse(node, doc, Permit(), "RESOURCE_EXHAUSTED", policy=small, match="at most 20")
+    assert err.path == "analysis"
+    spec, _ = engine.prepare(node, body({"analysis": {"crosstab": {"fields": ["her2"]}}}), Permit(), small)
+    assert spec is not None
