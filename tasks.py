@@ -6,7 +6,7 @@ Every task first makes sure `.venv` exists and holds oncofed with the extras it 
 user or CI ever types.
 
     python3 tasks.py demo        synthetic centres, a node, ingest, status and a local summary
-    python3 tasks.py test        lint, generated-code check, then the whole test suite (fast + slow)
+    python3 tasks.py test        lint, types, generated-code check, then the whole test suite (fast + slow)
     python3 tasks.py test-fast   the default (fast) suite only
     python3 tasks.py lint        ruff
     python3 tasks.py types       mypy on the oncofed package
@@ -92,6 +92,7 @@ def task_test_fast() -> None:
 def task_test() -> None:
     ensure_venv()
     run(BIN / "ruff", "check", ".", env=venv_env())
+    run(BIN / "mypy", env=venv_env())
     run(PY, "-m", "oncofed.protogen", "--check", env=venv_env())
     _pytest()
     _pytest("-m", "slow")
