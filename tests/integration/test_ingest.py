@@ -276,7 +276,24 @@ def test_excel_style_export_with_bom_crlf_and_quotes_loads(node_dir: Path, tmp_p
 def test_malformed_csv_quote_is_reported_not_crashed(loaded: Path, tmp_path: Path):
     path = write_csv(tmp_path / "q.csv", [valid_row(i) for i in range(900, 903)])
     lines = path.read_text().splitlines()
-    lines[2] = lines[2].replace("diagnosed_here", 'diag"nosed', 1)
+    lines[2] = lines[2].replace("diagnosed_here", '"diagnosed_here"x', 1)  # text after a closing quote
     path.write_text("\n".join(lines) + "\n")
     err = rejected(loaded, path)
-    assert err.faults or "malformed CSV" in str(err)
+    assert "line 3: malformed CSV" in str(err)
+
+
+def test_stored_tumour_listed_twice_in_different_batches_is_a_duplicate(loaded: Path, tmp_path: Path):
+    """Tumour 3 is already stored; the file lists it in its first and its third batch with
+    different values: without the check, the last copy would silently win."""
+    rows = [valid_row(i) for i in range(1, 11)]  # re-delivery of the stored tumours 1..10
+    rows.append(valid_row(3, sex="1"))           # line 12, a later batch
+    path = write_csv(tmp_path / "twice.csv", rows)
+    before = dump(loaded)
+    with open_node(loaded) as n:
+        ing = n.ingestor()
+        ing.batch_rows = 4
+        with pytest.raises(IngestRejected) as info:
+            ing.ingest(path)
+    assert dump(loaded) == before
+    assert [(ln, col) for ln, col, _ in info.value.faults] == [(12, "tumour_id")]
+    assert "same as line 4" in info.value.faults[0][2]

@@ -16,6 +16,7 @@ import gc
 import hashlib
 import heapq
 import io
+import json
 import os
 import sqlite3
 import time
@@ -127,6 +128,7 @@ class Ingestor:
         self._labels = {name: {v: k for k, v in o.items()} for name, o in self._ordinals.items()}
         self._tid_index = next(i for i, f in enumerate(self.stored) if f.name == "tumour_id")
         self._first_new = 1
+        self._existing = False
         self._sql = self._upsert_sql(self._first_new)
 
     # ------------------------------------------------------------------ public
@@ -166,6 +168,11 @@ class Ingestor:
             self.conn.execute("BEGIN IMMEDIATE")
             try:
                 before = self._count()
+                self._existing = before > 0
+                if self._existing:  # repeats of stored tumours are tracked in a temporary table
+                    self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS ingest_existing "
+                                      "(tid TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID")
+                    self.conn.execute("DELETE FROM temp.ingest_existing")
                 self._first_new = self._max_rowid() + 1
                 self._sql = self._upsert_sql(self._first_new)
                 rebuild = self._bulk(before, os.fstat(raw.fileno()).st_size)
@@ -299,12 +306,36 @@ class Ingestor:
             bad = {tids[i] for i in range(n) if line_of(i) in faults.lines}
             records = [r for r in records if r[key] not in bad]
             faults.lines.clear()
+        if self._existing:
+            self._check_stored_repeats(tids, line_of, faults)
         before = self._max_rowid()
         cur = self.conn.executemany(self._sql, records)
         changed = max(cur.rowcount, 0)
         if changed < len(records) and before >= self._first_new:
             self._find_repeats(records, before, tids, line_of, faults)
         return changed
+
+    def _check_stored_repeats(self, tids: list[str], line_of: Callable[[int], int], faults: _Faults) -> None:
+        """A tumour stored before this ingest that the file lists twice (in different batches)
+        would be updated twice, the last copy silently winning: record each stored tumour the
+        file touches, and report the second time it appears."""
+        stored = [r[0] for r in self.conn.execute(
+            f"SELECT tumour_id FROM {TUMOURS} WHERE rowid < ? AND tumour_id IN (SELECT value FROM json_each(?))",
+            (self._first_new, json.dumps(tids)))]
+        if not stored:
+            return
+        line_by_tid: dict[str, int] = {}
+        for i, t in enumerate(tids):
+            line_by_tid.setdefault(t, line_of(i))
+        rows = [(t, line_by_tid[t]) for t in stored]
+        cur = self.conn.executemany(
+            "INSERT INTO temp.ingest_existing (tid, line) VALUES (?, ?) ON CONFLICT DO NOTHING", rows)
+        if cur.rowcount == len(rows):
+            return
+        for tid, line in rows:
+            first = self.conn.execute("SELECT line FROM temp.ingest_existing WHERE tid = ?", (tid,)).fetchone()[0]
+            if first != line:
+                faults.add(line, "tumour_id", f"duplicate tumour_id (same as line {first})")
 
     def _find_repeats(self, records: list[tuple[Any, ...]], last_before: int, tids: list[str],
                       line_of: Callable[[int], int], faults: _Faults) -> None:
@@ -358,14 +389,15 @@ class Ingestor:
                     faults.add(line_of(i), f.column, "missing (required)")
                 out.append(MISSING)
                 continue
+            shown = "value" if f.column in _SECRET_COLUMNS else f"'{v[:40]}'"
             try:
                 x = conv(v)
             except ValueError:
-                faults.add(line_of(i), f.column, f"'{v}' is not a number")
+                faults.add(line_of(i), f.column, f"{shown} is not a number")
                 out.append(MISSING)
                 continue
             if (lo is not None and x < lo) or (hi is not None and x > hi):
-                faults.add(line_of(i), f.column, f"{v} is outside {lo}..{hi}")
+                faults.add(line_of(i), f.column, f"{shown} is outside {lo}..{hi}")
             out.append(x)
         return out
 
