@@ -226,13 +226,14 @@ class QueryVerifier:
         member = next((m for m in researchers if m.identity.signing_key_id == claimed), None)
         if member is None:
             raise _Refusal("unknown_signer", "no registry researcher has this signing key")
-        if revocations.member_revoked(member) is not None:
-            raise _Refusal("signer_revoked", f"{member.member_id}'s keys are revoked")
         try:
             verified = verify_from(envelope, tag=QUERY_TAG, keyring={claimed: member.identity},
                                    max_bytes=MAX_QUERY_BYTES)
         except InvalidMessage:
             raise _Refusal("bad_signature", f"claimed signer {member.member_id}") from None
+        # Only after the signature: an unauthenticated sender must not learn who is revoked.
+        if revocations.member_revoked(member) is not None:
+            raise _Refusal("signer_revoked", f"{member.member_id}'s keys are revoked")
         ctx.who = member.member_id
         return verified.signer, verified.body
 

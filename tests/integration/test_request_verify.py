@@ -136,10 +136,17 @@ def test_each_body_refusal_has_its_own_reason_and_a_coarse_code(world, verifier,
     assert entry.detail["coarse"] == err.public
 
 
-def test_forged_unknown_and_malformed_envelopes_are_refused_before_parsing(world, verifier):
+def test_forged_unknown_and_malformed_envelopes_are_refused_before_parsing(world, verifier, monkeypatch):
     fed, node, trust = world
     sha = fed.permit(trust)
     good = signed(fed.identities["res-1"], query_body(sha))
+    parsed = []
+
+    def no_parse(raw, ctx):
+        parsed.append(raw)
+        raise AssertionError("the body was parsed before the envelope was authenticated")
+
+    monkeypatch.setattr(QueryVerifier, "_parse", staticmethod(no_parse))
     flipped = bytearray(good)
     flipped[len(good) // 2] ^= 1
     assert _refused(verifier, bytes(flipped)).reason == "bad_signature"
@@ -148,12 +155,15 @@ def test_forged_unknown_and_malformed_envelopes_are_refused_before_parsing(world
     assert _refused(verifier, b"not an envelope").reason == "malformed_envelope"
     wrong_tag = sign(fed.identities["res-1"], "oncofed/answer/v1", query_body(sha).SerializeToString())
     assert _refused(verifier, wrong_tag).reason == "bad_signature"
-    garbage = sign(fed.identities["res-1"], QUERY_TAG, b"\xff\xff\xff")
-    assert _refused(verifier, garbage).reason == "malformed_body"
     centre = sign(fed.identities["centre-b"], QUERY_TAG, query_body(sha).SerializeToString())
     assert _refused(verifier, centre).reason == "unknown_signer"  # a centre is no researcher
+    assert parsed == []                                           # none of these reached the parser
     entry = _last_entry(node)
     assert entry.permit_hash == "" and entry.who.startswith("unverified:")
+    monkeypatch.undo()
+    garbage = sign(fed.identities["res-1"], QUERY_TAG, b"\xff\xff\xff")
+    assert _refused(verifier, garbage).reason == "malformed_body"     # parsed only once authenticated
+    assert _last_entry(node).who == "res-1"
 
 
 def test_permit_states_each_refuse_with_their_reason(world, verifier):
@@ -254,6 +264,27 @@ def test_field_walker_finds_cohort_and_analysis_fields():
 
 
 def test_every_reason_maps_to_a_coarse_code():
-    assert set(REASONS.values()) <= set(Coarse)
+    import inspect
+    import re
+
+    from oncofed.node import verify as verify_mod
+
+    raised = set(re.findall(r'_Refusal\(\s*"(\w+)"', inspect.getsource(verify_mod)))
+    assert raised and raised <= set(REASONS)                       # every reason the code raises is mapped
+    assert {RequestRefused(r).public for r in REASONS} <= {c.value for c in Coarse}
+    assert RequestRefused("signer_revoked").public == "NOT_APPROVED"
     with pytest.raises(ValueError, match="unknown refusal reason"):
         RequestRefused("cohort_too_small")
+
+
+def test_a_revoked_signer_is_only_named_after_the_signature_verifies(world, verifier, monkeypatch):
+    """An unauthenticated sender must not learn whether a researcher is revoked."""
+    from oncofed.keys.registry import RevocationList
+
+    fed, _, trust = world
+    monkeypatch.setattr(RevocationList, "member_revoked", lambda self, member: object())
+    good = signed(fed.identities["res-1"], query_body(fed.permit(trust)))
+    forged = bytearray(good)
+    forged[len(good) // 2] ^= 1
+    assert _refused(verifier, bytes(forged)).reason == "bad_signature"
+    assert _refused(verifier, good).reason == "signer_revoked"

@@ -234,8 +234,9 @@ def _summary(m: pb.Summary, d: Dictionary, allowed: Collection[str] | None, path
         edges = tuple(f.bins)
     qs = tuple(m.quantiles) or DEFAULT_QUANTILES
     for i, q in enumerate(qs):
-        if not 0.0 <= q <= 1.0:
-            raise invalid(f"{path}.quantiles[{i}]", f"{q} is not a probability in [0, 1]")
+        if not 0.0 < q < 1.0:     # 0 and 1 would be the minimum and maximum: never released
+            raise invalid(f"{path}.quantiles[{i}]", f"{q} is not a probability strictly between 0 and 1 "
+                          "(never min or max)")
     return SummarySpec(field=f.name, scale_bits=s, bound=float(bound), edges=edges,
                        unit_bins=m.unit_bins, integer=integer, quantiles=qs)
 
@@ -273,14 +274,34 @@ def component_maxima(spec: AnalysisSpec) -> list[int]:
     return [1] * spec.n_values
 
 
-def check_overflow(spec: AnalysisSpec, rows: int) -> None:
-    """Refuse before computing when a component could reach 2^126 at the worst case: every row of
-    this node at its bound, summed over the federation's largest participant set."""
-    worst = max(component_maxima(spec)) * max(rows, 1) * MAX_CENTRES
+def check_bound(spec: AnalysisSpec, d: Dictionary, *, dp: bool) -> None:
+    """Outside differential privacy a summary's bound may not be narrower than its field's
+    dictionary range: rows are clamped to the bound only under a DP permit, and Σx released exactly
+    under two bounds would otherwise reveal an outlier by differencing. Decided from the query and
+    the dictionary alone."""
+    if dp or not isinstance(spec, SummarySpec):
+        return
+    f = d.fields[spec.field]
+    path = "analysis.summary.fixed_point.bound"
+    if f.minimum is None or f.maximum is None:
+        raise invalid(path, f"field {f.name!r} has no dictionary range: outside differential privacy a "
+                      "summary needs one")
+    reach = max(abs(float(f.minimum)), abs(float(f.maximum)))
+    if spec.bound < reach:
+        raise invalid(path, f"the bound {spec.bound:g} is narrower than {f.name}'s dictionary range "
+                      f"(±{reach:g}); only a differentially private permit may clamp (use 0 for the range)")
+
+
+def check_overflow(spec: AnalysisSpec, max_rows: int) -> None:
+    """Refuse before computing when a component could reach 2^126 at the worst case: the centre's
+    public maximum row count (policy, never its actual size) at the bound, summed over the
+    federation's largest participant set. The refusal names no data-derived number."""
+    worst = max(component_maxima(spec)) * max(max_rows, 1) * MAX_CENTRES
     if worst >= SAFE_LIMIT:
         raise QueryError("OUT_OF_RANGE",
-                         f"the fixed-point components could overflow (bound × 2^scale × {rows} rows × "
-                         f"{MAX_CENTRES} centres ≥ 2^126); lower scale_bits or the bound", "analysis")
+                         "the fixed-point components could overflow (bound × 2^scale × the centres' "
+                         f"maximum rows × {MAX_CENTRES} centres ≥ 2^126); lower scale_bits or the bound",
+                         "analysis")
 
 
 def encode(value: int) -> int:

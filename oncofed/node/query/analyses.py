@@ -57,8 +57,10 @@ def statement(spec: AnalysisSpec, d: Dictionary, cohort: CompiledCohort,
 
 
 def compute(conn: sqlite3.Connection, spec: AnalysisSpec, d: Dictionary, cohort: CompiledCohort,
-            restrict: Restrict = None) -> Raw:
-    """Run the analysis' statement and turn its groups into exact cells."""
+            restrict: Restrict = None, *, clamp: bool = False) -> Raw:
+    """Run the analysis' statement and turn its groups into exact cells. `clamp` (DP permits only)
+    clamps a summary's rows to the query's bound; otherwise the bound covers the dictionary range
+    (spec.check_bound) and no row is changed."""
     sql, params = statement(spec, d, cohort, restrict)
     rows = conn.execute(sql, params).fetchall()
     if isinstance(spec, CountSpec):
@@ -69,7 +71,7 @@ def compute(conn: sqlite3.Connection, spec: AnalysisSpec, d: Dictionary, cohort:
     if isinstance(spec, HistogramSpec):
         return _histogram(rows, spec)
     if isinstance(spec, SummarySpec):
-        return _summary(rows, spec)
+        return _summary(rows, spec, clamp)
     return count_survival(rows, spec, d)
 
 
@@ -112,7 +114,7 @@ def fixed(x: int | float | Fraction, scale_bits: int) -> int:
     return round(Fraction(x) * (1 << scale_bits))
 
 
-def _summary(rows: list[tuple[Any, ...]], spec: SummarySpec) -> RawSummary:
+def _summary(rows: list[tuple[Any, ...]], spec: SummarySpec, clamp: bool = False) -> RawSummary:
     s, bound = spec.scale_bits, Fraction(spec.bound)
     n, missing = EMPTY, EMPTY
     sum_x = sum_xx = 0
@@ -123,7 +125,9 @@ def _summary(rows: list[tuple[Any, ...]], spec: SummarySpec) -> RawSummary:
             missing = missing + cell
             continue
         n = n + cell
-        v = min(max(Fraction(x), -bound), bound)       # rows beyond the stated bound are clamped
+        v = Fraction(x)
+        if clamp:                                       # DP only: rows beyond the bound are clamped
+            v = min(max(v, -bound), bound)
         sum_x += cell.n * fixed(v, s)
         sum_xx += cell.n * fixed(v * v, s)
         if bins:

@@ -6,8 +6,10 @@ Per analysis, with k = max(node's minimum cell count, permit's) — a permit can
   *inside* the vector (never a refusal, which would tell the researcher the cohort is small);
 - crosstab, histogram: every cell cell-key perturbed; in threshold mode a table with any cell
   0 < n < k is withheld whole (DataSHIELD's rule);
-- summary: (n, Σx, Σx²) withheld together when n < k; n perturbed like a count (so a summary
-  cannot be used to read an exact count); bins and the missing count as a table; never min or max;
+- summary: (n, Σx, Σx²) withheld together when n < k or when the table below is withheld; n
+  perturbed like a count (so a summary cannot be used to read an exact count); bins and the missing
+  count as a table, the bins first bottom- and top-coded so no tail bin rests on fewer than k rows
+  (code_tails); never min or max;
 - kaplan_meier, logrank: a group below k is withheld; once a group's number at risk falls below k
   all its remaining patients are reported censored at that edge (tail censoring); then every
   cumulative count is cell-key perturbed and made monotone, or rounded to the midpoint of blocks of
@@ -53,6 +55,8 @@ class NodePolicy:
     dp_rows_per_patient: int = 2          # DP mode keeps tumour_seq ≤ this: bounds one patient's rows
     max_depth: int = 8
     max_nodes: int = 64
+    max_rows: int = 10_000_000            # public maximum rows per centre: overflow and DP range checks use
+                                          # this, never the store's actual size
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -61,8 +65,8 @@ class NodePolicy:
             raise ValueError("survival_counts must be auto, cell_key or round")
         if self.dp_mechanism not in ("laplace", "gaussian"):
             raise ValueError("dp_mechanism must be laplace or gaussian")
-        if self.min_cell_count < 1 or self.dp_rows_per_patient < 1:
-            raise ValueError("min_cell_count and dp_rows_per_patient must be at least 1")
+        if self.min_cell_count < 1 or self.dp_rows_per_patient < 1 or self.max_rows < 1:
+            raise ValueError("min_cell_count, dp_rows_per_patient and max_rows must be at least 1")
         unknown = set(self.allowed_analyses) - set(CATALOGUE)
         if unknown:
             raise ValueError(f"unknown analyses in policy: {', '.join(sorted(unknown))}")
@@ -147,20 +151,66 @@ def _table(cells: list[Cell], spec: AnalysisSpec, k: int, policy: NodePolicy, me
 
 def _summary(raw: RawSummary, spec: SummarySpec, k: int, policy: NodePolicy, meta: dict[str, Any]) -> Release:
     flags = [1, 0, 0]
-    if raw.n.n < k:
+    coded = code_tails(raw.bins, k)
+    if coded is None:       # fewer than k rows in the bins: no tail can be coded, the table is withheld
+        table = Release([0] * (1 + len(raw.bins)), [1, 1], {**meta, "suppressed": "bins below k",
+                                                            "cells_suppressed": 1 + len(raw.bins)})
+    else:
+        table = _table([raw.missing, *coded], spec, k, policy, meta)
+    if table.flags[1]:
+        flags[2] = 1
+    # Withheld with the table too: n released exactly beside a withheld `missing` would give it away
+    # (count − n) in threshold mode.
+    if raw.n.n < k or table.flags[1]:
         head = [0, 0, 0]
         flags[1] = 1
     else:
         n = raw.n.n if policy.mode == "threshold" else ptable.perturb(raw.n.n, raw.n.key)
         head = [n, raw.sum_x, raw.sum_xx]
-    table = _table([raw.missing, *raw.bins], spec, k, policy, meta)
-    if table.flags[1]:
-        flags[2] = 1
     out = {**table.meta, "moments_withheld": bool(flags[1])}
     out["cells_suppressed"] = out.get("cells_suppressed", 0) + 3 * flags[1]
     if policy.mode == "cell_key" and not flags[1]:
         out["cells_perturbed"] = out.get("cells_perturbed", 0) + 1      # n
     return Release(head + table.values, flags, out)
+
+
+def code_tails(bins: list[Cell], k: int) -> list[Cell] | None:
+    """Bottom- and top-code the quantile bins on the true counts: the lowest bins are merged into
+    the first bin at which the cumulative count reaches k, likewise from the top, so no released
+    tail bin rests on fewer than k rows (never min or max). None when the bins hold fewer than k
+    rows in all (then nothing of them can be released)."""
+    if not bins:
+        return []
+    out = [EMPTY] * len(bins)
+    if sum(c.n for c in bins) < k:
+        return None
+    lo = _reaches(bins, k)
+    hi = len(bins) - 1 - _reaches(bins[::-1], k)
+    if hi <= lo:                           # the tails overlap: everything in one bin
+        merged = EMPTY
+        for c in bins:
+            merged = merged + c
+        out[lo] = merged
+        return out
+    bottom = top = EMPTY
+    for c in bins[:lo + 1]:
+        bottom = bottom + c
+    for c in bins[hi:]:
+        top = top + c
+    out[lo] = bottom
+    out[lo + 1:hi] = bins[lo + 1:hi]
+    out[hi] = top
+    return out
+
+
+def _reaches(bins: list[Cell], k: int) -> int:
+    """Index of the first bin at which the cumulative true count reaches k (the bins hold ≥ k)."""
+    acc = 0
+    for i, c in enumerate(bins):
+        acc += c.n
+        if acc >= k:
+            return i
+    raise AssertionError("the bins hold fewer than k rows")
 
 
 def _survival(raw: RawSurvival, spec: SurvivalSpec, k: int, policy: NodePolicy, meta: dict[str, Any]) -> Release:

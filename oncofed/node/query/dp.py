@@ -23,11 +23,23 @@ import math
 from typing import Any
 
 from oncofed.federation.query.errors import QueryError
-from oncofed.federation.query.spec import AnalysisSpec, SummarySpec, SurvivalSpec
+from oncofed.federation.query.spec import AnalysisSpec, SummarySpec, SurvivalSpec, component_maxima
 from oncofed.node.query.cells import Raw, RawSurvival
 from oncofed.node.query.disclosure import NodePolicy, Release, values
 
 _I64_SAFE = 1 << 60
+
+
+def check_dp_range(spec: AnalysisSpec, policy: NodePolicy) -> None:
+    """Refuse, BEFORE ε is charged, a DP query whose values or sensitivity could leave OpenDP's
+    integer range: the worst case is the largest per-row contribution (rows are clamped to the
+    query's bound in DP mode) times the policy's public maximum rows per centre. Decided from the
+    query, the dictionary and the policy only, so the refusal never depends on the data."""
+    per_row = max(component_maxima(spec), default=1)
+    worst = per_row * max(policy.max_rows, policy.dp_rows_per_patient)
+    if worst >= _I64_SAFE:
+        raise QueryError("OUT_OF_RANGE", "values could be too large for differential privacy at this "
+                         "centre's maximum row count; lower scale_bits or the bound", "analysis")
 
 
 def _prelude() -> Any:
@@ -56,8 +68,8 @@ def dp_release(spec: AnalysisSpec, raw: Raw, *, epsilon: float, policy: NodePoli
     delta = policy.dp_delta / len(blocks)
     noisy, scales = [], []
     for data, l1, l2 in blocks:
-        if any(abs(x) >= _I64_SAFE for x in data) or l1 >= _I64_SAFE:
-            raise QueryError("OUT_OF_RANGE", "values too large for differential privacy; lower scale_bits", "analysis")
+        # check_dp_range refused every query that could get here, before ε was charged
+        assert l1 < _I64_SAFE and all(abs(x) < _I64_SAFE for x in data), "check_dp_range was not applied"
         out, scale = _noise(data, l1, l2, share, delta, policy.dp_mechanism)
         noisy.append(out)
         scales.append(scale)

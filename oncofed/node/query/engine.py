@@ -5,7 +5,9 @@ participant set — later work) and the admin's `oncofed node query` call. It re
 
     1. checks that never depend on data: dictionary, analysis and fields against permit and
        policy, exact dates, lattice, answer size, mode;
-    2. the researcher's rate limit; the overflow bound (uses only the table's size);
+       the summary bound, the overflow and DP range bounds (from the policy's public maximum rows
+       per centre, never the table's size);
+    2. the researcher's rate limit;
     3. ε charged durably to the permit (DP permits), BEFORE any computation;
     4. one grouped SQL aggregate over the compiled cohort;
     5. the node's disclosure rules (or DP noise), then the vector mod 2^128 (values, then flags).
@@ -18,13 +20,22 @@ never be sent outward.
 from __future__ import annotations
 
 import hashlib
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from oncofed.federation.finalise import Result, finalise
 from oncofed.federation.query.errors import QueryError
-from oncofed.federation.query.spec import AnalysisSpec, SurvivalSpec, check_overflow, encode, n_total, parse_analysis
+from oncofed.federation.query.spec import (
+    AnalysisSpec,
+    SurvivalSpec,
+    check_bound,
+    check_overflow,
+    encode,
+    n_total,
+    parse_analysis,
+)
 from oncofed.keys.cellkey import RecordKeyer
 from oncofed.keys.secrets import load_secret_file
 from oncofed.node.config import PERTURBATION_KEY
@@ -33,7 +44,7 @@ from oncofed.node.query.analyses import compute
 from oncofed.node.query.budget import PrivacyLedger, RateLimiter
 from oncofed.node.query.compiler import CompiledCohort, compile_cohort
 from oncofed.node.query.disclosure import NodePolicy, Release, check_allowed, protect
-from oncofed.node.query.dp import dp_release
+from oncofed.node.query.dp import check_dp_range, dp_release
 from oncofed.node.query.recordkeys import ensure_record_keys
 from oncofed.node.store.schema import TUMOURS, quote
 from oncofed.v1 import query_pb2 as pb
@@ -103,9 +114,12 @@ def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
         if (ref.name, ref.version, ref.extension_sha256) != (d.name, d.version, d.extension_sha256):
             raise QueryError("FAILED_PRECONDITION", f"the query was written for dictionary {ref.name} "
                              f"{ref.version}; this centre runs {d.label()}", "dictionary")
+    if not math.isfinite(body.epsilon):
+        raise QueryError("INVALID_ARGUMENT", "ε must be a finite number", "epsilon")
     allowed = frozenset(permit.allowed_fields) if permit is not None else None
     spec = parse_analysis(body.analysis, d, allowed)
     check_allowed(policy, spec.kind)
+    dp_mode = permit is not None and permit.epsilon is not None
     if permit is not None:
         if spec.kind not in permit.allowed_analyses:
             raise QueryError("PERMISSION_DENIED", f"the permit does not allow {spec.kind}", "analysis")
@@ -123,6 +137,10 @@ def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
     if n_total(spec) > policy.max_values:
         raise QueryError("RESOURCE_EXHAUSTED", f"the answer would hold {n_total(spec)} values; this centre "
                          f"releases at most {policy.max_values}", "analysis")
+    check_bound(spec, d, dp=dp_mode)
+    check_overflow(spec, policy.max_rows)
+    if dp_mode:
+        check_dp_range(spec, policy)
     cohort = compile_cohort(body.cohort if body.HasField("cohort") else None, d, allowed,
                             exact_dates=body.exact_dates, max_depth=policy.max_depth, max_nodes=policy.max_nodes)
     return spec, cohort
@@ -151,11 +169,14 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
     qid = query_id or hashlib.sha256(body.SerializeToString()).hexdigest()
     dp_mode = permit is not None and permit.epsilon is not None
     if permit is not None:
-        RateLimiter(conn, policy.rate_per_minute, policy.rate_per_day).admit(
-            body.researcher_key_id or permit.permit_id, now)
-    # max(rowid) bounds the row count from above in O(log n) (count(*) scans an index: 7 ms at 10^6)
+        RateLimiter(conn, policy.rate_per_minute, policy.rate_per_day).admit(rate_key(body, permit), now)
+    # The overflow and DP checks assume at most policy.max_rows rows; max(rowid) bounds the row count
+    # from above in O(log n). A store beyond it is the centre's misconfiguration, refused without
+    # naming its size, and independent of the query.
     rows = int(conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {TUMOURS}").fetchone()[0])  # noqa: S608
-    check_overflow(spec, rows)
+    if rows > policy.max_rows:
+        raise QueryError("FAILED_PRECONDITION", "this centre's store exceeds its policy's max_rows; "
+                         "its administrator must raise [query] max_rows")
     ensure_record_keys(conn, node.dictionary, _keyer(node))  # every statement reads the record keys
     charge = None
     restrict = None
@@ -163,7 +184,7 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
         assert permit is not None and permit.epsilon is not None
         charge = PrivacyLedger(conn).charge(permit.permit_id, permit.epsilon, body.epsilon, qid, now)
         restrict = (f"{quote('tumour_seq')} <= ?", (policy.dp_rows_per_patient,))
-    raw = compute(conn, spec, node.dictionary, cohort, restrict)
+    raw = compute(conn, spec, node.dictionary, cohort, restrict, clamp=dp_mode)
     k = policy.effective_k(permit.min_cell_count if permit is not None else None)
     release: Release = (dp_release(spec, raw, epsilon=body.epsilon, policy=policy) if dp_mode
                         else protect(spec, raw, k=k, policy=policy))
@@ -176,6 +197,13 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
         meta["epsilon_spent"] = charge.epsilon
         meta["epsilon_remaining"] = charge.remaining
     return Answer(analysis=spec.kind, vector=vector, n_values=spec.n_values, flags=tuple(spec.flags), meta=meta)
+
+
+def rate_key(body: pb.QueryBody, permit: PermitView) -> str:
+    """Whom the rate limit counts: the researcher key id, normalised (so case and spaces do not
+    open fresh windows), else the permit."""
+    key = body.researcher_key_id.strip().lower()
+    return key or permit.permit_id
 
 
 def finalise_local(node: Node, body: pb.QueryBody, ans: Answer) -> Result:

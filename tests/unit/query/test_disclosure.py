@@ -87,6 +87,48 @@ def test_summary_moments_are_withheld_together_below_k():
     assert rel.values == [40, 200, 10_000, 30, 20, 20] and rel.flags == [1, 0, 0]
 
 
+UNIT = SummarySpec(field="age_at_incidence", scale_bits=0, bound=120.0, edges=tuple(range(0, 11)), unit_bins=True,
+                   integer=True, quantiles=(0.5,))
+
+
+@pytest.mark.parametrize("policy", [THRESHOLD, CELL_KEY])
+def test_summary_quantile_tails_are_coded_so_no_tail_bin_rests_on_fewer_than_k(policy):
+    """A lone outlier in a unit bin would label the exact maximum (0 stays 0 under cell-key): the
+    tails are merged, on the true counts, until each end bin holds at least k rows."""
+    counts = [1, 0, 2, 3, 6, 7, 5, 0, 0, 1]          # min 0 (one row), max 9 (one row)
+    bins = [Cell(n, 11 * i + 1) for i, n in enumerate(counts)]
+    raw = RawSummary(n=Cell(25, 3), sum_x=0, sum_xx=0, missing=Cell(0, 0), bins=bins)
+    rel = protect(UNIT, raw, k=5, policy=policy)
+    released = rel.values[4:]
+    assert released[:3] == [0, 0, 0] and released[7:] == [0, 0, 0]   # 1+0+2+3 ≥ 5 at bin 3; 1+0+0+5 at bin 6
+    assert released[3] > 0 and released[6] > 0
+    if policy is THRESHOLD:
+        assert released == [0, 0, 0, 6, 6, 7, 6, 0, 0, 0] and rel.flags == [1, 0, 0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(counts=st.lists(st.integers(0, 6), min_size=2, max_size=30), k=st.integers(1, 8))
+def test_coded_tails_never_rest_on_fewer_than_k_rows(counts, k):
+    bins = [Cell(n, 7 * i + 1) for i, n in enumerate(counts)]
+    raw = RawSummary(n=Cell(sum(counts), 1), sum_x=0, sum_xx=0, missing=Cell(k, 2), bins=bins)
+    rel = protect(UNIT, raw, k=k, policy=THRESHOLD)
+    released = rel.values[4:]
+    if rel.flags[2]:
+        return
+    nonzero = [i for i, v in enumerate(released) if v]
+    assert sum(released) == sum(counts)                            # merged, never dropped
+    assert released[nonzero[0]] >= k and released[nonzero[-1]] >= k
+
+
+def test_threshold_summary_withholds_the_moments_with_the_missing_count():
+    """n exact beside a withheld `missing` (0 < missing < k) would give it away as count − n."""
+    spec = SummarySpec(field="age_at_incidence", scale_bits=0, bound=120.0, edges=(0, 50, 121), unit_bins=False,
+                       integer=True, quantiles=(0.5,))
+    raw = RawSummary(n=Cell(40, 1), sum_x=200, sum_xx=10_000, missing=Cell(2, 7), bins=[Cell(20, 3), Cell(20, 5)])
+    rel = protect(spec, raw, k=5, policy=THRESHOLD)
+    assert rel.flags == [1, 1, 1] and rel.values == [0] * 6
+
+
 def _group(entered, events, censored):
     return GroupSurvival(cumulative([Cell(x, i + 1) for i, x in enumerate(entered)]),
                          cumulative([Cell(x, 100 + i) for i, x in enumerate(events)]),

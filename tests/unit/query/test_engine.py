@@ -148,13 +148,17 @@ def test_differential_privacy_is_charged_before_release_and_never_suppresses(nod
 def test_dp_summary_and_survival_are_finalisable(node, mechanism):
     permit = Permit(permit_id=f"dp-{mechanism}", epsilon=10.0)
     policy = NodePolicy(dp_mechanism=mechanism)
-    for doc in ({"analysis": {"summary": {"field": "age_at_incidence", "bound": 100}}, "epsilon": 3.0},
+    for doc in ({"analysis": {"summary": {"field": "age_at_incidence", "bound": 120}}, "epsilon": 3.0},
                 {"analysis": {"kaplan_meier": {"outcome": "OS", "cutoff": "2025-12-31"}}, "epsilon": 3.0}):
         b = body(doc)
         ans = engine.answer(node, b, permit, policy=policy)
         result = finalise_query(b, node.dictionary, ans.vector)
         assert ans.meta["mechanism"] == mechanism and ans.meta["epsilon_spent"] == 3.0
         assert result["centres"] == 1
+        b.epsilon = 0
+        exact = engine.answer(node, b, None, policy=NodePolicy(mode="none"))
+        assert len(ans.vector) == len(exact.vector)
+        assert ans.values != exact.values                            # noise was really added
     assert PrivacyLedger(node.conn).spent(f"dp-{mechanism}") == pytest.approx(6.0)
 
 
@@ -167,3 +171,82 @@ def test_the_centre_caps_the_cells_in_one_answer(node, no_sql):
     assert err.path == "analysis"
     spec, _ = engine.prepare(node, body({"analysis": {"crosstab": {"fields": ["her2"]}}}), Permit(), small)
     assert spec is not None
+
+
+AGE_SUMMARY = {"field": "age_at_incidence"}
+
+
+def test_a_summary_bound_narrower_than_the_dictionary_range_is_refused_outside_dp(node, no_sql):
+    """Σx exact under bound 120 and under bound 90 would differ by the outliers' excess: outside DP
+    the bound must cover the dictionary range (0–120 for age), decided before any row is read."""
+    for permit in (Permit(), None):
+        e = refuse(node, {"analysis": {"summary": {**AGE_SUMMARY, "bound": 90}}}, permit, "INVALID_ARGUMENT",
+                   policy=NodePolicy(mode="none") if permit is None else None, match="narrower")
+        assert e.path == "analysis.summary.fixed_point.bound"
+
+
+def test_dp_alone_may_clamp_to_a_narrower_bound(node):
+    spec, _ = engine.prepare(node, body({"analysis": {"summary": {**AGE_SUMMARY, "bound": 90}}, "epsilon": 1.0}),
+                             Permit(epsilon=5.0), NodePolicy())
+    assert spec.bound == 90.0
+    for bound in (0, 120, 500):                      # the range itself, or wider, is fine outside DP
+        engine.answer(node, body({"analysis": {"summary": {**AGE_SUMMARY, "bound": bound}}}), Permit(),
+                      policy=NodePolicy())
+
+
+@pytest.mark.parametrize("q", [0.0, 1.0, -0.1, 1.5])
+def test_quantiles_at_or_beyond_0_and_1_are_refused_never_min_or_max(node, no_sql, q):
+    e = refuse(node, {"analysis": {"summary": {**AGE_SUMMARY, "quantiles": [0.5, q]}}}, Permit(), "INVALID_ARGUMENT",
+               match="never min or max")
+    assert e.path == "analysis.summary.quantiles[1]"
+
+
+def test_dp_range_is_checked_before_epsilon_is_charged(node, no_sql):
+    """A summary whose values could leave OpenDP's integer range is refused from the query and the
+    policy alone, before ε is charged (it used to be refused after, depending on the data)."""
+    permit = Permit(permit_id="dp-range", epsilon=5.0)
+    doc = {"analysis": {"summary": {**AGE_SUMMARY, "bound": 120, "scale_bits": 40}}, "epsilon": 1.0}
+    refuse(node, doc, permit, "OUT_OF_RANGE", match="differential privacy")
+    assert PrivacyLedger(node.conn).spent("dp-range") == 0
+
+
+def test_overflow_check_uses_the_public_maximum_rows_and_echoes_no_row_count(node, no_sql):
+    """60 rows here would pass; the centre's public maximum (policy.max_rows) decides, and the
+    message names no number read from the store."""
+    doc = {"analysis": {"summary": {**AGE_SUMMARY, "bound": 1e9, "scale_bits": 40}}}
+    e = refuse(node, doc, Permit(), "OUT_OF_RANGE", match="overflow")
+    assert "60" not in e.message
+    big = NodePolicy(max_rows=10**14)
+    small = NodePolicy(max_rows=100)
+    refuse(node, {"analysis": {"summary": {**AGE_SUMMARY, "bound": 1e6, "scale_bits": 40}}}, Permit(), "OUT_OF_RANGE",
+           policy=big, match="overflow")
+    engine.prepare(node, body({"analysis": {"summary": {**AGE_SUMMARY, "bound": 1e6, "scale_bits": 40}}}), Permit(),
+                   small)
+
+
+def test_a_store_beyond_max_rows_is_refused_without_its_size(node, no_sql):
+    e = refuse(node, {"analysis": "count"}, Permit(), "FAILED_PRECONDITION", policy=NodePolicy(max_rows=10),
+               match="max_rows")
+    assert not any(ch.isdigit() for ch in e.message)
+
+
+@pytest.mark.parametrize("eps", [float("inf"), float("nan"), float("-inf")])
+def test_a_non_finite_epsilon_is_refused_before_the_rate_limit(node, eps):
+    policy = NodePolicy(rate_per_minute=1)
+    q = body({"analysis": "count", "researcher_key_id": "bob"})
+    q.epsilon = eps                                   # the wire format carries any double
+    for _ in range(3):                                # never takes a rate-limit slot
+        with pytest.raises(QueryError, match="finite") as exc:
+            engine.answer(node, q, Permit(epsilon=5.0), policy=policy)
+        assert exc.value.code == "INVALID_ARGUMENT"
+    q.epsilon = 1.0
+    engine.answer(node, q, Permit(epsilon=5.0), policy=policy)     # the slot is still free
+
+
+def test_rate_limit_key_is_normalised(node):
+    policy = NodePolicy(rate_per_minute=2)
+    for key in ("alice", "ALICE "):
+        engine.answer(node, body({"analysis": "count", "researcher_key_id": key}), Permit(), policy=policy, now=9_000)
+    with pytest.raises(QueryError, match="per minute"):
+        engine.answer(node, body({"analysis": "count", "researcher_key_id": " Alice"}), Permit(), policy=policy,
+                      now=9_001)
