@@ -52,7 +52,7 @@ class NodePolicy:
     rate_per_day: int = 2_000
     dp_mechanism: str = "laplace"         # laplace (ε-DP) | gaussian ((ε, δ)-DP)
     dp_delta: float = 1e-9
-    dp_rows_per_patient: int = 2          # DP mode keeps tumour_seq ≤ this: bounds one patient's rows
+    dp_rows_per_patient: int = 2          # DP mode keeps at most this many cohort rows per patient
     max_depth: int = 8
     max_nodes: int = 64
     max_rows: int = 10_000_000            # public maximum rows per centre: overflow and DP range checks use

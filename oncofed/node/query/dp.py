@@ -3,7 +3,7 @@
 The noise is discrete Laplace (ε-DP) or discrete Gaussian (ρ-zCDP, converted to (ε, δ)) on integer
 vectors, from OpenDP — whose unvetted ("contrib") features must be enabled explicitly, which this
 module does, once, where they are used. Sensitivity is taken over the *whole* vector from public
-bounds: one patient (at most `dp_rows_per_patient` tumours: DP mode keeps tumour_seq ≤ that)
+bounds: one patient (at most `dp_rows_per_patient` of the cohort's rows: engine.per_patient_limit)
 changes
 
 - count, crosstab, histogram: cells by at most L in total (L1 = L, L2 ≤ L);

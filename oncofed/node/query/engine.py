@@ -183,7 +183,7 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
     if dp_mode:
         assert permit is not None and permit.epsilon is not None
         charge = PrivacyLedger(conn).charge(permit.permit_id, permit.epsilon, body.epsilon, qid, now)
-        restrict = (f"{quote('tumour_seq')} <= ?", (policy.dp_rows_per_patient,))
+        restrict = per_patient_limit(cohort, policy.dp_rows_per_patient)
     raw = compute(conn, spec, node.dictionary, cohort, restrict, clamp=dp_mode)
     k = policy.effective_k(permit.min_cell_count if permit is not None else None)
     release: Release = (dp_release(spec, raw, epsilon=body.epsilon, policy=policy) if dp_mode
@@ -213,3 +213,18 @@ def finalise_local(node: Node, body: pb.QueryBody, ans: Answer) -> Result:
 
 def _keyer(node: Node) -> RecordKeyer:
     return RecordKeyer(load_secret_file(node.paths.secret(PERTURBATION_KEY)))
+
+
+def per_patient_limit(cohort: CompiledCohort, limit: int) -> tuple[str, tuple[Any, ...]]:
+    """Keep at most `limit` rows per patient of the cohort (by tumour_seq, then tumour id).
+
+    DP sensitivity assumes one patient touches at most `limit` rows of the answer. Filtering on
+    `tumour_seq <= limit` would trust the registry's numbering (two tumours of one patient may
+    both say 1); ranking the patient's cohort rows makes the bound hold by construction.
+    """
+    pid, seq, tid = quote("patient_pid"), quote("tumour_seq"), quote("tumour_id")
+    # Identifiers are dictionary names via quote(); the cohort's values stay bound parameters.
+    sql = ("rowid IN (SELECT rid FROM (SELECT rowid AS rid, row_number() OVER "  # noqa: S608
+           f"(PARTITION BY {pid} ORDER BY {seq}, {tid}) AS rank FROM {TUMOURS} WHERE {cohort.where}) "
+           "WHERE rank <= ?)")
+    return sql, (*cohort.params, limit)

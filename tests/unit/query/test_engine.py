@@ -250,3 +250,24 @@ def test_rate_limit_key_is_normalised(node):
     with pytest.raises(QueryError, match="per minute"):
         engine.answer(node, body({"analysis": "count", "researcher_key_id": " Alice"}), Permit(), policy=policy,
                       now=9_001)
+
+
+def test_dp_keeps_at_most_l_rows_per_patient_whatever_their_numbering(node_dir, tmp_path):
+    """Patient P has three tumours that all claim tumour_seq 1: `tumour_seq <= L` would keep
+    all three; ranking the patient's cohort rows keeps exactly L."""
+    from oncofed import dictionary as dictmod
+    from oncofed.node.query.compiler import compile_cohort
+
+    rows = [valid_row(i) for i in range(1, 6)]
+    rows += [valid_row(100 + j, patient_id="PAT-SAME") for j in range(3)]
+    n = open_node(node_dir)
+    try:
+        n.ingest(write_csv(tmp_path / "p.csv", rows))
+        cohort = compile_cohort(None, dictmod.load(), None)
+        for limit, expected in ((1, 6), (2, 7), (3, 8)):
+            sql, params = engine.per_patient_limit(cohort, limit)
+            got = n.conn.execute(f"SELECT count(*) FROM tumours WHERE ({cohort.where}) AND ({sql})",  # noqa: S608
+                                 (*cohort.params, *params)).fetchone()[0]
+            assert got == expected, (limit, got)
+    finally:
+        n.close()
