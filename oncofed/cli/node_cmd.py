@@ -158,8 +158,13 @@ def summary(node_dir: Path, as_json: bool) -> None:
 def _node_logger(paths: NodePaths) -> logging.Logger:
     """File log in the node directory; never receives raw identifiers (ingest never passes any)."""
     log = logging.getLogger("oncofed.node")
+    target = str((paths.logs / "node.log").resolve())
+    for h in list(log.handlers):  # one process may serve several nodes (tests, tools): one file each
+        if isinstance(h, logging.FileHandler) and h.baseFilename != target:
+            log.removeHandler(h)
+            h.close()
     if paths.logs.is_dir() and not any(isinstance(h, logging.FileHandler) for h in log.handlers):
-        handler = logging.FileHandler(paths.logs / "node.log", encoding="utf-8")
+        handler = logging.FileHandler(target, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
         log.addHandler(handler)
         log.setLevel(logging.INFO)

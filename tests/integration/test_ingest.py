@@ -14,6 +14,21 @@ from oncofed.errors import DictionaryMismatch, IngestRejected, NodeError, UsageE
 from oncofed.node.node import init_node, open_node
 
 
+@pytest.fixture(autouse=True, params=["serial", "parallel"])
+def ingest_mode(request, monkeypatch):
+    """Every test here runs twice: in one process, and with worker processes preparing chunks of
+    a few rows each (so chunk boundaries, line numbers and cross-chunk repeats are exercised)."""
+    from oncofed.node.store import parallel
+    from oncofed.node.store.ingest import Ingestor
+
+    if request.param == "parallel":
+        monkeypatch.setattr(Ingestor, "parallel_min_bytes", 0)
+        monkeypatch.setattr(Ingestor, "workers", 2)
+        monkeypatch.setattr(Ingestor, "chunk_bytes", 700)
+        monkeypatch.setattr(parallel, "BLOCK_BYTES", 1000)
+    return request.param
+
+
 def dump(node_dir: Path) -> list[tuple]:
     """Every tumour row and the ingest count: 'the store' for before/after comparisons."""
     con = sqlite3.connect(node_dir / "store.sqlite")

@@ -31,6 +31,7 @@ from oncofed.keys.cellkey import RecordKeyer
 from oncofed.keys.pseudonym import Pseudonymiser
 from oncofed.node.store import meta
 from oncofed.node.store.encoding import MISSING, code_ordinals, value_table
+from oncofed.node.store.parallel import load_parallel, workers_for
 from oncofed.node.store.schema import RECORD_KEY, TUMOURS, create_indexes, index_definitions, quote
 
 Progress = Callable[[int], None]  # called with bytes read so far
@@ -112,6 +113,14 @@ class _Column:
 class Ingestor:
     """Loads CSV files into one store under one dictionary and one pseudonymisation key."""
 
+    #: Files at least this large are prepared by worker processes (parallel.py); smaller ones
+    #: load faster in one process than it takes to fork.
+    parallel_min_bytes = 4 << 20
+    #: None: one worker per CPU (at most 4) for large files; 0 or 1: never use workers.
+    workers: int | None = None
+    #: Bytes per chunk handed to a worker; None: about one batch (batch_rows × 256 bytes).
+    chunk_bytes: int | None = None
+
     def __init__(self, conn: sqlite3.Connection, dictionary: Dictionary, pseudonymiser: Pseudonymiser,
                  *, batch_rows: int = 5_000, max_faults: int = 20,
                  today: dt.date | None = None, record_keyer: RecordKeyer | None = None) -> None:
@@ -161,9 +170,7 @@ class Ingestor:
             if os.fstat(raw.fileno()).st_size == 0:
                 raise IngestRejected(f"{path.name}: the file is empty (expected a header line)")
             hashing = _HashingReader(raw)
-            text = io.TextIOWrapper(io.BufferedReader(hashing, 1 << 20), encoding="utf-8-sig",
-                                    newline="", errors="strict")
-            reader = csv.reader(text, strict=True)
+            workers = workers_for(os.fstat(raw.fileno()).st_size, self.workers, self.parallel_min_bytes)
             faults = _Faults(self.max_faults)
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -178,7 +185,13 @@ class Ingestor:
                 rebuild = self._bulk(before, os.fstat(raw.fileno()).st_size)
                 if rebuild:
                     self._drop_indexes()
-                rows, changed = self._load(path.name, reader, faults, hashing, progress)
+                if workers:
+                    rows, changed = load_parallel(self, path.name, hashing, faults, progress, workers)
+                else:
+                    text = io.TextIOWrapper(io.BufferedReader(hashing, 1 << 20), encoding="utf-8-sig",
+                                            newline="", errors="strict")
+                    reader = csv.reader(text, strict=True)
+                    rows, changed = self._load(path.name, reader, faults, hashing, progress)
                 if faults.total:
                     raise self._rejection(path.name, faults)
                 if rebuild:
@@ -270,6 +283,13 @@ class Ingestor:
 
     def _batch(self, batch: list[list[str]], lines: list[int], columns: list[_Column],
                faults: _Faults) -> int:
+        records, tids = self._prepare(batch, lines, columns, faults)
+        return self._write(records, tids, lines, faults)
+
+    def _prepare(self, batch: list[list[str]], lines: list[int], columns: list[_Column],
+                 faults: _Faults) -> tuple[list[tuple[Any, ...]], list[str]]:
+        """Validate, encode, derive and pseudonymise one batch: no database access, so worker
+        processes can run it (parallel.py). Returns the rows to write, without faulty ones."""
         n = len(batch)
         line_of = lines.__getitem__
         raw_cols = list(zip(*batch, strict=True))
@@ -306,6 +326,11 @@ class Ingestor:
             bad = {tids[i] for i in range(n) if line_of(i) in faults.lines}
             records = [r for r in records if r[key] not in bad]
             faults.lines.clear()
+        return records, tids
+
+    def _write(self, records: list[tuple[Any, ...]], tids: list[str], lines: list[int], faults: _Faults) -> int:
+        """Write one prepared batch in the open transaction; report repeats of tumour ids."""
+        line_of = lines.__getitem__
         if self._existing:
             self._check_stored_repeats(tids, line_of, faults)
         before = self._max_rowid()

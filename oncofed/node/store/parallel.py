@@ -1,0 +1,148 @@
+"""Parallel ingest: worker processes parse, validate, encode and pseudonymise chunks of the file
+while the main process only writes, in the same single transaction.
+
+Every per-cell step of an ingest is Python work (decision D9); the one SQLite writer is not. So
+the file is cut into chunks at record boundaries, workers (forked, so they share the ingestor's
+tables and keys without pickling them) each run `Ingestor._prepare` on a chunk, and the main
+process writes the prepared rows in file order. All-or-nothing, duplicate detection and crash
+safety are unchanged: they live in the writer's transaction. The workers never touch the
+database: they inherit the connection object, never use it, and exit without finalising it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import multiprocessing
+import os
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from oncofed.errors import IngestRejected
+
+if TYPE_CHECKING:
+    from oncofed.node.store.ingest import Ingestor, Progress, _Column, _Faults, _HashingReader
+
+# Set in the parent just before the pool forks; read by the workers.
+_STATE: tuple[Ingestor, list[_Column], int] | None = None
+BLOCK_BYTES = 1 << 20
+
+
+def workers_for(file_bytes: int, requested: int | None, min_bytes: int) -> int:
+    """How many worker processes: none for small files (forking costs more than it saves)."""
+    if requested is not None:
+        return max(requested, 0) if requested != 1 else 0
+    cpus = os.cpu_count() or 1
+    if cpus < 2 or file_bytes < min_bytes or "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    return min(cpus, 4)
+
+
+def split_point(buf: bytes) -> int:
+    """Index just past the last newline that ends a record (an even number of quotes before it,
+    so the newline is not inside a quoted field), or -1 when the buffer holds no whole record."""
+    pos = buf.rfind(b"\n")
+    while pos >= 0:
+        if buf.count(b'"', 0, pos) % 2 == 0:
+            return pos + 1
+        pos = buf.rfind(b"\n", 0, pos)
+    return -1
+
+
+def _prepare_chunk(data: bytes, first_line: int) -> tuple[Any, ...]:
+    """In a worker: one chunk of whole records → prepared rows and the chunk's faults."""
+    from oncofed.node.store.ingest import _Faults
+
+    assert _STATE is not None
+    ing, columns, width = _STATE
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = first_line + data.count(b"\n", 0, exc.start)
+        return ("fatal", f"not valid UTF-8 text near line {line}; save the file as UTF-8")
+    faults = _Faults(ing.max_faults)
+    batch: list[list[str]] = []
+    lines: list[int] = []
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        for record in reader:
+            line = first_line - 1 + reader.line_num
+            if len(record) != width:
+                if any(record):
+                    faults.add(line, "", f"expected {width} fields, found {len(record)}")
+                continue
+            batch.append(record)
+            lines.append(line)
+    except csv.Error as exc:
+        return ("fatal", f"line {first_line - 1 + reader.line_num}: malformed CSV ({exc})")
+    records, tids = ing._prepare(batch, lines, columns, faults) if batch else ([], [])
+    return ("ok", len(batch), records, tids, lines, faults.total, faults.items)
+
+
+def load_parallel(ing: Ingestor, name: str, hashing: _HashingReader, faults: _Faults,
+                  progress: Progress | None, workers: int) -> tuple[int, int]:
+    """Read, dispatch and write the whole file; returns (rows, rows changed)."""
+    global _STATE
+    first = hashing.read(BLOCK_BYTES) or b""
+    if first.startswith(b"\xef\xbb\xbf"):
+        first = first[3:]
+    end = first.find(b"\n")
+    head = first if end < 0 else first[:end + 1]
+    try:
+        header = next(csv.reader([head.decode("utf-8").rstrip("\r\n")]), None)
+    except UnicodeDecodeError:
+        raise IngestRejected(f"{name}: line 1 is not valid UTF-8 text") from None
+    if not header:
+        raise IngestRejected(f"{name}: the file is empty (expected a header line)")
+    columns = ing._columns(name, header)
+    _STATE = (ing, columns, len(header))
+    chunk_bytes = ing.chunk_bytes or max(ing.batch_rows * 256, 512)
+    rows = changed = 0
+    pending: deque[Future[tuple[Any, ...]]] = deque()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+
+    def collect(future: Future[tuple[Any, ...]]) -> None:
+        nonlocal rows, changed
+        result = future.result()
+        if result[0] == "fatal":
+            raise IngestRejected(f"{name}: {result[1]}")
+        _, n, records, tids, lines, total, items = result
+        for item in items:
+            faults.add(*item)
+        faults.total += total - len(items)
+        if records:
+            changed += ing._write(records, tids, lines, faults)
+        rows += n
+        if progress:
+            progress(hashing.bytes_read)
+
+    try:
+        buf = b"" if end < 0 else first[end + 1:]
+        line = 2
+        eof = end < 0
+        while True:
+            cut = split_point(buf) if not eof else len(buf)
+            if (cut <= 0 or cut < chunk_bytes) and not eof:
+                block = hashing.read(BLOCK_BYTES)
+                if block:
+                    buf += block
+                    continue
+                eof = True
+                continue
+            if cut > 0:
+                chunk, buf = buf[:cut], buf[cut:]
+                pending.append(pool.submit(_prepare_chunk, chunk, line))
+                line += chunk.count(b"\n")
+                while len(pending) > workers + 1:
+                    collect(pending.popleft())
+            if eof and not buf:
+                break
+        while pending:
+            collect(pending.popleft())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _STATE = None
+    if rows == 0 and not faults.total:
+        raise IngestRejected(f"{name}: the file has a header but no data rows")
+    return rows, changed
