@@ -62,7 +62,7 @@ class Node:
     def ingestor(self, today: dt.date | None = None) -> Ingestor:
         key = load_secret_file(self.paths.secret(PSEUDONYM_KEY))
         keyer = RecordKeyer(load_secret_file(self.paths.secret(PERTURBATION_KEY)))
-        self.conn.execute("PRAGMA cache_size=-65536")  # 64 MiB page cache while loading
+        self.conn.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache while loading
         return Ingestor(self.conn, self.dictionary, Pseudonymiser(key),
                         batch_rows=self.config.batch_rows, max_faults=self.config.max_faults_shown,
                         today=today, record_keyer=keyer)

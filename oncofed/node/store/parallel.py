@@ -97,7 +97,7 @@ def load_parallel(ing: Ingestor, name: str, hashing: _HashingReader, faults: _Fa
         raise IngestRejected(f"{name}: the file is empty (expected a header line)")
     columns = ing._columns(name, header)
     _STATE = (ing, columns, len(header))
-    chunk_bytes = ing.chunk_bytes or max(ing.batch_rows * 256, 512)
+    chunk_bytes = ing.chunk_bytes or max(ing.batch_rows * 64, 512)
     rows = changed = 0
     pending: deque[Future[tuple[Any, ...]]] = deque()
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
@@ -134,7 +134,7 @@ def load_parallel(ing: Ingestor, name: str, hashing: _HashingReader, faults: _Fa
                 chunk, buf = buf[:cut], buf[cut:]
                 pending.append(pool.submit(_prepare_chunk, chunk, line))
                 line += chunk.count(b"\n")
-                while len(pending) > workers + 1:
+                while len(pending) > workers:
                     collect(pending.popleft())
             if eof and not buf:
                 break
