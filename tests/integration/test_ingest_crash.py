@@ -31,6 +31,28 @@ def _state(root: Path) -> tuple[int, int, str]:
         con.close()
 
 
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def _assert_gone(pids: list[int]) -> None:
+    """Worker processes of a killed ingest must not outlive it."""
+    deadline = time.monotonic() + 10
+    alive = list(pids)
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if Path(f"/proc/{p}").exists()
+                 and Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        time.sleep(0.1)
+    assert not alive, f"orphaned ingest workers still running: {alive}"
+
+
 @pytest.fixture(scope="module")
 def files(tmp_path_factory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("crash")
@@ -62,15 +84,18 @@ def test_sigkill_mid_ingest_leaves_before_or_after(tmp_path: Path, files, wal_by
             if size - start_size >= wal_bytes and (wal_bytes or size > start_size):
                 break
             time.sleep(0.005)
+        workers = _children(proc.pid)
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
     finally:
         rc = proc.wait(timeout=30)
+    _assert_gone(workers)
     after = _state(root)
     full = (80_000, 80_000, "first.csv,second.csv")
     assert after in (before, full), after
     if wal_bytes == 2_000_000:  # early in the file: the kill must have interrupted the ingest
         assert rc == -signal.SIGKILL and after == before
+        assert workers, "a 19 MB file is prepared by worker processes, which must die with the writer"
     # and the node still works: the same file now loads completely
     with open_node(root) as n:
         n.ingest(second)

@@ -15,6 +15,9 @@ import csv
 import io
 import multiprocessing
 import os
+import signal
+import threading
+import time
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -48,6 +51,28 @@ def split_point(buf: bytes) -> int:
             return pos + 1
         pos = buf.rfind(b"\n", 0, pos)
     return -1
+
+
+def _worker_init(parent: int) -> None:
+    """A worker must not outlive its writer: a SIGKILLed ingest would otherwise leave workers
+    blocked on their task queue forever (they hold copies of the queue's pipe, so they never
+    see it close). Linux delivers SIGKILL on the parent's death; a watchdog covers the rest."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
 
 
 def _prepare_chunk(data: bytes, first_line: int) -> tuple[Any, ...]:
@@ -100,7 +125,8 @@ def load_parallel(ing: Ingestor, name: str, hashing: _HashingReader, faults: _Fa
     chunk_bytes = ing.chunk_bytes or max(ing.batch_rows * 64, 512)
     rows = changed = 0
     pending: deque[Future[tuple[Any, ...]]] = deque()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+                               initializer=_worker_init, initargs=(os.getpid(),))
 
     def collect(future: Future[tuple[Any, ...]]) -> None:
         nonlocal rows, changed
