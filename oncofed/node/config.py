@@ -48,6 +48,9 @@ extension_sha256 = "{ext_sha}"
 batch_rows = {batch_rows}
 # Faults printed when a file is rejected (all are counted).
 max_faults_shown = {max_faults}
+# Worker processes that prepare large files (4 MB and up) while one process writes:
+# 0 = one per CPU (at most 4); 1 = never (less memory, slower).
+workers = {workers}
 
 [admin]
 # The local admin API. Keep it on localhost or a LAN address only you reach.
@@ -63,6 +66,7 @@ class NodeConfig:
     dictionary: dict[str, str]
     batch_rows: int = 5_000
     max_faults_shown: int = 20
+    workers: int = 0
     admin_listen: str = "127.0.0.1:7443"
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -72,7 +76,7 @@ class NodeConfig:
             node_id=self.node_id, dict_name=d["name"], dict_version=d["version"],
             ext_name=d["extension_name"], ext_version=d["extension_version"],
             ext_sha=d["extension_sha256"], batch_rows=self.batch_rows,
-            max_faults=self.max_faults_shown, admin_listen=self.admin_listen,
+            max_faults=self.max_faults_shown, workers=self.workers, admin_listen=self.admin_listen,
         )
 
 
@@ -118,10 +122,11 @@ def load_config(root: Path) -> NodeConfig:
             node_id=node["id"], dictionary={k: str(v) for k, v in raw["dictionary"].items()},
             batch_rows=int(ingest.get("batch_rows", 5_000)),
             max_faults_shown=int(ingest.get("max_faults_shown", 20)),
+            workers=int(ingest.get("workers", 0)),
             admin_listen=str(admin.get("listen", "127.0.0.1:7443")), extra=raw,
         )
     except (tomllib.TOMLDecodeError, KeyError, ValueError, TypeError) as exc:
         raise NodeError(f"{paths.config} is malformed: {exc}") from None
-    if cfg.batch_rows < 1 or cfg.max_faults_shown < 0:
-        raise NodeError(f"{paths.config}: batch_rows must be ≥ 1 and max_faults_shown ≥ 0")
+    if cfg.batch_rows < 1 or cfg.max_faults_shown < 0 or cfg.workers < 0:
+        raise NodeError(f"{paths.config}: batch_rows must be ≥ 1, max_faults_shown and workers ≥ 0")
     return cfg

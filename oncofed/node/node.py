@@ -63,9 +63,12 @@ class Node:
         key = load_secret_file(self.paths.secret(PSEUDONYM_KEY))
         keyer = RecordKeyer(load_secret_file(self.paths.secret(PERTURBATION_KEY)))
         self.conn.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache while loading
-        return Ingestor(self.conn, self.dictionary, Pseudonymiser(key),
-                        batch_rows=self.config.batch_rows, max_faults=self.config.max_faults_shown,
-                        today=today, record_keyer=keyer)
+        ingestor = Ingestor(self.conn, self.dictionary, Pseudonymiser(key),
+                            batch_rows=self.config.batch_rows, max_faults=self.config.max_faults_shown,
+                            today=today, record_keyer=keyer)
+        if self.config.workers:  # 0 keeps the automatic choice
+            ingestor.workers = self.config.workers
+        return ingestor
 
     def ingest(self, path: Path, progress: Progress | None = None, today: dt.date | None = None) -> IngestResult:
         return self.ingestor(today).ingest(path, progress)

@@ -312,3 +312,18 @@ def test_stored_tumour_listed_twice_in_different_batches_is_a_duplicate(loaded: 
     assert dump(loaded) == before
     assert [(ln, col) for ln, col, _ in info.value.faults] == [(12, "tumour_id")]
     assert "same as line 4" in info.value.faults[0][2]
+
+
+def test_workers_setting_in_node_toml(node_dir: Path, tmp_path: Path, ingest_mode):
+    from oncofed.node.store import parallel
+
+    cfg = node_dir / "node.toml"
+    assert "workers = 0" in cfg.read_text()
+    cfg.write_text(cfg.read_text().replace("workers = 0", "workers = 1"))
+    with open_node(node_dir) as n:
+        ing = n.ingestor()
+        assert parallel.workers_for(10**9, ing.workers, 0) == 0, "workers = 1 means no worker processes"
+        assert ing.ingest(write_csv(tmp_path / "a.csv", [valid_row(i) for i in range(1, 4)])).inserted == 3
+    cfg.write_text(cfg.read_text().replace("workers = 1", "workers = -1"))
+    with pytest.raises(NodeError, match="workers"):
+        open_node(node_dir)
