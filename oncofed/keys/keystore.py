@@ -93,6 +93,20 @@ def encode_private(identity: Identity, passphrase: bytes | None = None, *,
     return (json.dumps(doc, indent=2) + "\n").encode()
 
 
+def _open_box(kdf: Any, secret: bytes, passphrase: bytes, path: Path) -> bytes:
+    """Open an argon2id + SecretBox box (identity key files and passphrase boxes alike): the
+    cost is bounded before deriving, and a wrong passphrase or altered box is one error."""
+    ops, mem = int(kdf["opslimit"]), int(kdf["memlimit"])
+    _check_cost(ops, mem, path)
+    salt = _unb64(kdf["salt"], "salt", path)
+    if len(salt) != _ARGON.SALTBYTES:
+        raise KeyFileError(f"{path}: salt must be {_ARGON.SALTBYTES} bytes")
+    try:
+        return bytes(nacl.secret.SecretBox(_derive(passphrase, salt, ops, mem)).decrypt(secret))
+    except CryptoError:
+        raise KeyFileError(f"{path}: wrong passphrase, or the file was altered") from None
+
+
 def _check_cost(opslimit: int, memlimit: int, path: Path) -> None:
     """Bound the argon2id cost: below the minimum is weak, above 'sensitive' is a memory bomb."""
     if not (_ARGON.OPSLIMIT_MIN <= opslimit <= _ARGON.OPSLIMIT_SENSITIVE
@@ -114,16 +128,7 @@ def decode_private(data: bytes, passphrase: bytes | None, path: Path) -> Identit
         elif protection == "argon2id-secretbox":
             if passphrase is None:
                 raise KeyFileError(f"{path} is passphrase-protected; give its passphrase")
-            kdf = doc["kdf"]
-            ops, mem = int(kdf["opslimit"]), int(kdf["memlimit"])
-            _check_cost(ops, mem, path)
-            salt = _unb64(kdf["salt"], "salt", path)
-            if len(salt) != _ARGON.SALTBYTES:
-                raise KeyFileError(f"{path}: salt must be {_ARGON.SALTBYTES} bytes")
-            try:
-                plain = nacl.secret.SecretBox(_derive(passphrase, salt, ops, mem)).decrypt(secret)
-            except CryptoError:
-                raise KeyFileError(f"{path}: wrong passphrase, or the file was altered") from None
+            plain = _open_box(doc["kdf"], secret, passphrase, path)
         else:
             raise KeyFileError(f"{path}: unknown protection {protection!r}")
         label = f"{role}:{member_id}".encode()
@@ -235,20 +240,11 @@ def passphrase_unbox(data: bytes, passphrase: bytes, *, label: str, path: Path) 
         doc = json.loads(data)
         if doc.get("format") != BOX_FORMAT or doc.get("label") != label:
             raise KeyFileError(f"{path} is not an oncofed {label} file")
-        kdf = doc["kdf"]
-        ops, mem = int(kdf["opslimit"]), int(kdf["memlimit"])
-        _check_cost(ops, mem, path)
-        salt = _unb64(kdf["salt"], "salt", path)
-        if len(salt) != _ARGON.SALTBYTES:
-            raise KeyFileError(f"{path}: salt must be {_ARGON.SALTBYTES} bytes")
-        secret = _unb64(doc["secret"], "secret", path)
+        kdf, secret = doc["kdf"], _unb64(doc["secret"], "secret", path)
+        plain = _open_box(kdf, secret, passphrase, path)
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError,
             AttributeError) as exc:
         raise KeyFileError(f"{path} is not a valid oncofed {label} file: {exc}") from None
-    try:
-        plain = nacl.secret.SecretBox(_derive(passphrase, salt, ops, mem)).decrypt(secret)
-    except CryptoError:
-        raise KeyFileError(f"{path}: wrong passphrase, or the file was altered") from None
     tag = label.encode()
     if plain[:2] != len(tag).to_bytes(2, "big") or plain[2:2 + len(tag)] != tag:
         raise KeyFileError(f"{path}: the protected secret is not a {label}")

@@ -197,13 +197,8 @@ class AuditLog:
             if self.conn.in_transaction:
                 yield self.conn
                 return
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+            with dbmod.immediate(self.conn) as conn:
+                yield conn
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:

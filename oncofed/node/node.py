@@ -118,17 +118,15 @@ def init_node(root: Path, node_id: str, extension: Path | None = None) -> NodePa
         store = dbmod.connect(paths.store, create=True)
         try:
             dbmod.migrate(store)
-            conn = store.conn
-            conn.execute("BEGIN IMMEDIATE")
-            create_tumour_table(conn, d)
-            create_labelled_view(conn, d)
-            meta.set_meta(conn, {
-                "node_id": node_id, "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "created_by": f"oncofed {__version__}",
-                **{f"dictionary.{k}": v for k, v in d.identity().items()},
-            })
-            conn.execute("COMMIT")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            with dbmod.immediate(store.conn) as conn:
+                create_tumour_table(conn, d)
+                create_labelled_view(conn, d)
+                meta.set_meta(conn, {
+                    "node_id": node_id, "created_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    "created_by": f"oncofed {__version__}",
+                    **{f"dictionary.{k}": v for k, v in d.identity().items()},
+                })
+            store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             store.conn.close()
         if root.exists():

@@ -113,14 +113,8 @@ class NodeTrust:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction at a time, even when server threads share this object."""
-        with self._lock:
-            self.conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.conn
-                self.conn.execute("COMMIT")
-            except BaseException:
-                self.conn.execute("ROLLBACK")
-                raise
+        with self._lock, dbmod.immediate(self.conn) as conn:
+            yield conn
 
     # --- the root -----------------------------------------------------------------------------
     def pin_root(self, cert_pem: bytes, expected_fingerprint: str, at: int | None = None) -> str:

@@ -74,9 +74,7 @@ class PrivacyLedger:
         if cost <= 0:
             raise QueryError("INVALID_ARGUMENT", "a differentially private query must spend ε > 0", "epsilon")
         cap = to_nano(budget, round_up=False)
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with dbmod.immediate(self.conn) as conn:
             conn.execute("INSERT INTO query_privacy_budgets (permit_id, budget_nano) VALUES (?, ?) "
                          "ON CONFLICT(permit_id) DO UPDATE SET "
                          "budget_nano = MAX(spent_nano, MIN(budget_nano, excluded.budget_nano))", (permit_id, cap))
@@ -90,10 +88,6 @@ class PrivacyLedger:
             at = int(now if now is not None else time.time())
             conn.execute("INSERT INTO query_privacy_charges (permit_id, query_id, epsilon_nano, charged_at) "
                          "VALUES (?, ?, ?, ?)", (permit_id, query_id, cost, at))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
         return Charge(permit_id, cost / NANO, (spent + cost) / NANO, (budget_nano - spent - cost) / NANO)
 
     def spent(self, permit_id: str) -> float:
@@ -120,9 +114,7 @@ class RateLimiter:
     def admit(self, researcher: str, now: int | None = None) -> None:
         """Record one query by `researcher`, or refuse (RESOURCE_EXHAUSTED) without recording."""
         at = int(now if now is not None else time.time())
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with dbmod.immediate(self.conn) as conn:
             conn.execute("DELETE FROM query_rate_events WHERE at <= ?", (at - DAY,))
             minute, day = conn.execute(
                 "SELECT COALESCE(SUM(at > ?), 0), COUNT(*) FROM query_rate_events WHERE researcher = ? AND at > ?",
@@ -132,7 +124,3 @@ class RateLimiter:
             if day >= self.per_day:
                 raise QueryError("RESOURCE_EXHAUSTED", f"rate limit: at most {self.per_day} queries per day")
             conn.execute("INSERT INTO query_rate_events (researcher, at) VALUES (?, ?)", (researcher, at))
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise

@@ -19,6 +19,7 @@ import sqlite3
 
 from oncofed.dictionary import Dictionary
 from oncofed.keys.cellkey import RecordKeyer
+from oncofed.node.store.db import immediate
 from oncofed.node.store.schema import RECORD_KEY, RECORD_KEY_MISSING_INDEX, TUMOURS, index_definitions, quote
 
 RECORD_KEY_COLUMN = RECORD_KEY
@@ -64,16 +65,11 @@ def ensure_record_keys(conn: sqlite3.Connection, d: Dictionary, keyer: RecordKey
 
 def _write(conn: sqlite3.Connection, statements: list[str], *, recheck: bool = False) -> int:
     """Run statements in one IMMEDIATE transaction; return the last statement's row count."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        count = 0
+    count = 0
+    with immediate(conn):
         if not (recheck and has_record_keys(conn)):        # another connection may have won the race
             for sql in statements:
                 count = conn.execute(sql).rowcount
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
     return count
 
 

@@ -8,7 +8,8 @@ its own IMMEDIATE transaction, so a crash mid-migration leaves the previous vers
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,19 @@ class StoreDB:
         self.conn.close()
 
 
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One IMMEDIATE transaction: the write lock is taken at BEGIN (so a check-then-write inside
+    cannot race another writer), committed on success, rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
 def connect(path: Path, *, create: bool = False) -> StoreDB:
     """Open the store with the settings every writer relies on.
 
@@ -84,17 +98,12 @@ def migrate(db: StoreDB, components: Sequence[str] | None = None) -> dict[str, i
         ).fetchone()
         current = row[0] if row else 0
         for target in range(current + 1, len(steps) + 1):
-            conn.execute("BEGIN IMMEDIATE")
-            try:
+            with immediate(conn):
                 steps[target - 1](conn)
                 conn.execute(
                     "INSERT INTO schema_versions (component, version) VALUES (?, ?) "
                     "ON CONFLICT(component) DO UPDATE SET version = excluded.version",
                     (component, target),
                 )
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
         versions[component] = max(current, len(steps))
     return versions

@@ -12,7 +12,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from oncofed.node.store import derive
-from oncofed.node.store.encoding import MISSING, date_table, day_number
+from oncofed.node.store.encoding import MISSING, date_table
 
 if TYPE_CHECKING:
     from oncofed.node.store.ingest import Ingestor
@@ -179,4 +179,4 @@ def _icdo_invalid(ing: Ingestor) -> frozenset[tuple[int, int]]:
     )
 
 
-__all__ = ["check_rows", "day_number", "derive_fields"]
+__all__ = ["check_rows", "derive_fields"]
