@@ -33,10 +33,11 @@ def query(file: Path, node_dir: Path, fmt: str, exact: bool, show_vector: bool, 
     See docs/queries.md for the query format. The preview applies the centre's disclosure policy
     ([query] in node.toml) unless --exact is given.
     """
-    from oncofed.federation.query import loads
-    from oncofed.federation.render import render
+    from oncofed.analyses import render
+    from oncofed.node.answering import preview
     from oncofed.node.node import open_node
-    from oncofed.node.query.engine import answer, finalise_local, load_policy
+    from oncofed.node.query.engine import finalise_local, load_policy
+    from oncofed.query import loads
 
     text = file.read_bytes()
     with open_node(node_dir) as node:
@@ -44,9 +45,8 @@ def query(file: Path, node_dir: Path, fmt: str, exact: bool, show_vector: bool, 
         policy = load_policy(node)
         if exact:
             policy = dataclasses.replace(policy, mode="none")
-        ans = answer(node, body, None, policy=policy)
+        ans = preview(node, body, policy=policy, detail={"exact": exact})
         result = finalise_local(node, body, ans)
-        _audit(node, text, body, ans, exact)
     disclosure = {"mode": ans.meta.get("mode"), "k": ans.meta.get("k"),
                   "cells_perturbed": ans.cells_perturbed, "cells_suppressed": ans.cells_suppressed,
                   "tail_censored_at_day": ans.meta.get("tail_censored_at_day")}
@@ -62,22 +62,3 @@ def query(file: Path, node_dir: Path, fmt: str, exact: bool, show_vector: bool, 
     click.echo(f"disclosure control: {mode}")
     if show_vector:
         click.echo("vector: " + " ".join(str(v) for v in ans.vector))
-
-
-def _audit(node: Any, text: bytes, body: Any, ans: Any, exact: bool) -> None:
-    """Every query a node answers is in its audit log — the admin's own previews included, logged
-    as the local admin's authority (no signature, no permit), so an auditor sees them too."""
-    import hashlib
-
-    from oncofed.node.audit import LOCAL_ADMIN, open_audit
-    from oncofed.node.verify import analysis_kind, referenced_fields
-
-    log = open_audit(node)
-    try:
-        log.append(event="query.local", decision="answered", who=LOCAL_ADMIN,
-                   query_hash=hashlib.sha256(text).hexdigest(), analysis=analysis_kind(body),
-                   fields=sorted(referenced_fields(body)), cells_suppressed=ans.cells_suppressed,
-                   cells_perturbed=ans.cells_perturbed, epsilon_spent=ans.epsilon_spent,
-                   detail={"authority": "local admin", "exact": exact, "mode": ans.meta.get("mode")})
-    finally:
-        log.close()

@@ -15,27 +15,25 @@ touches the data.
  7. this centre is a target, the dictionary is the node's, the analysis and every field the
     cohort and analysis name are allowed by the permit (exact dates only if the permit says so).
 
-Every decision is appended to the audit log with a fine-grained reason (`REASONS`); what may go
-back to the hub and researcher is only the coarse code (`Coarse`), which depends on the request
-and the node's own state, never on the data.
+Every decision is appended to the audit log with a fine-grained reason from the one refusal
+vocabulary (oncofed.query.refusals: `REASONS`); what may go back to the hub and researcher is only
+the coarse code (`Coarse`), which depends on the request and the node's own state, never on the
+data. The query hash is `oncofed.query.query_hash` of the exact envelope bytes.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from google.protobuf.message import DecodeError, Message
 
 from oncofed.dictionary import Dictionary
-from oncofed.errors import OncofedError
 from oncofed.keys.envelope import unverified_signer_key_id, verify_from
 from oncofed.keys.errors import InvalidMessage, NotPinned, PermitRefused, StaleTrust, TrustError
 from oncofed.keys.identity import PublicIdentity
@@ -44,6 +42,8 @@ from oncofed.keys.registry import Registry, RevocationList
 from oncofed.node.audit import AuditEntry, AuditLog
 from oncofed.node.store import db as dbmod
 from oncofed.node.trust import NodeTrust
+from oncofed.query import query_hash
+from oncofed.query.refusals import REASONS, Refusal
 from oncofed.v1 import query_pb2
 
 if TYPE_CHECKING:
@@ -61,46 +61,13 @@ VERIFY_EVENT = "query.verify"
 FIELD_NAME_KEYS = frozenset({"field", "fields", "group_by", "is_null", "not_null"})
 
 
-class Coarse(StrEnum):
-    """The only thing a refusal tells the outside world."""
-
-    NOT_APPROVED = "NOT_APPROVED"   # permit unknown, not approved here, revoked or expired
-    POLICY = "POLICY"               # the permit or this centre's policy does not allow it
-    BUDGET = "BUDGET"               # privacy budget spent
-    BUSY = "BUSY"                   # the node cannot answer now (stale trust, overload, fault)
-    INVALID = "INVALID"             # malformed, forged, replayed, expired or misaddressed
-
-
-#: Every fine-grained reason (kept in the local audit log) and its coarse public code.
-REASONS: Mapping[str, Coarse] = {
-    "trust_not_pinned": Coarse.BUSY, "registry_stale": Coarse.BUSY, "not_a_member": Coarse.BUSY,
-    "oversized": Coarse.INVALID, "malformed_envelope": Coarse.INVALID,
-    "unknown_signer": Coarse.INVALID, "signer_revoked": Coarse.NOT_APPROVED,
-    "bad_signature": Coarse.INVALID, "malformed_body": Coarse.INVALID,
-    "permit_not_approved": Coarse.NOT_APPROVED, "permit_revoked": Coarse.NOT_APPROVED,
-    "permit_expired": Coarse.NOT_APPROVED, "permit_not_yet_valid": Coarse.NOT_APPROVED,
-    "permit_refused": Coarse.NOT_APPROVED, "not_permit_holder": Coarse.NOT_APPROVED,
-    "key_id_mismatch": Coarse.INVALID, "clock_skew": Coarse.INVALID, "expired": Coarse.INVALID,
-    "bad_lifetime": Coarse.INVALID, "replayed_nonce": Coarse.INVALID,
-    "not_a_target": Coarse.INVALID, "dictionary_mismatch": Coarse.INVALID,
-    "no_analysis": Coarse.INVALID, "analysis_not_allowed": Coarse.POLICY,
-    "field_not_allowed": Coarse.POLICY, "exact_dates_not_allowed": Coarse.POLICY,
-    # Later stages (query engine, connector) refuse with these:
-    "node_policy": Coarse.POLICY, "budget_exhausted": Coarse.BUDGET, "busy": Coarse.BUSY,
-    "internal_error": Coarse.BUSY,
-}
-
-
-class RequestRefused(OncofedError):
+class RequestRefused(Refusal):
     """A request this node declined. `reason` and the message are for the local audit log and
     admin only; send outward nothing but `coarse` (see `public`)."""
 
     def __init__(self, reason: str, detail: str = "", audit_seq: int | None = None) -> None:
-        if reason not in REASONS:
-            raise ValueError(f"unknown refusal reason {reason!r}")
-        super().__init__(f"refused ({reason}){': ' + detail if detail else ''}")
-        self.reason, self.detail, self.audit_seq = reason, detail, audit_seq
-        self.coarse = REASONS[reason]
+        super().__init__(reason, f"refused ({reason}){': ' + detail if detail else ''}")
+        self.detail, self.audit_seq = detail, audit_seq
 
     @property
     def public(self) -> str:
@@ -318,7 +285,7 @@ class QueryVerifier:
         """Verify a signed query envelope and record the decision; raise RequestRefused."""
         at = int(self.clock()) if at is None else at
         envelope = bytes(envelope)
-        ctx = _Context(hashlib.sha256(envelope).hexdigest(), len(envelope))
+        ctx = _Context(query_hash(envelope), len(envelope))
         try:
             with self._trust_lock:
                 registry, revocations = self._ready(at)
@@ -367,7 +334,7 @@ class QueryVerifier:
             event=VERIFY_EVENT, decision="refused", who=ctx.who, permit_hash=ctx.permit_hash,
             query_hash=ctx.query_hash, analysis=ctx.analysis, fields=ctx.fields,
             reason=refusal.reason, at=at,
-            detail={"message": refusal.detail, "coarse": REASONS[refusal.reason].value,
+            detail={"message": refusal.detail, "coarse": REASONS[refusal.reason].coarse.value,
                     "bytes": ctx.size})
 
     def _refused(self, ctx: _Context, refusal: _Refusal, at: int) -> RequestRefused:

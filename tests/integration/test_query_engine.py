@@ -17,11 +17,12 @@ from lifelines.statistics import logrank_test, multivariate_logrank_test
 
 import oncofed.node.query  # noqa: F401  (registers the query migrations)
 from oncofed import dictionary as dictmod
-from oncofed.federation.finalise import finalise_query, sum_vectors
-from oncofed.federation.query.textform import from_mapping
+from oncofed.analyses import finalise_query
 from oncofed.node.node import init_node, open_node
-from oncofed.node.query.disclosure import NodePolicy
 from oncofed.node.query.engine import answer
+from oncofed.node.query.policy import NodePolicy
+from oncofed.query import sum_vectors
+from oncofed.query.textform import from_mapping
 from oncofed.synth import write_all
 
 D = dictmod.load()

@@ -18,12 +18,11 @@ from oncofed.node.node import init_node, open_node
 from oncofed.node.verify import (
     CLOCK_SKEW,
     QUERY_TAG,
-    REASONS,
-    Coarse,
     QueryVerifier,
     RequestRefused,
     referenced_fields,
 )
+from oncofed.query.refusals import REASONS, Coarse
 from oncofed.v1 import query_pb2
 
 
@@ -130,7 +129,7 @@ def test_each_body_refusal_has_its_own_reason_and_a_coarse_code(world, verifier,
     _body_case(reason)(body)
     err = _refused(verifier, signed(fed.identities["res-1"], body))
     assert err.reason == reason
-    assert err.public == REASONS[reason].value and err.public in {c.value for c in Coarse}
+    assert err.public == REASONS[reason].coarse.value and err.public in {c.value for c in Coarse}
     entry = _last_entry(node)
     assert (entry.decision, entry.reason, entry.seq) == ("refused", reason, err.audit_seq)
     assert entry.detail["coarse"] == err.public

@@ -14,10 +14,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from oncofed import dictionary as dictmod
-from oncofed.federation.query.errors import QueryError
-from oncofed.federation.query.textform import cohort_from
 from oncofed.node.node import init_node, open_node
 from oncofed.node.query.compiler import compile_cohort
+from oncofed.query.errors import QueryError
+from oncofed.query.textform import cohort_from
 from oncofed.synth import write_all
 
 D = dictmod.load()

@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from fractions import Fraction
 
-from oncofed.federation.query.errors import QueryError
 from oncofed.node.store import db as dbmod
+from oncofed.query.errors import QueryError
 
 NANO = 10**9
 MINUTE, DAY = 60, 86_400

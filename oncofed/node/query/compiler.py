@@ -20,10 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from oncofed.dictionary import Dictionary, Field
-from oncofed.federation.query import values as V
-from oncofed.federation.query.errors import invalid
 from oncofed.node.store.encoding import code_ordinals, day_number, topography_code
 from oncofed.node.store.schema import quote
+from oncofed.query import values as V
+from oncofed.query.errors import invalid
 from oncofed.v1 import query_pb2 as pb
 
 MAX_DEPTH = 8

@@ -1,52 +1,45 @@
-"""The node's one entry point for answering a query: checks → budgets → SQL → disclosure → vector.
+"""The node's driver for answering one query: checks → budgets → the analysis → disclosure → vector.
 
-`answer()` is what the query service (after verifying the envelope, permit approval, nonce and
-participant set — later work) and the admin's `oncofed node query` call. It reads like the flow:
+`answer()` is what the answering pipeline (oncofed.node.answering: after verifying the envelope,
+permit approval, nonce and scope) and the admin's preview call. It reads like the flow:
 
-    1. checks that never depend on data: dictionary, analysis and fields against permit and
-       policy, exact dates, lattice, answer size, mode;
-       the summary bound, the overflow and DP range bounds (from the policy's public maximum rows
-       per centre, never the table's size);
+    1. checks that never depend on data: dictionary, the analysis and fields against permit and
+       policy (the analysis' own `check`: lattice, summary bound), answer size, mode, the
+       overflow and DP range bounds (from the policy's public maximum rows per centre, never the
+       table's size);
     2. the researcher's rate limit;
     3. ε charged durably to the permit (DP permits), BEFORE any computation;
-    4. one grouped SQL aggregate over the compiled cohort;
-    5. the node's disclosure rules (or DP noise), then the vector mod 2^128 (values, then flags).
+    4. the analysis' local step over a `StoreReader` on the compiled cohort (one grouped SQL pass);
+    5. the analysis' disclosure step (or DP noise), then the vector mod 2^128 (values, then flags).
 
-Every refusal is a QueryError raised before step 4, so no refusal can depend on the rows. The
-returned `Answer.meta` is for the centre's own audit log (it may name the cohort size): it must
-never be sent outward.
+Nothing here knows one analysis from another: the catalogue (oncofed.analyses) does. Every
+refusal is a QueryError raised before step 4, so no refusal can depend on the rows; the one that
+depends on the node's own state (a store beyond its policy) names no figure and goes outward as
+its coarse code only. The returned `Answer.meta` is for the centre's own audit log (it may name
+the cohort size): it must never be sent outward.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from oncofed.federation.finalise import Result, finalise
-from oncofed.federation.query.errors import QueryError
-from oncofed.federation.query.spec import (
-    AnalysisSpec,
-    SurvivalSpec,
-    check_bound,
-    check_overflow,
-    encode,
-    n_total,
-    parse_analysis,
-)
+from oncofed.analyses import Result, analysis, finalise, parse_analysis, release
+from oncofed.analyses.dp import check_dp_range
 from oncofed.keys.cellkey import RecordKeyer
 from oncofed.keys.secrets import load_secret_file
 from oncofed.node.config import PERTURBATION_KEY
 from oncofed.node.node import Node
-from oncofed.node.query.analyses import compute
 from oncofed.node.query.budget import PrivacyLedger, RateLimiter
 from oncofed.node.query.compiler import CompiledCohort, compile_cohort
-from oncofed.node.query.disclosure import NodePolicy, Release, check_allowed, protect
-from oncofed.node.query.dp import check_dp_range, dp_release
+from oncofed.node.query.policy import NodePolicy
 from oncofed.node.query.recordkeys import ensure_record_keys
-from oncofed.node.store.schema import TUMOURS, quote
+from oncofed.node.store.cohort_reads import StoreReader, max_rowid, per_patient_restriction
+from oncofed.query import query_hash as hash_of
+from oncofed.query.errors import QueryError
+from oncofed.query.vector import check_overflow, encode, n_total
 from oncofed.v1 import query_pb2 as pb
 
 
@@ -76,12 +69,13 @@ class Answer:
     n_values: int
     flags: tuple[str, ...]
     meta: dict[str, Any] = field(default_factory=dict)
+    query_hash: str = ""
 
     @property
     def values(self) -> list[int]:
         return self.vector[:self.n_values]
 
-    # What the audit log records (oncofed.node.verify.Verifier.record takes exactly these).
+    # What the audit log records (oncofed.node.verify.QueryVerifier.record takes exactly these).
     @property
     def cells_suppressed(self) -> int:
         return int(self.meta.get("cells_suppressed", 0))
@@ -105,9 +99,9 @@ def load_policy(node: Node) -> NodePolicy:
 
 
 def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
-            policy: NodePolicy) -> tuple[AnalysisSpec, CompiledCohort]:
+            policy: NodePolicy) -> tuple[Any, CompiledCohort]:
     """Every check that does not read data: the analysis and cohort against dictionary, permit and
-    policy. Raises QueryError; returns the analysis' layout and the compiled cohort."""
+    policy. Raises QueryError; returns the analysis' spec and the compiled cohort."""
     d = node.dictionary
     if body.HasField("dictionary") or permit is not None:
         ref = body.dictionary
@@ -118,7 +112,8 @@ def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
         raise QueryError("INVALID_ARGUMENT", "ε must be a finite number", "epsilon")
     allowed = frozenset(permit.allowed_fields) if permit is not None else None
     spec = parse_analysis(body.analysis, d, allowed)
-    check_allowed(policy, spec.kind)
+    if spec.kind not in policy.allowed_analyses:
+        raise QueryError("PERMISSION_DENIED", f"this centre's policy does not allow {spec.kind}", "analysis")
     dp_mode = permit is not None and permit.epsilon is not None
     if permit is not None:
         if spec.kind not in permit.allowed_analyses:
@@ -132,71 +127,63 @@ def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
         if permit.epsilon is not None and not body.epsilon > 0:
             raise QueryError("INVALID_ARGUMENT", "the permit is differentially private: state the ε to spend",
                              "epsilon")
-    if isinstance(spec, SurvivalSpec):
-        _check_lattice(spec, permit, policy)
+    the = analysis(spec.kind)
+    the.check(spec, d, policy.grants(local_admin=permit is None, dp=dp_mode,
+                                     permit_exact_dates=permit is not None and permit.allow_exact_dates))
     if n_total(spec) > policy.max_values:
         raise QueryError("RESOURCE_EXHAUSTED", f"the answer would hold {n_total(spec)} values; this centre "
                          f"releases at most {policy.max_values}", "analysis")
-    check_bound(spec, d, dp=dp_mode)
-    check_overflow(spec, policy.max_rows)
+    maxima = the.component_maxima(spec)
+    check_overflow(maxima, policy.max_rows)
     if dp_mode:
-        check_dp_range(spec, policy)
+        check_dp_range(maxima, policy.max_rows, policy.dp_rows_per_patient)
     cohort = compile_cohort(body.cohort if body.HasField("cohort") else None, d, allowed,
                             exact_dates=body.exact_dates, max_depth=policy.max_depth, max_nodes=policy.max_nodes)
     return spec, cohort
 
 
-def _check_lattice(spec: SurvivalSpec, permit: PermitView | None, policy: NodePolicy) -> None:
-    if permit is None:
-        return
-    path = f"analysis.{spec.kind}.lattice.step_days"
-    if spec.step_days == 1:
-        if not (permit.allow_exact_dates and policy.allow_exact_survival_times):
-            raise QueryError("PERMISSION_DENIED", "a 1-day lattice (exact event times) needs a permit with exact "
-                             "dates and a centre policy that allows exact survival times", path)
-    elif spec.step_days < policy.min_step_days:
-        raise QueryError("PERMISSION_DENIED", f"this centre's lattice steps are at least {policy.min_step_days} "
-                         "days", path)
-
-
 def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy: NodePolicy,
-           now: int | None = None, query_id: str = "") -> Answer:
+           now: int | None = None, query_hash: str = "") -> Answer:
     """Answer `body` at this centre. `permit` None is the centre's own admin (every field, no
-    rate limit, no budget); otherwise the permit must already be verified and approved here."""
+    rate limit, no budget); otherwise the permit must already be verified and approved here.
+    `query_hash` is the request's one hash (oncofed.query.query_hash of the bytes it arrived in);
+    a direct call without it stands for a local preview of the serialised body."""
     started = time.perf_counter()
     spec, cohort = prepare(node, body, permit, policy)
     conn = node.conn
-    qid = query_id or hashlib.sha256(body.SerializeToString()).hexdigest()
+    qhash = query_hash or hash_of(body.SerializeToString())
     dp_mode = permit is not None and permit.epsilon is not None
     if permit is not None:
         RateLimiter(conn, policy.rate_per_minute, policy.rate_per_day).admit(rate_key(body, permit), now)
     # The overflow and DP checks assume at most policy.max_rows rows; max(rowid) bounds the row count
-    # from above in O(log n). A store beyond it is the centre's misconfiguration, refused without
-    # naming its size, and independent of the query.
-    rows = int(conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {TUMOURS}").fetchone()[0])  # noqa: S608
-    if rows > policy.max_rows:
+    # from above in O(log n). A store beyond it is the centre's misconfiguration: refused without
+    # naming its size, and outward only as its coarse code.
+    if max_rowid(conn) > policy.max_rows:
         raise QueryError("FAILED_PRECONDITION", "this centre's store exceeds its policy's max_rows; "
-                         "its administrator must raise [query] max_rows")
+                         "its administrator must raise [query] max_rows", reason="store_over_policy")
     ensure_record_keys(conn, node.dictionary, _keyer(node))  # every statement reads the record keys
     charge = None
     restrict = None
     if dp_mode:
         assert permit is not None and permit.epsilon is not None
-        charge = PrivacyLedger(conn).charge(permit.permit_id, permit.epsilon, body.epsilon, qid, now)
+        charge = PrivacyLedger(conn).charge(permit.permit_id, permit.epsilon, body.epsilon, qhash, now)
         restrict = per_patient_limit(cohort, policy.dp_rows_per_patient)
-    raw = compute(conn, spec, node.dictionary, cohort, restrict, clamp=dp_mode)
-    k = policy.effective_k(permit.min_cell_count if permit is not None else None)
-    release: Release = (dp_release(spec, raw, epsilon=body.epsilon, policy=policy) if dp_mode
-                        else protect(spec, raw, k=k, policy=policy))
-    vector = [encode(v) for v in (*release.values, *release.flags)]
-    meta = {**release.meta, "analysis": spec.kind, "query_id": qid, "values": spec.n_values,
+    the = analysis(spec.kind)
+    reader = StoreReader(conn, node.dictionary, cohort.where, cohort.params, cohort.fields, restrict)
+    raw = the.local(spec, reader, clamp=dp_mode)
+    rules = policy.rules(permit_k=permit.min_cell_count if permit is not None else None,
+                         epsilon=body.epsilon if dp_mode else None)
+    out = release(the, spec, raw, rules)
+    vector = [encode(v) for v in (*out.values, *out.flags)]
+    meta = {**out.meta, "analysis": spec.kind, "query_hash": qhash, "values": spec.n_values,
             "cohort_nodes": cohort.nodes, "seconds": round(time.perf_counter() - started, 6)}
     if "rows" not in meta:
-        meta["rows"] = raw.total
+        meta["rows"] = the.total(raw)
     if charge is not None:
         meta["epsilon_spent"] = charge.epsilon
         meta["epsilon_remaining"] = charge.remaining
-    return Answer(analysis=spec.kind, vector=vector, n_values=spec.n_values, flags=tuple(spec.flags), meta=meta)
+    return Answer(analysis=spec.kind, vector=vector, n_values=spec.n_values, flags=tuple(spec.flags), meta=meta,
+                  query_hash=qhash)
 
 
 def rate_key(body: pb.QueryBody, permit: PermitView) -> str:
@@ -216,15 +203,6 @@ def _keyer(node: Node) -> RecordKeyer:
 
 
 def per_patient_limit(cohort: CompiledCohort, limit: int) -> tuple[str, tuple[Any, ...]]:
-    """Keep at most `limit` rows per patient of the cohort (by tumour_seq, then tumour id).
-
-    DP sensitivity assumes one patient touches at most `limit` rows of the answer. Filtering on
-    `tumour_seq <= limit` would trust the registry's numbering (two tumours of one patient may
-    both say 1); ranking the patient's cohort rows makes the bound hold by construction.
-    """
-    pid, seq, tid = quote("patient_pid"), quote("tumour_seq"), quote("tumour_id")
-    # Identifiers are dictionary names via quote(); the cohort's values stay bound parameters.
-    sql = ("rowid IN (SELECT rid FROM (SELECT rowid AS rid, row_number() OVER "  # noqa: S608
-           f"(PARTITION BY {pid} ORDER BY {seq}, {tid}) AS rank FROM {TUMOURS} WHERE {cohort.where}) "
-           "WHERE rank <= ?)")
-    return sql, (*cohort.params, limit)
+    """At most `limit` rows per patient of the cohort (the store ranks them; see
+    oncofed.node.store.cohort_reads.per_patient_restriction)."""
+    return per_patient_restriction(cohort.where, cohort.params, limit)

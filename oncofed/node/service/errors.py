@@ -4,8 +4,9 @@ Servicer methods raise domain errors and never build a status themselves; `handl
 exception into a gRPC status and a public message from this catalogue, and writes the details
 to the node log. What a caller can learn:
 
-    RequestRefused            its coarse code only (NOT_APPROVED, POLICY, BUDGET, BUSY, INVALID)
-    QueryError                its status and message (written for researchers, never data)
+    a Refusal                 its reason's gRPC status and public message (oncofed.query.refusals):
+                              the message itself for a query-only reason (QueryError on the query,
+                              dictionary, permit or published policy), else "declined: <coarse>"
     a catalogued error        the catalogue's fixed message, never the exception's text
     anything else             INTERNAL with an incident id to quote to the node's admin
 """
@@ -24,7 +25,7 @@ import grpc
 
 from oncofed.errors import DictionaryMismatch, NodeError, OncofedError
 from oncofed.keys.errors import NotPinned, PermitRefused, StaleTrust, TrustError
-from oncofed.node.verify import Coarse, RequestRefused
+from oncofed.query.refusals import Refusal
 
 log = logging.getLogger("oncofed.node.service")
 
@@ -43,11 +44,6 @@ class PublicError:
     message: str
 
 
-COARSE_STATUS: dict[Coarse, grpc.StatusCode] = {
-    Coarse.NOT_APPROVED: S.PERMISSION_DENIED, Coarse.POLICY: S.PERMISSION_DENIED,
-    Coarse.BUDGET: S.RESOURCE_EXHAUSTED, Coarse.BUSY: S.UNAVAILABLE, Coarse.INVALID: S.INVALID_ARGUMENT,
-}
-
 #: First match wins, so subclasses come before their bases.
 CATALOGUE: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
     (AdminDenied, S.PERMISSION_DENIED, "this caller may not use this method"),
@@ -64,11 +60,8 @@ CATALOGUE: tuple[tuple[type[BaseException], grpc.StatusCode, str], ...] = (
 def public_error(exc: BaseException, incident: str = "") -> PublicError:
     """The status and message a caller gets for `exc`; nothing of its text unless it is meant
     for the caller."""
-    if isinstance(exc, RequestRefused):
-        return PublicError(COARSE_STATUS[exc.coarse], f"declined: {exc.coarse.value}")
-    code_name = getattr(exc, "code", None)
-    if type(exc).__name__ == "QueryError" and isinstance(code_name, str) and code_name in S.__members__:
-        return PublicError(S[code_name], str(exc))
+    if isinstance(exc, Refusal):
+        return PublicError(S[exc.status], exc.public_message())
     for kind, code, message in CATALOGUE:
         if isinstance(exc, kind):
             return PublicError(code, message)

@@ -8,10 +8,10 @@ import sqlite3
 import pytest
 
 from oncofed import dictionary as dictmod
-from oncofed.federation.query import QueryError
-from oncofed.federation.query.textform import cohort_from
 from oncofed.node.query.compiler import compile_cohort
 from oncofed.node.store.schema import create_tumour_table
+from oncofed.query import QueryError
+from oncofed.query.textform import cohort_from
 
 D = dictmod.load()
 

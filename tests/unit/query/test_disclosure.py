@@ -4,6 +4,7 @@ perturbation table keeps its published properties, survival tails are censored b
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import itertools
 
@@ -11,14 +12,26 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oncofed.federation.query.spec import CountSpec, CrosstabSpec, SummarySpec, SurvivalSpec
+from oncofed.analyses import analysis, ptable, release
+from oncofed.analyses.cells import Cell, GroupSurvival, RawCounts, RawSummary, RawSurvival, cumulative
+from oncofed.analyses.count import CountSpec
+from oncofed.analyses.crosstab import CrosstabSpec
+from oncofed.analyses.disclosure import roundmid
+from oncofed.analyses.summary import SummarySpec
+from oncofed.analyses.survival import SurvivalSpec, tail_censor
 from oncofed.keys.cellkey import RECORD_KEY_MOD, RecordKeyer
-from oncofed.node.query import ptable
-from oncofed.node.query.cells import Cell, GroupSurvival, RawCounts, RawSummary, RawSurvival, cumulative
-from oncofed.node.query.disclosure import NodePolicy, protect, roundmid, tail_censor
+from oncofed.node.query.policy import NodePolicy
 
 THRESHOLD = NodePolicy(mode="threshold")
 CELL_KEY = NodePolicy(mode="cell_key")
+
+
+def protect(spec, raw, *, k, policy):
+    """The analysis' disclosure step under the policy's rules with minimum cell count k."""
+    rules = dataclasses.replace(policy.rules(permit_k=None, epsilon=None), k=k)
+    return release(analysis(spec.kind), spec, raw, rules)
+
+
 cells_st = st.lists(st.builds(Cell, st.integers(0, 40), st.integers(0, RECORD_KEY_MOD - 1)), min_size=1, max_size=60)
 
 

@@ -10,14 +10,13 @@ import pytest
 from conftest import valid_row, write_csv
 
 import oncofed.node.query  # noqa: F401  (registers the query migrations)
-from oncofed.federation.finalise import finalise_query
-from oncofed.federation.query import QueryError
-from oncofed.federation.query.spec import decode
-from oncofed.federation.query.textform import from_mapping
+from oncofed.analyses import finalise_query
 from oncofed.node.node import open_node
 from oncofed.node.query import engine
 from oncofed.node.query.budget import PrivacyLedger
-from oncofed.node.query.disclosure import NodePolicy
+from oncofed.node.query.policy import NodePolicy
+from oncofed.query import QueryError, decode
+from oncofed.query.textform import from_mapping
 
 ALL = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank")
 
@@ -62,7 +61,8 @@ def no_sql(monkeypatch):
     """Fail the test if a refused query reaches the data."""
     def boom(*a, **k):
         raise AssertionError("computed before refusing")
-    monkeypatch.setattr(engine, "compute", boom)
+    monkeypatch.setattr(engine.StoreReader, "groups", boom)
+    monkeypatch.setattr(engine.StoreReader, "survival", boom)
 
 
 def test_refusals_come_before_any_row_is_read(node, no_sql):
@@ -126,13 +126,13 @@ def test_rate_limit_applies_to_permit_holders(node):
 def test_differential_privacy_is_charged_before_release_and_never_suppresses(node, monkeypatch):
     permit = Permit(epsilon=1.0, min_cell_count=1000)
     seen = []
-    real_compute = engine.compute
+    real_groups = engine.StoreReader.groups
 
-    def spy(conn, *a, **k):
-        seen.append(PrivacyLedger(conn).spent("proj-1"))
-        return real_compute(conn, *a, **k)
+    def spy(self, *a, **k):
+        seen.append(PrivacyLedger(self.conn).spent("proj-1"))
+        return real_groups(self, *a, **k)
 
-    monkeypatch.setattr(engine, "compute", spy)
+    monkeypatch.setattr(engine.StoreReader, "groups", spy)
     q = body({"analysis": "count", "epsilon": 0.25})
     answers = [engine.answer(node, q, permit, policy=NodePolicy()) for _ in range(4)]
     assert seen == pytest.approx([0.25, 0.5, 0.75, 1.0])                 # charged before computing

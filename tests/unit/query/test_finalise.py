@@ -13,19 +13,14 @@ from lifelines import KaplanMeierFitter
 from scipy import stats
 
 from oncofed import dictionary as dictmod
-from oncofed.federation.finalise import finalise, sum_vectors
-from oncofed.federation.query.spec import (
-    MOD,
-    CountSpec,
-    CrosstabSpec,
-    SummarySpec,
-    SurvivalSpec,
-    decode,
-    encode,
-    parse_analysis,
-)
-from oncofed.federation.query.textform import analysis_from
-from oncofed.federation.survival import chi2_sf
+from oncofed.analyses import finalise, parse_analysis
+from oncofed.analyses.count import CountSpec
+from oncofed.analyses.crosstab import CrosstabSpec
+from oncofed.analyses.logrank import chi2_sf
+from oncofed.analyses.summary import SummarySpec
+from oncofed.analyses.survival import SurvivalSpec
+from oncofed.query.textform import analysis_from
+from oncofed.query.vector import MOD, decode, encode, sum_vectors
 
 D = dictmod.load()
 

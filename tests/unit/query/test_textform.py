@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oncofed import dictionary as dictmod
-from oncofed.federation.query import QueryError, loads, to_mapping
-from oncofed.federation.query.textform import from_mapping
+from oncofed.query import QueryError, loads, to_mapping
+from oncofed.query.textform import from_mapping
 from oncofed.v1 import query_pb2 as pb
 
 D = dictmod.load()

@@ -57,7 +57,7 @@ def write(path: str) -> None:
 @lru_cache(maxsize=1)
 def table() -> tuple[tuple[int, ...], ...]:
     """The shipped table, checked on load (a damaged table must not perturb anything)."""
-    text = resources.files("oncofed.node.query").joinpath("data", TABLE_FILE).read_text("utf-8")
+    text = resources.files("oncofed.analyses").joinpath("data", TABLE_FILE).read_text("utf-8")
     rows = list(csv.reader(text.splitlines()))[1:]
     out = tuple(tuple(int(x) for x in row[1:]) for row in rows)
     check(out)

@@ -9,7 +9,7 @@ A cohort node is a leaf `{"field": F, OP: …}` with OP one of `equals`, `in`, `
 (true: missing, false: present) or `from`/`to` (a range, either open), or a combination
 `{"and": [...]}`, `{"or": [...]}`, `{"not": {...}}`. This module checks the *shape* and reports the
 path of the offending part (`cohort.and[2].in[0]`); what the values mean is checked against the
-dictionary by the cohort compiler and `spec.parse_analysis`, on both sides of the wire.
+dictionary by the cohort compiler and the analysis' own parser (oncofed.analyses), on both sides of the wire.
 """
 
 from __future__ import annotations
@@ -20,13 +20,19 @@ import tomllib
 from collections.abc import Mapping
 from typing import Any
 
+from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.message import Message
+
 from oncofed.dictionary import Dictionary
-from oncofed.federation.query.errors import invalid
-from oncofed.federation.query.spec import OUTCOMES
+from oncofed.query.errors import invalid
 from oncofed.v1 import common_pb2
 from oncofed.v1 import query_pb2 as pb
 
-_OUTCOME_CODES = {name: code for code, name in OUTCOMES.items()}
+#: Text-form names that differ from the proto field (read → proto); _SHOWN writes them back.
+_ALIASES = {"by": "group_by"}
+_SHOWN = {"group_by": "by"}
+#: String fields that hold a value (dates may be TOML dates), not a name.
+_VALUE_FIELDS = frozenset({"cutoff"})
 _LEAF_OPS = ("equals", "in", "prefix", "null", "from", "to")
 _TOP_KEYS = {"cohort", "analysis", "permit_hash", "researcher_key_id", "nonce", "issued_at", "expires_at",
              "targets", "min_participants", "dictionary", "exact_dates", "epsilon"}
@@ -145,60 +151,103 @@ def cohort_from(node: Any, path: str) -> pb.Cohort:
 
 
 def analysis_from(node: Any, path: str) -> pb.Analysis:
-    """The text form of an analysis (`"count"` or `{"kaplan_meier": {…}}`) → an Analysis message."""
+    """The text form of an analysis (`"count"` or `{"kaplan_meier": {…}}`) → an Analysis message.
+
+    The text form mirrors the proto contract, read by reflection so that a new analysis needs no
+    code here: the key is the `Analysis` oneof member, its parameters are the message's fields by
+    name; fields of a singular sub-message may be written flat (`scale_bits` for
+    `fixed_point.scale_bits`), enums by their short name (`OS` for `OUTCOME_OS`), and `by` is
+    `group_by`. Meanings are checked against the dictionary by the analysis' own parser.
+    """
+    kinds = _analysis_kinds()
     if isinstance(node, str):
         node = {node: {}}
     if not isinstance(node, Mapping) or len(node) != 1:
-        raise invalid(path, "exactly one analysis: count, crosstab, summary, histogram, kaplan_meier or logrank")
+        raise invalid(path, f"exactly one analysis: {', '.join(kinds)}")
     kind, params = next(iter(node.items()))
+    if kind not in kinds:
+        raise invalid(path, f"unknown analysis {kind!r}: {', '.join(kinds)}")
     p = f"{path}.{kind}"
     if params is None:
         params = {}
     if not isinstance(params, Mapping):
         raise invalid(p, "the analysis' parameters are a mapping")
-    if kind == "count":
-        _no_unknown(params, set(), p)
-        return pb.Analysis(count=pb.Count())
-    if kind == "crosstab":
-        _no_unknown(params, {"fields"}, p)
-        fields = params.get("fields")
-        if not isinstance(fields, list):
-            raise invalid(f"{p}.fields", "a list of 1–3 categorical fields")
-        return pb.Analysis(crosstab=pb.Crosstab(fields=[_text(f, f"{p}.fields[{i}]") for i, f in enumerate(fields)]))
-    if kind == "histogram":
-        _no_unknown(params, {"field"}, p)
-        return pb.Analysis(histogram=pb.Histogram(field=_text(params.get("field"), f"{p}.field")))
-    if kind == "summary":
-        _no_unknown(params, {"field", "scale_bits", "bound", "unit_bins", "quantiles"}, p)
-        qs = params.get("quantiles", [])
-        if not isinstance(qs, list):
-            raise invalid(f"{p}.quantiles", "a list of probabilities")
-        return pb.Analysis(summary=pb.Summary(
-            field=_text(params.get("field"), f"{p}.field"),
-            fixed_point=pb.FixedPoint(scale_bits=_int(params.get("scale_bits", 0), f"{p}.scale_bits"),
-                                      bound=_number(params.get("bound", 0), f"{p}.bound")),
-            unit_bins=_bool(params.get("unit_bins", False), f"{p}.unit_bins"),
-            quantiles=[_number(q, f"{p}.quantiles[{i}]") for i, q in enumerate(qs)]))
-    if kind in ("kaplan_meier", "logrank"):
-        return _survival_from(kind, params, p)
-    raise invalid(path, f"unknown analysis {kind!r}: count, crosstab, summary, histogram, kaplan_meier or logrank")
+    out = pb.Analysis()
+    msg = getattr(out, kind)
+    msg.SetInParent()
+    _fill(msg, params, p)
+    return out
 
 
-def _survival_from(kind: str, params: Mapping[str, Any], p: str) -> pb.Analysis:
-    _no_unknown(params, {"outcome", "cutoff", "step_days", "horizon_days", "by", "group_by"}, p)
-    outcome = _text(params.get("outcome"), f"{p}.outcome").upper()
-    if outcome not in _OUTCOME_CODES:
-        raise invalid(f"{p}.outcome", f"{outcome!r} is not an outcome (OS or RFS)")
-    if "by" in params and "group_by" in params:
-        raise invalid(p, "give 'by' or 'group_by', not both")
-    lattice = pb.Lattice(step_days=_int(params.get("step_days", 0), f"{p}.step_days"),
-                         horizon_days=_int(params.get("horizon_days", 0), f"{p}.horizon_days"))
-    code = _OUTCOME_CODES[outcome]
-    cutoff = _value(params.get("cutoff"), f"{p}.cutoff")
-    group = _text(params.get("by", params.get("group_by", "")), f"{p}.by")
-    if kind == "kaplan_meier":
-        return pb.Analysis(kaplan_meier=pb.KaplanMeier(outcome=code, cutoff=cutoff, lattice=lattice, group_by=group))
-    return pb.Analysis(logrank=pb.LogRank(outcome=code, cutoff=cutoff, lattice=lattice, group_by=group))
+def _analysis_kinds() -> list[str]:
+    return [f.name for f in pb.Analysis.DESCRIPTOR.oneofs_by_name["kind"].fields]
+
+
+def _fill(msg: Message, params: Mapping[str, Any], path: str) -> None:
+    """Set `msg`'s fields from a text-form mapping (see analysis_from)."""
+    slots = _slots(msg.DESCRIPTOR)
+    given: dict[str, str] = {}
+    for key, value in params.items():
+        name = _ALIASES.get(str(key), str(key))
+        if name not in slots:
+            _no_unknown({key: value}, _visible(slots), path)   # raises, naming the known keys
+        if name in given:
+            raise invalid(path, f"give {given[name]!r} or {key!r}, not both")
+        given[name] = str(key)
+        outer, fd = slots[name]
+        target = getattr(msg, outer.name) if outer is not None else msg
+        _set(target, fd, value, f"{path}.{key}")
+
+
+def _slots(desc: Descriptor) -> dict[str, tuple[FieldDescriptor | None, FieldDescriptor]]:
+    """Settable names of a message: its own scalar fields, and one level into singular sub-messages."""
+    out: dict[str, tuple[FieldDescriptor | None, FieldDescriptor]] = {}
+    for fd in desc.fields:
+        if fd.message_type is not None and not _is_repeated(fd):
+            for inner in fd.message_type.fields:
+                out.setdefault(inner.name, (fd, inner))
+        else:
+            out[fd.name] = (None, fd)
+    return out
+
+
+def _visible(slots: Mapping[str, Any]) -> set[str]:
+    return {_SHOWN.get(name, name) for name in slots}
+
+
+def _is_repeated(fd: FieldDescriptor) -> bool:
+    return bool(fd.is_repeated)
+
+
+def _set(msg: Message, fd: FieldDescriptor, value: Any, path: str) -> None:
+    if _is_repeated(fd):
+        if not isinstance(value, list):
+            raise invalid(path, "a list of values" if fd.type != fd.TYPE_STRING else "a list of names")
+        getattr(msg, fd.name).extend(_scalar(fd, v, f"{path}[{i}]") for i, v in enumerate(value))
+    else:
+        setattr(msg, fd.name, _scalar(fd, value, path))
+
+
+def _scalar(fd: FieldDescriptor, v: Any, path: str) -> Any:
+    if fd.type == fd.TYPE_STRING:
+        return _value(v, path) if fd.name in _VALUE_FIELDS else _text(v, path)
+    if fd.type == fd.TYPE_BOOL:
+        return _bool(v, path)
+    if fd.type in (fd.TYPE_DOUBLE, fd.TYPE_FLOAT):
+        return _number(v, path)
+    if fd.type == fd.TYPE_ENUM:
+        names = _enum_names(fd)
+        text = _text(v, path).upper()
+        if text not in names:
+            raise invalid(path, f"{text!r} is not an {fd.name} ({' or '.join(names)})")
+        return names[text]
+    return _int(v, path)
+
+
+def _enum_names(fd: FieldDescriptor) -> dict[str, int]:
+    """Short names of an enum's values (OUTCOME_OS → OS), the unspecified 0 left out."""
+    prefix = fd.enum_type.name.upper() + "_"
+    return {v.name.removeprefix(prefix): v.number for v in fd.enum_type.values if v.number != 0}
 
 
 # ------------------------------------------------------------------ back to text (round trips, docs)
@@ -255,34 +304,34 @@ def cohort_to(c: pb.Cohort) -> dict[str, Any]:
 
 
 def analysis_to(a: pb.Analysis) -> dict[str, Any]:
+    """An Analysis message → its text form (the inverse of analysis_from; defaults left out)."""
     kind = a.WhichOneof("kind")
-    if kind == "crosstab":
-        return {"crosstab": {"fields": list(a.crosstab.fields)}}
-    if kind == "histogram":
-        return {"histogram": {"field": a.histogram.field}}
-    if kind == "summary":
-        s = a.summary
-        out: dict[str, Any] = {"field": s.field}
-        if s.fixed_point.scale_bits:
-            out["scale_bits"] = s.fixed_point.scale_bits
-        if s.fixed_point.bound:
-            out["bound"] = s.fixed_point.bound
-        if s.unit_bins:
-            out["unit_bins"] = True
-        if s.quantiles:
-            out["quantiles"] = list(s.quantiles)
-        return {"summary": out}
-    if kind in ("kaplan_meier", "logrank"):
-        m = getattr(a, kind)
-        sv: dict[str, Any] = {"outcome": OUTCOMES.get(m.outcome, ""), "cutoff": m.cutoff}
-        if m.lattice.step_days:
-            sv["step_days"] = m.lattice.step_days
-        if m.lattice.horizon_days:
-            sv["horizon_days"] = m.lattice.horizon_days
-        if m.group_by:
-            sv["by"] = m.group_by
-        return {kind: sv}
-    return {"count": {}} if kind == "count" else {}
+    if kind is None:
+        return {}
+    return {kind: _mapping_of(getattr(a, kind))}
+
+
+def _mapping_of(msg: Message) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for fd, value in msg.ListFields():
+        if fd.message_type is not None and not _is_repeated(fd):
+            for inner, v in value.ListFields():
+                out[_SHOWN.get(inner.name, inner.name)] = _text_of(inner, v)
+        else:
+            out[_SHOWN.get(fd.name, fd.name)] = _text_of(fd, value)
+    return out
+
+
+def _text_of(fd: FieldDescriptor, value: Any) -> Any:
+    if _is_repeated(fd):
+        return [_text_of_one(fd, v) for v in value]
+    return _text_of_one(fd, value)
+
+
+def _text_of_one(fd: FieldDescriptor, value: Any) -> Any:
+    if fd.type == fd.TYPE_ENUM:
+        return next((k for k, n in _enum_names(fd).items() if n == value), "")
+    return value
 
 
 # ------------------------------------------------------------------ scalar helpers

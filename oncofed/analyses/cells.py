@@ -94,5 +94,3 @@ class RawSurvival:
     def total(self) -> int:
         return sum(g.total for g in self.groups)
 
-
-Raw = RawCounts | RawSummary | RawSurvival

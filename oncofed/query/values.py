@@ -15,7 +15,7 @@ from collections.abc import Collection
 from functools import lru_cache
 
 from oncofed.dictionary import Dictionary, Field
-from oncofed.federation.query.errors import invalid
+from oncofed.query.errors import invalid
 
 _YEAR = re.compile(r"^(\d{4})$")
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -135,3 +135,30 @@ def _topographies(d: Dictionary) -> frozenset[str]:
 @lru_cache(maxsize=8)
 def _topography_set(sites: tuple[tuple[str, str], ...]) -> frozenset[str]:
     return frozenset(f"{site}.{digit}" for site, digits in sites for digit in digits)
+
+
+# ------------------------------------------------------------------ fields an analysis names
+
+MISSING = "(missing)"          # the last level of every categorical field: rows where it is absent
+ALL = "all"                    # the one group of an ungrouped analysis
+
+
+def categorical_field(d: Dictionary, name: str, path: str, allowed: Collection[str] | None) -> Field:
+    """A queryable code or boolean field, or a refusal naming `path`."""
+    f = lookup_field(d, name, path, allowed)
+    if not f.is_categorical:
+        raise invalid(path, f"field {name!r} is {f.type}, not categorical (code or boolean)")
+    return f
+
+
+def numeric_field(d: Dictionary, name: str, path: str, allowed: Collection[str] | None) -> Field:
+    """A queryable integer or decimal field, or a refusal naming `path`."""
+    f = lookup_field(d, name, path, allowed)
+    if f.type not in NUMERIC_TYPES:
+        raise invalid(path, f"field {name!r} is {f.type}, not numeric (integer or decimal)")
+    return f
+
+
+def levels_of(f: Field) -> tuple[str, ...]:
+    """A categorical field's cells: its codes in dictionary order, then MISSING."""
+    return (*f.codes, MISSING)

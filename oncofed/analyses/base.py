@@ -1,0 +1,183 @@
+"""The shape every analysis has, and the two small protocols it meets the world through.
+
+An analysis is one object (`Analysis`) that knows, for its own kind:
+
+- `parse` — the proto message checked against the dictionary and the permit's fields → its
+  **spec**: the vector layout (n_values, flags) fixed by the query and dictionary alone;
+- `check` — what the permit and the centre's policy must grant beyond the contract (`Grants`);
+- `local` — the node-side step: exact cells over the cohort, read only through a `Reader` (the
+  node implements it with parameterised SQL; an analysis never sees SQL or a connection);
+- `protect` / `dp_blocks` + `dp_values` / `exact` — its disclosure step, under `Rules`;
+- `finalise` and `render` — the coordinator's side, on the vector summed over centres.
+
+The drivers (the node's engine, the researcher's client, later the Flower apps) call these and
+never switch on the analysis' kind; `oncofed.analyses.catalogue` maps the `Analysis` oneof to the
+object. A new analysis is one module, one catalogue entry and one proto message.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from google.protobuf.message import Message
+
+from oncofed.analyses.cells import Cell
+from oncofed.dictionary import Dictionary
+
+Result = dict[str, Any]
+MODES = ("cell_key", "threshold", "none", "dp")
+
+
+class Spec(Protocol):
+    """An analysis' layout: enough for anyone to handle its vector (oncofed.query.vector.Layout)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def n_values(self) -> int: ...
+    @property
+    def flags(self) -> tuple[str, ...]: ...
+    def fields(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class SurvivalQuestion:
+    """What a survival analysis asks the reader (outcomes and lattice: DESIGN §4, §6)."""
+
+    outcome: str                 # "OS" or "RFS"
+    cutoff: dt.date
+    step_days: int
+    n_edges: int
+    group_field: str | None
+
+
+@dataclass(frozen=True)
+class SurvivalRow:
+    """One group of the cohort's rows on the lattice: entry interval α, exit interval κ (None:
+    beyond the horizon), whether the exit is an event, and the rows' cell."""
+
+    group: int | None
+    alpha: int
+    kappa: int | None
+    event: bool
+    cell: Cell
+
+
+class Reader(Protocol):
+    """What a local step may read at a node: exact cells over the query's cohort (compiled,
+    and under DP restricted to at most L rows per patient, before the reader is handed over).
+
+    Categorical values come as their level's position among the field's dictionary codes
+    (booleans: 0 false, 1 true), None when missing; numeric values as stored numbers.
+    """
+
+    def groups(self, fields: Sequence[str]) -> list[tuple[tuple[Any, ...], Cell]]:
+        """One entry per distinct combination of the fields' values (no fields: one entry)."""
+        ...
+
+    def survival(self, question: SurvivalQuestion) -> list[SurvivalRow]:
+        """The cohort's survival outcomes, derived at query time, grouped on the lattice."""
+        ...
+
+
+@dataclass(frozen=True)
+class Grants:
+    """What this request may do beyond the contract, for an analysis' own checks."""
+
+    local_admin: bool = True          # the centre's own admin (no permit)
+    dp: bool = False                  # a differentially private permit
+    exact_times: bool = False         # a 1-day lattice: the permit's exact dates and the centre's policy
+    min_step_days: int = 30           # the coarsest lattice step the centre requires otherwise
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The centre's disclosure rules for one answer (from its policy and the permit)."""
+
+    mode: str = "cell_key"            # cell_key | threshold | none (exact) | dp
+    k: int = 10
+    survival_counts: str = "cell_key"  # cell_key | round (OpenSAFELY's midpoint rounding)
+    epsilon: float = 0.0              # dp only
+    dp_mechanism: str = "laplace"
+    dp_delta: float = 1e-9
+    rows_per_patient: int = 2
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"disclosure mode must be one of {', '.join(MODES)}")
+
+
+@dataclass
+class Release:
+    """The values and flags a centre publishes, and what was done to them (for its audit log)."""
+
+    values: list[int]
+    flags: list[int]
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A part of the vector noised together under DP, with its sensitivities over one patient."""
+
+    data: list[int]
+    l1: int
+    l2: float
+
+
+S = TypeVar("S")
+R = TypeVar("R")
+
+
+class Analysis(ABC, Generic[S, R]):
+    """One analysis, written once for every driver (see the module docstring)."""
+
+    kind: str = ""
+
+    @abstractmethod
+    def parse(self, msg: Message, d: Dictionary, allowed: Collection[str] | None, path: str) -> S:
+        """The proto message → the spec, refusing (QueryError) what does not fit the dictionary."""
+
+    def check(self, spec: S, d: Dictionary, grants: Grants) -> None:
+        """Refuse (QueryError) what the permit or the centre's policy does not grant."""
+
+    def component_maxima(self, spec: S) -> list[int]:
+        """The largest contribution one row can make to each value (overflow and DP range)."""
+        return [1] * spec.n_values  # type: ignore[attr-defined]
+
+    @abstractmethod
+    def local(self, spec: S, reader: Reader, *, clamp: bool) -> R:
+        """Exact cells over the cohort. `clamp` (DP only) clamps values to the query's bound."""
+
+    @abstractmethod
+    def total(self, raw: R) -> int:
+        """How many cohort rows the answer rests on (below k everything is withheld)."""
+
+    @abstractmethod
+    def exact(self, spec: S, raw: R) -> list[int]:
+        """The exact values in the spec's layout (mode "none", and what DP starts from)."""
+
+    @abstractmethod
+    def protect(self, spec: S, raw: R, rules: Rules, meta: dict[str, Any]) -> Release:
+        """Cell-key or threshold disclosure control on a cohort of at least k rows."""
+
+    def dp_blocks(self, spec: S, raw: R, rows_per_patient: int) -> list[Block]:
+        """The vector in blocks with their sensitivities (default: one block of counts)."""
+        L = rows_per_patient
+        return [Block(self.exact(spec, raw), L, float(L))]
+
+    def dp_values(self, spec: S, noisy: list[list[int]]) -> list[int]:
+        """The noisy blocks back in the spec's layout."""
+        return noisy[0]
+
+    @abstractmethod
+    def finalise(self, spec: S, values: list[int], flags: dict[str, int]) -> Result:
+        """The statistic from the decoded, summed values and flags (exact arithmetic)."""
+
+    @abstractmethod
+    def render(self, result: Result) -> list[str]:
+        """The finalised result as lines of text for people."""

@@ -1,0 +1,1 @@
+"""The hub: relay, task queue and participant sets (the federation issue fills it)."""

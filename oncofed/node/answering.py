@@ -1,0 +1,93 @@
+"""The node's one answering pipeline: the exact envelope bytes in, one audited answer out.
+
+    verify (signature over the exact bytes, permit, freshness, nonce, scope; audited)
+      → the analysis' local step (through the cohort compiler and the store's reader)
+      → its disclosure step (cell key, threshold or DP, under the centre's policy and the permit)
+      → the vector mod 2^128
+      → the audit entry of the outcome (`query.answer`: answered, or refused with its reason)
+
+One query hash — `oncofed.query.query_hash` of the envelope bytes as received — is carried from
+verification through the engine (rate key, privacy charge) into both audit entries. A refusal at
+any step raises a `Refusal` from the one vocabulary (oncofed.query.refusals): its fine reason is
+in the local audit log, and only its public message (the coarse code unless the reason is decided
+from the query alone) may go outward. The centre admin's preview takes the same path from the
+engine on, as the local admin, audited as `query.local`.
+
+The query service and the hub connector (later) call `answer_envelope`; `oncofed node query`
+calls `preview`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from oncofed.node.audit import LOCAL_ADMIN, AuditLog, open_audit
+from oncofed.node.node import Node
+from oncofed.node.query.engine import Answer, answer
+from oncofed.node.query.policy import NodePolicy
+from oncofed.node.verify import QueryVerifier, analysis_kind, referenced_fields
+from oncofed.query import query_hash
+from oncofed.query.refusals import Refusal
+from oncofed.v1 import query_pb2 as pb
+
+log = logging.getLogger("oncofed.node.answering")
+
+ANSWER_EVENT = "query.answer"
+LOCAL_EVENT = "query.local"
+
+
+def _outcome(ans: Answer) -> dict[str, Any]:
+    """What the audit entry of an answer records besides its counters (local only)."""
+    keep = ("mode", "k", "rows", "values", "suppressed", "mechanism", "epsilon_remaining", "seconds")
+    return {k: ans.meta[k] for k in keep if k in ans.meta}
+
+
+class AnsweringPipeline:
+    """Answers signed queries for one opened node. Give it the node's verifier (which owns its
+    own trust and audit connections) and the centre's policy."""
+
+    def __init__(self, node: Node, verifier: QueryVerifier, policy: NodePolicy) -> None:
+        self.node, self.verifier, self.policy = node, verifier, policy
+
+    def answer_envelope(self, envelope: bytes, *, at: int | None = None) -> Answer:
+        """Verify the exact bytes, answer, and audit the outcome; raise a Refusal when declined."""
+        verified = self.verifier.verify(envelope, at=at)        # audited as query.verify
+        try:
+            ans = answer(self.node, verified.body, verified.permit, policy=self.policy, now=at,
+                         query_hash=verified.query_hash)
+        except Refusal as exc:
+            self.verifier.record(verified, event=ANSWER_EVENT, decision="refused", reason=exc.reason,
+                                 detail={"message": str(exc), "coarse": exc.coarse.value})
+            raise
+        except Exception as exc:
+            log.exception("answering query %s failed", verified.query_hash[:16])
+            self.verifier.record(verified, event=ANSWER_EVENT, decision="failed", reason="internal_error",
+                                 detail={"error": type(exc).__name__})
+            raise
+        self.verifier.record(verified, event=ANSWER_EVENT, decision="answered",
+                             cells_suppressed=ans.cells_suppressed, cells_perturbed=ans.cells_perturbed,
+                             epsilon_spent=ans.epsilon_spent, detail=_outcome(ans))
+        return ans
+
+
+def preview(node: Node, body: pb.QueryBody, *, policy: NodePolicy, audit: AuditLog | None = None,
+            detail: Mapping[str, Any] | None = None) -> Answer:
+    """The centre admin's preview of `body` on its own data, through the same engine, audited
+    as the local admin's authority (no signature, no permit) so an auditor sees every figure the
+    node computed. Its hash is the one query hash of the serialised body (there is no envelope)."""
+    qhash = query_hash(body.SerializeToString())
+    ans = answer(node, body, None, policy=policy, query_hash=qhash)
+    own = audit is None
+    audit_log = audit or open_audit(node)
+    try:
+        audit_log.append(event=LOCAL_EVENT, decision="answered", who=LOCAL_ADMIN, query_hash=qhash,
+                         analysis=analysis_kind(body), fields=sorted(referenced_fields(body)),
+                         cells_suppressed=ans.cells_suppressed, cells_perturbed=ans.cells_perturbed,
+                         epsilon_spent=ans.epsilon_spent,
+                         detail={"authority": "local admin", "mode": ans.meta.get("mode"), **(detail or {})})
+    finally:
+        if own:
+            audit_log.close()
+    return ans
