@@ -67,7 +67,6 @@ def paired_ms(fns, repeats: int) -> list[float]:
 
 
 def measure(size: int, tmp: Path) -> dict:
-    import oncofed.node.query  # noqa: F401  (registers the query migrations)
     from oncofed import dictionary as dictmod
     from oncofed.federation.finalise import finalise_query
     from oncofed.federation.query import loads, parse_analysis

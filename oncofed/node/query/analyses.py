@@ -25,9 +25,9 @@ from oncofed.federation.query.spec import (
 )
 from oncofed.node.query.cells import EMPTY, Cell, Raw, RawCounts, RawSummary
 from oncofed.node.query.compiler import CompiledCohort
-from oncofed.node.query.recordkeys import RECORD_KEY_COLUMN
 from oncofed.node.query.survival import count_survival, survival_statement
 from oncofed.node.store.encoding import code_ordinals
+from oncofed.node.store.recordkeys import RECORD_KEY_COLUMN
 from oncofed.node.store.schema import TUMOURS, quote
 
 Restrict = tuple[str, tuple[Any, ...]] | None

@@ -41,12 +41,12 @@ from oncofed.keys.secrets import load_secret_file
 from oncofed.node.config import PERTURBATION_KEY
 from oncofed.node.node import Node
 from oncofed.node.query.analyses import compute
-from oncofed.node.query.budget import PrivacyLedger, RateLimiter
 from oncofed.node.query.compiler import CompiledCohort, compile_cohort
 from oncofed.node.query.disclosure import NodePolicy, Release, check_allowed, protect
 from oncofed.node.query.dp import check_dp_range, dp_release
-from oncofed.node.query.recordkeys import ensure_record_keys
-from oncofed.node.store.schema import TUMOURS, quote
+from oncofed.node.store import tumours
+from oncofed.node.store.budgets import PrivacyLedger, RateLimiter
+from oncofed.node.store.recordkeys import ensure_record_keys
 from oncofed.v1 import query_pb2 as pb
 
 
@@ -173,7 +173,7 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
     # The overflow and DP checks assume at most policy.max_rows rows; max(rowid) bounds the row count
     # from above in O(log n). A store beyond it is the centre's misconfiguration, refused without
     # naming its size, and independent of the query.
-    rows = int(conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {TUMOURS}").fetchone()[0])  # noqa: S608
+    rows = tumours.max_rowid(conn)
     if rows > policy.max_rows:
         raise QueryError("FAILED_PRECONDITION", "this centre's store exceeds its policy's max_rows; "
                          "its administrator must raise [query] max_rows")
@@ -222,9 +222,4 @@ def per_patient_limit(cohort: CompiledCohort, limit: int) -> tuple[str, tuple[An
     `tumour_seq <= limit` would trust the registry's numbering (two tumours of one patient may
     both say 1); ranking the patient's cohort rows makes the bound hold by construction.
     """
-    pid, seq, tid = quote("patient_pid"), quote("tumour_seq"), quote("tumour_id")
-    # Identifiers are dictionary names via quote(); the cohort's values stay bound parameters.
-    sql = ("rowid IN (SELECT rid FROM (SELECT rowid AS rid, row_number() OVER "  # noqa: S608
-           f"(PARTITION BY {pid} ORDER BY {seq}, {tid}) AS rank FROM {TUMOURS} WHERE {cohort.where}) "
-           "WHERE rank <= ?)")
-    return sql, (*cohort.params, limit)
+    return tumours.per_patient_restriction(cohort.where, cohort.params, limit)

@@ -29,8 +29,8 @@ from oncofed.dictionary import Dictionary
 from oncofed.federation.query.spec import SurvivalSpec
 from oncofed.node.query.cells import EMPTY, Cell, GroupSurvival, RawSurvival, cumulative
 from oncofed.node.query.compiler import CompiledCohort
-from oncofed.node.query.recordkeys import RECORD_KEY_COLUMN
 from oncofed.node.store.encoding import code_ordinals, day_number
+from oncofed.node.store.recordkeys import RECORD_KEY_COLUMN
 from oncofed.node.store.schema import TUMOURS, quote
 
 

@@ -9,15 +9,14 @@ from dataclasses import dataclass
 import pytest
 from conftest import valid_row, write_csv
 
-import oncofed.node.query  # noqa: F401  (registers the query migrations)
 from oncofed.federation.finalise import finalise_query
 from oncofed.federation.query import QueryError
 from oncofed.federation.query.spec import decode
 from oncofed.federation.query.textform import from_mapping
 from oncofed.node.node import open_node
 from oncofed.node.query import engine
-from oncofed.node.query.budget import PrivacyLedger
 from oncofed.node.query.disclosure import NodePolicy
+from oncofed.node.store.budgets import PrivacyLedger
 
 ALL = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank")
 

@@ -26,7 +26,7 @@ NANO = 10**9
 MINUTE, DAY = 60, 86_400
 
 
-def _v1(conn: sqlite3.Connection) -> None:
+def migration_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE query_rate_events (researcher TEXT NOT NULL, at INTEGER NOT NULL)")
     conn.execute("CREATE INDEX query_rate_events_by_researcher ON query_rate_events (researcher, at)")
     conn.execute("""CREATE TABLE query_privacy_budgets (
@@ -39,9 +39,6 @@ def _v1(conn: sqlite3.Connection) -> None:
         query_id TEXT NOT NULL,
         epsilon_nano INTEGER NOT NULL CHECK (epsilon_nano > 0),
         charged_at INTEGER NOT NULL)""")
-
-
-dbmod.register_migrations("query", [_v1])
 
 
 def to_nano(epsilon: float, *, round_up: bool) -> int:
