@@ -4,8 +4,9 @@ same SQL run directly on the SQLite file in the same run.
 For each size: one synthetic centre file is generated (oncofed.synth), loaded into a fresh node
 (Node.ingest) in a temporary directory (nothing is cached in the repository), and the first query
 fills the record keys (timed separately). Then every analysis is answered by `engine.answer` with
-the default node policy (cell-key perturbation), and its statement (`analyses.statement`) is run
-on a separate plain sqlite3 connection; each is repeated and the median taken. The ratio is
+the default node policy (cell-key perturbation), and its statement (what the analysis' local step
+asks of the store's reader) is run on a separate plain sqlite3 connection; each is repeated and the
+median taken. The ratio is
 engine / direct SQL: the engine's own overhead (checks, compile, disclosure, vector). Figures are
 printed and written as JSON.
 
@@ -67,15 +68,14 @@ def paired_ms(fns, repeats: int) -> list[float]:
 
 
 def measure(size: int, tmp: Path) -> dict:
-    import oncofed.node.query  # noqa: F401  (registers the query migrations)
     from oncofed import dictionary as dictmod
-    from oncofed.federation.finalise import finalise_query
-    from oncofed.federation.query import loads, parse_analysis
+    from oncofed.analyses import analysis, finalise_query, parse_analysis
     from oncofed.node.node import init_node, open_node
-    from oncofed.node.query.analyses import statement
     from oncofed.node.query.compiler import compile_cohort
-    from oncofed.node.query.disclosure import NodePolicy
     from oncofed.node.query.engine import answer
+    from oncofed.node.query.policy import NodePolicy
+    from oncofed.node.store.cohort_reads import StoreReader
+    from oncofed.query import loads
     from oncofed.synth import write_all
 
     d = dictmod.load()
@@ -100,7 +100,10 @@ def measure(size: int, tmp: Path) -> dict:
         body = loads(json.dumps(doc), dictionary=d)
         spec = parse_analysis(body.analysis, d)
         cohort = compile_cohort(body.cohort if body.HasField("cohort") else None, d, None)
-        sql, params = statement(spec, d, cohort)
+        # The very statement the engine runs: the analysis' local step on a reader that records it.
+        reader = StoreReader(node.conn, d, cohort.where, cohort.params, cohort.fields)
+        analysis(spec.kind).local(spec, reader, clamp=False)
+        (sql, params), = reader.statements
         ans = answer(node, body, None, policy=policy)
         engine_ms, sql_ms = paired_ms([lambda body=body: answer(node, body, None, policy=policy),
                                        lambda sql=sql, params=params: direct.execute(sql, params).fetchall()], repeats)

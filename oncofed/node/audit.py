@@ -12,8 +12,9 @@ sqlite3 breaks the chain unless they recompute every later hash — which needs 
 signed checkpoint proves that the entries up to it are the ones the node wrote. Entries after the
 newest checkpoint are protected by the chain alone; `verify` reports how many there are.
 
-Triggers make the tables append-only for every ordinary writer; they stop mistakes, not an
-attacker who can drop them (which is what the chain and the signatures are for).
+Triggers (oncofed.node.store.audit_table) make the tables append-only for every ordinary writer;
+they stop mistakes, not an attacker who can drop them (which is what the chain and the signatures
+are for).
 
 Concurrency: `append` runs in its own `BEGIN IMMEDIATE` transaction, or joins the caller's one
 opened with `transaction()` (how the request verifier records a nonce and its decision atomically).
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 from oncofed.errors import OncofedError
 from oncofed.keys.envelope import sign
 from oncofed.keys.identity import Identity
+from oncofed.node.store import audit_table as store
 from oncofed.node.store import db as dbmod
 
 if TYPE_CHECKING:
@@ -61,27 +63,6 @@ _HASH = re.compile(r"^([0-9a-f]{64})?$")
 
 class AuditError(OncofedError):
     """The audit log cannot be written or read as asked."""
-
-
-def _migration_1(conn: sqlite3.Connection) -> None:
-    conn.execute("""CREATE TABLE audit_log (
-        seq INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, event TEXT NOT NULL, who TEXT NOT NULL,
-        permit_hash TEXT NOT NULL, query_hash TEXT NOT NULL, analysis TEXT NOT NULL,
-        fields TEXT NOT NULL, decision TEXT NOT NULL, reason TEXT NOT NULL,
-        cells_suppressed INTEGER NOT NULL, cells_perturbed INTEGER NOT NULL,
-        epsilon_spent REAL NOT NULL, detail TEXT NOT NULL,
-        prev_hash TEXT NOT NULL, entry_hash TEXT NOT NULL)""")
-    conn.execute("CREATE INDEX audit_log_by_query ON audit_log (query_hash)")
-    conn.execute("""CREATE TABLE audit_checkpoints (
-        id INTEGER PRIMARY KEY, seq INTEGER NOT NULL, entry_hash TEXT NOT NULL,
-        at_ms INTEGER NOT NULL, signer_key_id TEXT NOT NULL, envelope BLOB NOT NULL)""")
-    for table in ("audit_log", "audit_checkpoints"):
-        for op in ("UPDATE", "DELETE"):
-            conn.execute(f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
-                         "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
-
-
-dbmod.register_migrations("audit", [_migration_1])
 
 
 def canonical_json(value: Any) -> str:
@@ -207,11 +188,8 @@ class AuditLog:
             if self.conn.in_transaction:
                 yield self.conn
                 return
-            self.conn.execute("BEGIN")
-            try:
-                yield self.conn
-            finally:
-                self.conn.execute("COMMIT")
+            with dbmod.snapshot(self.conn) as conn:
+                yield conn
 
     # --- writing ------------------------------------------------------------------------------
     def append(self, *, event: str, decision: str, who: str, permit_hash: str = "",
@@ -240,20 +218,16 @@ class AuditLog:
                "at_ms": at_ms}
         with self.transaction():
             entry = self._insert(row)
-            if self.signer is not None and event != CHECKPOINT_EVENT:
-                covered = self.conn.execute("SELECT max(seq) FROM audit_checkpoints").fetchone()[0]
-                if entry.seq - (covered or 0) >= self.checkpoint_every:
-                    self._checkpoint(NODE, at_ms)
+            if self.signer is not None and event != CHECKPOINT_EVENT \
+                    and entry.seq - store.last_checkpointed_seq(self.conn) >= self.checkpoint_every:
+                self._checkpoint(NODE, at_ms)
         return entry
 
     def _insert(self, row: dict[str, Any]) -> AuditEntry:
-        last = self.conn.execute(
-            "SELECT seq, entry_hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        last = store.last_entry(self.conn)
         full = {**row, "seq": (last[0] + 1) if last else 1, "prev_hash": last[1] if last else GENESIS}
         full["entry_hash"] = entry_hash(full)
-        names = (*COLUMNS, "prev_hash", "entry_hash")
-        self.conn.execute(f"INSERT INTO audit_log ({', '.join(names)}) "  # noqa: S608 - fixed names
-                          f"VALUES ({', '.join('?' * len(names))})", [full[n] for n in names])
+        store.append_entry(self.conn, full)
         return AuditEntry.from_row(full)
 
     def checkpoint(self, who: str = LOCAL_ADMIN, at: float | None = None) -> Checkpoint:
@@ -266,20 +240,18 @@ class AuditLog:
 
     def _checkpoint(self, who: str, at_ms: int) -> Checkpoint:
         assert self.signer is not None
-        last = self.conn.execute(
-            "SELECT seq, entry_hash, event FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+        last = store.last_entry(self.conn)
         if last is None:
             raise AuditError("the audit log is empty: nothing to sign yet")
         if last[2] == CHECKPOINT_EVENT:  # nothing new since the last checkpoint
             return self.checkpoints()[-1]
         seq, hash_ = last[0], last[1]
-        cid = (self.conn.execute("SELECT max(id) FROM audit_checkpoints").fetchone()[0] or 0) + 1
+        cid = store.next_checkpoint_id(self.conn)
         body = checkpoint_body(self.signer.member_id, cid, seq, hash_, at_ms)
         envelope = sign(self.signer, TAG_CHECKPOINT, body)
         key_id = self.signer.public.signing_key_id.hex()
-        self.conn.execute("INSERT INTO audit_checkpoints (id, seq, entry_hash, at_ms, "
-                          "signer_key_id, envelope) VALUES (?, ?, ?, ?, ?, ?)",
-                          (cid, seq, hash_, at_ms, key_id, envelope))
+        store.append_checkpoint(self.conn, checkpoint_id=cid, seq=seq, entry_hash=hash_, at_ms=at_ms,
+                                signer_key_id=key_id, envelope=envelope)
         self._insert({"event": CHECKPOINT_EVENT, "who": who, "permit_hash": "", "query_hash": "",
                       "analysis": "", "fields": "[]", "decision": "signed", "reason": "",
                       "cells_suppressed": 0, "cells_perturbed": 0, "epsilon_spent": 0.0,
@@ -288,28 +260,19 @@ class AuditLog:
         return Checkpoint(cid, seq, hash_, at_ms, key_id, envelope)
 
     # --- reading ------------------------------------------------------------------------------
-    def _rows(self, sql: str, params: tuple[Any, ...] = ()) -> Iterator[dict[str, Any]]:
-        cur = self.conn.execute(sql, params)
-        names = [d[0] for d in cur.description]
-        for values in cur:
-            yield dict(zip(names, values, strict=True))
-
     def raw_rows(self) -> Iterator[dict[str, Any]]:
         """Every entry as stored, in sequence order (what `verify` and `export` read)."""
-        return self._rows("SELECT * FROM audit_log ORDER BY seq")
+        return store.entry_rows(self.conn)
 
     def entries(self, *, limit: int | None = None, query_hash: str | None = None) -> list[AuditEntry]:
         """Entries in order; `limit` keeps the newest N; `query_hash` only those of one query."""
-        where, params = ("WHERE query_hash = ?", (query_hash,)) if query_hash else ("", ())
-        sql = f"SELECT * FROM audit_log {where} ORDER BY seq DESC"  # noqa: S608 - fixed SQL
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        return [AuditEntry.from_row(r) for r in self._rows(sql, params)][::-1]
+        rows = store.newest_entry_rows(self.conn, limit=limit, query_hash=query_hash)
+        return [AuditEntry.from_row(r) for r in rows]
 
     def checkpoints(self) -> list[Checkpoint]:
         return [Checkpoint(r["id"], r["seq"], r["entry_hash"], r["at_ms"], r["signer_key_id"],
                            bytes(r["envelope"]))
-                for r in self._rows("SELECT * FROM audit_checkpoints ORDER BY id")]
+                for r in store.checkpoint_rows(self.conn)]
 
     def verify(self, keys: PublicIdentity | Iterable[PublicIdentity] | None = None) -> VerifyReport:
         """Check the whole log against the node's public key(s); see `audit_verify.verify_log`."""

@@ -32,6 +32,7 @@ from oncofed.node.audit import (
     Checkpoint,
     entry_hash,
 )
+from oncofed.node.store import audit_table
 
 FORMATS = ("jsonl", "csv")
 
@@ -163,8 +164,7 @@ def verify_log(log: AuditLog,
     the node's public identity or several after a key rotation, are given)."""
     keyring = _keyring(keys)
     with log.snapshot():  # one consistent view while appends go on
-        entries = log.conn.execute("SELECT count(*) FROM audit_log").fetchone()[0]
-        n_checkpoints = log.conn.execute("SELECT count(*) FROM audit_checkpoints").fetchone()[0]
+        entries, n_checkpoints = audit_table.counts(log.conn)
         try:
             hashes, markers = _walk_chain(log)
             n_checkpoints, signed_through = _check_checkpoints(log, hashes, markers, keyring)

@@ -62,7 +62,7 @@ class Node:
     def ingestor(self, today: dt.date | None = None) -> Ingestor:
         key = load_secret_file(self.paths.secret(PSEUDONYM_KEY))
         keyer = RecordKeyer(load_secret_file(self.paths.secret(PERTURBATION_KEY)))
-        self.conn.execute("PRAGMA cache_size=-16384")  # 16 MiB page cache while loading
+        dbmod.set_page_cache(self.conn, mebibytes=16)  # while loading
         ingestor = Ingestor(self.conn, self.dictionary, Pseudonymiser(key),
                             batch_rows=self.config.batch_rows, max_faults=self.config.max_faults_shown,
                             today=today, record_keyer=keyer)
@@ -78,7 +78,7 @@ class Node:
         store_bytes = sum(
             p.stat().st_size for p in (self.paths.store, Path(f"{self.paths.store}-wal")) if p.exists()
         )
-        versions = dict(self.conn.execute("SELECT component, version FROM schema_versions").fetchall())
+        versions = dbmod.schema_versions(self.conn)
         return {
             "node_id": self.config.node_id,
             "dictionary": self.dictionary.identity(),
@@ -126,7 +126,7 @@ def init_node(root: Path, node_id: str, extension: Path | None = None) -> NodePa
                     "created_by": f"oncofed {__version__}",
                     **{f"dictionary.{k}": v for k, v in d.identity().items()},
                 })
-            store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            dbmod.checkpoint_wal(store.conn)
         finally:
             store.conn.close()
         if root.exists():
@@ -139,7 +139,10 @@ def init_node(root: Path, node_id: str, extension: Path | None = None) -> NodePa
 
 
 def open_node(root: Path) -> Node:
-    """Open an initialised node directory, checking it matches this oncofed's dictionary."""
+    """Open an initialised node directory, checking it matches this oncofed's dictionary.
+
+    Every component's migrations run here (store.migrations), so an opened node has every table
+    whatever else this process imported, and a store made by an older oncofed catches up."""
     cfg = load_config(root)
     paths = NodePaths(root)
     try:

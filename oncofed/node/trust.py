@@ -33,28 +33,9 @@ from oncofed.keys.registry import (
 )
 from oncofed.keys.tls import cert_fingerprint
 from oncofed.node.store import db as dbmod
+from oncofed.node.store import trust_state as store
 
 CLOCK_SKEW = 120  # seconds a document's issue time may lie in our future (DESIGN §4: 2 min)
-
-
-def _migration_1(conn: sqlite3.Connection) -> None:
-    conn.execute("CREATE TABLE trust_root (id INTEGER PRIMARY KEY CHECK (id = 1), "
-                 "fingerprint TEXT NOT NULL, cert_pem BLOB NOT NULL, pinned_at INTEGER NOT NULL)")
-    conn.execute("""CREATE TABLE trust_documents (
-        kind TEXT NOT NULL CHECK (kind IN ('registry', 'revocations')),
-        version INTEGER NOT NULL, sha256 TEXT NOT NULL, data BLOB NOT NULL,
-        issued_at INTEGER NOT NULL, next_update INTEGER NOT NULL, accepted_at INTEGER NOT NULL,
-        PRIMARY KEY (kind, version))""")
-    conn.execute("""CREATE TABLE trust_permits (
-        sha256 TEXT PRIMARY KEY, permit_id TEXT NOT NULL, data BLOB NOT NULL,
-        researcher_id TEXT NOT NULL, project_title TEXT NOT NULL,
-        not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,
-        status TEXT NOT NULL CHECK (status IN ('pending', 'approved', 'refused', 'revoked')),
-        added_at INTEGER NOT NULL, decided_at INTEGER, decided_by TEXT, reason TEXT)""")
-    conn.execute("CREATE INDEX trust_permits_by_id ON trust_permits (permit_id)")
-
-
-dbmod.register_migrations("trust", [_migration_1])
 
 
 @dataclass(frozen=True)
@@ -129,34 +110,26 @@ class NodeTrust:
         if current is not None:
             raise TrustError(f"already pinned to root {current}: a node has one federation")
         with self._write() as c:
-            c.execute("INSERT INTO trust_root (id, fingerprint, cert_pem, pinned_at) "
-                      "VALUES (1, ?, ?, ?)", (fp, cert_pem, now() if at is None else at))
+            store.pin_root(c, fp, cert_pem, now() if at is None else at)
         return fp
 
     def root_fingerprint(self) -> str | None:
-        row = self.conn.execute("SELECT fingerprint FROM trust_root").fetchone()
-        return row[0] if row else None
+        return store.root_fingerprint(self.conn)
 
     def _root(self) -> tuple[bytes, str]:
-        row = self.conn.execute("SELECT cert_pem, fingerprint FROM trust_root").fetchone()
-        if row is None:
+        if (pinned := store.root(self.conn)) is None:
             raise NotPinned("no federation root is pinned; run: oncofed node trust pin")
-        return bytes(row[0]), row[1]
+        return pinned
 
     # --- registry and revocation list ---------------------------------------------------------
-    def _latest(self, kind: str, offset: int = 0) -> bytes | None:
-        row = self.conn.execute("SELECT data FROM trust_documents WHERE kind = ? "
-                                "ORDER BY version DESC LIMIT 1 OFFSET ?", (kind, offset)).fetchone()
-        return bytes(row[0]) if row else None
-
     def registry(self, offset: int = 0) -> Registry | None:
         """The newest accepted registry (offset=1: the one before), re-verified from its bytes."""
-        if (data := self._latest("registry", offset)) is None:
+        if (data := store.document(self.conn, "registry", offset)) is None:
             return None
         return verify_registry(*self._root(), data)
 
     def revocations(self) -> RevocationList | None:
-        if (data := self._latest("revocations")) is None:
+        if (data := store.document(self.conn, "revocations")) is None:
             return None
         return verify_revocations(*self._root(), data)
 
@@ -170,8 +143,7 @@ class NodeTrust:
         if issued_at > at + CLOCK_SKEW:
             raise TrustError(f"{label} version {version} is issued in the future; check the clock")
         with self._write() as c:
-            row = c.execute("SELECT version, sha256 FROM trust_documents WHERE kind = ? "
-                            "ORDER BY version DESC LIMIT 1", (kind,)).fetchone()
+            row = store.newest_version(c, kind)
             if row and version < row[0]:
                 raise TrustError(f"{label} version {version} is older than the version "
                                  f"{row[0]} this node holds; refused")
@@ -180,9 +152,8 @@ class NodeTrust:
                     return False
                 raise TrustError(f"a different {label} with the same version {version}: refused "
                                  "(the authority never signs two documents with one version)")
-            c.execute("INSERT INTO trust_documents (kind, version, sha256, data, issued_at, "
-                      "next_update, accepted_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                      (kind, version, sha, data, issued_at, next_update, at))
+            store.add_document(c, kind, version=version, sha256=sha, data=data,
+                               issued_at=issued_at, next_update=next_update, at=at)
         return True
 
     def update_registry(self, data: bytes, at: int | None = None) -> RegistryChanges | None:
@@ -210,11 +181,8 @@ class NodeTrust:
             return None
         with self._write() as c:
             for r in rl.permits:
-                c.execute("UPDATE trust_permits SET status = 'revoked', decided_at = ?, "
-                          "decided_by = 'authority', reason = ? WHERE (sha256 = ? OR "
-                          "permit_id = ?) AND status != 'revoked'",
-                          (at, r.reason or "revoked by the authority", r.permit_sha256,
-                           r.permit_id))
+                store.revoke_permit(c, sha256=r.permit_sha256, permit_id=r.permit_id,
+                                    reason=r.reason or "revoked by the authority", at=at)
         return rl
 
     def install(self, data: bytes, at: int | None = None
@@ -279,30 +247,24 @@ class NodeTrust:
 
     # --- permits ------------------------------------------------------------------------------
     def _record(self, sha: str) -> PermitRecord | None:
-        row = self.conn.execute(
-            "SELECT data, status, added_at, decided_at, decided_by, reason FROM trust_permits "
-            "WHERE sha256 = ?", (sha,)).fetchone()
-        if row is None:
+        if (row := store.permit_row(self.conn, sha)) is None:
             return None
-        signed = verify_permit(*self._root(), bytes(row[0]))  # re-verified: disk is not root
+        signed = verify_permit(*self._root(), row.data)  # re-verified: disk is not root
         if signed.sha256 != sha:
             raise TrustError(f"stored permit {sha[:16]}… does not match its hash")
-        return PermitRecord(sha, signed.permit, *row[1:])
+        return PermitRecord(sha, signed.permit, row.status, row.added_at, row.decided_at,
+                            row.decided_by, row.reason)
 
     def permits(self) -> list[PermitRecord]:
-        rows = self.conn.execute("SELECT sha256 FROM trust_permits ORDER BY added_at, permit_id")
-        return [r for (sha,) in rows.fetchall() if (r := self._record(sha)) is not None]
+        return [r for sha in store.permit_hashes(self.conn) if (r := self._record(sha)) is not None]
 
     def permit(self, ref: str) -> PermitRecord:
         """A known permit by full SHA-256, a unique hash prefix (≥ 8 hex digits) or permit id."""
         ref = ref.strip().lower()
-        rows = self.conn.execute(
-            "SELECT sha256 FROM trust_permits WHERE permit_id = ? OR sha256 = ? "
-            "OR (length(?) >= 8 AND substr(sha256, 1, length(?)) = ?)",
-            (ref, ref, ref, ref, ref)).fetchall()
-        if len(rows) > 1:
-            raise PermitRefused(f"{ref!r} matches {len(rows)} permits; give the full SHA-256")
-        if not rows or (rec := self._record(rows[0][0])) is None:
+        hashes = store.find_permits(self.conn, ref)
+        if len(hashes) > 1:
+            raise PermitRefused(f"{ref!r} matches {len(hashes)} permits; give the full SHA-256")
+        if not hashes or (rec := self._record(hashes[0])) is None:
             raise PermitRefused(f"no permit {ref!r} here; add it: oncofed node permits add FILE")
         return rec
 
@@ -338,11 +300,10 @@ class NodeTrust:
         self._check_usable(signed, at, registry=self.registry(), revocations=self.revocations())
         p = signed.permit
         with self._write() as c:
-            c.execute("INSERT OR IGNORE INTO trust_permits (sha256, permit_id, data, "
-                      "researcher_id, project_title, not_before, not_after, status, added_at) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
-                      (signed.sha256, p.permit_id, signed.data, p.researcher.member_id,
-                       p.project_title, p.not_before, p.not_after, at))
+            store.add_pending_permit(c, sha256=signed.sha256, permit_id=p.permit_id,
+                                     data=signed.data, researcher_id=p.researcher.member_id,
+                                     project_title=p.project_title, not_before=p.not_before,
+                                     not_after=p.not_after, at=at)
         return self.permit(signed.sha256)
 
     def _decide(self, ref: str, status: str, allowed_from: tuple[str, ...], by: str,
@@ -351,8 +312,7 @@ class NodeTrust:
             raise PermitRefused(f"permit {rec.permit.permit_id} is {rec.status}; cannot "
                                 f"mark it {status}")
         with self._write() as c:
-            c.execute("UPDATE trust_permits SET status = ?, decided_at = ?, decided_by = ?, "
-                      "reason = ? WHERE sha256 = ?", (status, at, by, reason, rec.sha256))
+            store.decide_permit(c, rec.sha256, status=status, by=by, reason=reason, at=at)
         return self.permit(rec.sha256)
 
     def approve(self, ref: str, *, by: str, at: int | None = None,

@@ -24,7 +24,6 @@ data. The query hash is `oncofed.query.query_hash` of the exact envelope bytes.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -41,6 +40,7 @@ from oncofed.keys.permits import Permit
 from oncofed.keys.registry import Registry, RevocationList
 from oncofed.node.audit import AuditEntry, AuditLog
 from oncofed.node.store import db as dbmod
+from oncofed.node.store import nonces
 from oncofed.node.trust import NodeTrust
 from oncofed.query import query_hash
 from oncofed.query.refusals import REASONS, Refusal
@@ -90,16 +90,6 @@ class VerifiedQuery:
     @property
     def researcher_id(self) -> str:
         return self.researcher.member_id
-
-
-def _migration_1(conn: sqlite3.Connection) -> None:
-    conn.execute("""CREATE TABLE seen_nonces (
-        signer TEXT NOT NULL, nonce BLOB NOT NULL, keep_until INTEGER NOT NULL,
-        query_hash TEXT NOT NULL, seen_at INTEGER NOT NULL, PRIMARY KEY (signer, nonce))""")
-    conn.execute("CREATE INDEX seen_nonces_by_expiry ON seen_nonces (keep_until)")
-
-
-dbmod.register_migrations("verify", [_migration_1])
 
 
 def referenced_fields(msg: Message) -> set[str]:
@@ -308,12 +298,10 @@ class QueryVerifier:
         """Record the nonce and the decision in one transaction: of two copies racing, the
         second sees the first's nonce and is refused as a replay."""
         with self.audit.transaction() as conn:
-            conn.execute("DELETE FROM seen_nonces WHERE keep_until < ?", (at,))
-            fresh = conn.execute(
-                "INSERT OR IGNORE INTO seen_nonces (signer, nonce, keep_until, query_hash, seen_at) "
-                "VALUES (?, ?, ?, ?, ?)", (signer.signing_fingerprint, body.nonce,
-                                           body.expires_at + CLOCK_SKEW, ctx.query_hash, at),
-            ).rowcount == 1
+            nonces.prune(conn, at)
+            fresh = nonces.record_if_fresh(conn, signer=signer.signing_fingerprint,
+                                           nonce=body.nonce, keep_until=body.expires_at + CLOCK_SKEW,
+                                           query_hash=ctx.query_hash, at=at)
             refusal = later if fresh else _Refusal("replayed_nonce", "nonce seen before")
             if refusal is not None:
                 entry = self._append(ctx, refusal, at)
@@ -346,7 +334,7 @@ class QueryVerifier:
         it as it goes, so this is for housekeeping on an idle node."""
         at = int(self.clock()) if at is None else at
         with self.audit.transaction() as conn:
-            return conn.execute("DELETE FROM seen_nonces WHERE keep_until < ?", (at,)).rowcount
+            return nonces.prune(conn, at)
 
     def record(self, query: VerifiedQuery, *, event: str, decision: str, reason: str = "",
                cells_suppressed: int = 0, cells_perturbed: int = 0, epsilon_spent: float = 0.0,

@@ -15,7 +15,6 @@ import pytest
 from lifelines import KaplanMeierFitter
 from lifelines.statistics import logrank_test, multivariate_logrank_test
 
-import oncofed.node.query  # noqa: F401  (registers the query migrations)
 from oncofed import dictionary as dictmod
 from oncofed.analyses import finalise_query
 from oncofed.node.node import init_node, open_node

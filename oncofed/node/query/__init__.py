@@ -1,8 +1,5 @@
-"""The node's query engine: cohort compiler, analysis catalogue, disclosure control, budgets.
+"""The node's query engine: cohort compiler, analysis catalogue, disclosure control, DP noise.
 
-Importing this package registers the "query" store migrations (rate limits, privacy ledger), so
-import it before `open_node` when you answer queries: `open_node` migrates every registered
-component.
+Its tables (rate limits, privacy ledger) live in oncofed.node.store.budgets and are created with
+every other component's when a node opens (oncofed.node.store.migrations).
 """
-
-from oncofed.node.query import budget as _budget  # noqa: F401  (registers the "query" migrations)

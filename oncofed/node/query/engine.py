@@ -32,11 +32,12 @@ from oncofed.keys.cellkey import RecordKeyer
 from oncofed.keys.secrets import load_secret_file
 from oncofed.node.config import PERTURBATION_KEY
 from oncofed.node.node import Node
-from oncofed.node.query.budget import PrivacyLedger, RateLimiter
 from oncofed.node.query.compiler import CompiledCohort, compile_cohort
 from oncofed.node.query.policy import NodePolicy
-from oncofed.node.query.recordkeys import ensure_record_keys
-from oncofed.node.store.cohort_reads import StoreReader, max_rowid, per_patient_restriction
+from oncofed.node.store import tumours
+from oncofed.node.store.budgets import PrivacyLedger, RateLimiter
+from oncofed.node.store.cohort_reads import StoreReader
+from oncofed.node.store.recordkeys import ensure_record_keys
 from oncofed.query import query_hash as hash_of
 from oncofed.query.errors import QueryError
 from oncofed.query.vector import check_overflow, encode, n_total
@@ -158,7 +159,7 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
     # The overflow and DP checks assume at most policy.max_rows rows; max(rowid) bounds the row count
     # from above in O(log n). A store beyond it is the centre's misconfiguration: refused without
     # naming its size, and outward only as its coarse code.
-    if max_rowid(conn) > policy.max_rows:
+    if tumours.max_rowid(conn) > policy.max_rows:
         raise QueryError("FAILED_PRECONDITION", "this centre's store exceeds its policy's max_rows; "
                          "its administrator must raise [query] max_rows", reason="store_over_policy")
     ensure_record_keys(conn, node.dictionary, _keyer(node))  # every statement reads the record keys
@@ -203,6 +204,10 @@ def _keyer(node: Node) -> RecordKeyer:
 
 
 def per_patient_limit(cohort: CompiledCohort, limit: int) -> tuple[str, tuple[Any, ...]]:
-    """At most `limit` rows per patient of the cohort (the store ranks them; see
-    oncofed.node.store.cohort_reads.per_patient_restriction)."""
-    return per_patient_restriction(cohort.where, cohort.params, limit)
+    """Keep at most `limit` rows per patient of the cohort (by tumour_seq, then tumour id).
+
+    DP sensitivity assumes one patient touches at most `limit` rows of the answer. Filtering on
+    `tumour_seq <= limit` would trust the registry's numbering (two tumours of one patient may
+    both say 1); ranking the patient's cohort rows makes the bound hold by construction.
+    """
+    return tumours.per_patient_restriction(cohort.where, cohort.params, limit)

@@ -171,22 +171,3 @@ def survival_statement(question: SurvivalQuestion, d: Dictionary, where: str, pa
     b.add(") WHERE t IS NOT NULL AND t >= 0 AND (e = 0 OR e < t) AND (e = 0 OR e / ? + 1 <= ?) "
           "GROUP BY 1, 2, 3, 4", step, m)
     return b.sql(), b.params
-
-
-def max_rowid(conn: sqlite3.Connection) -> int:
-    """An upper bound on the tumour count in O(log n) (rowids only grow)."""
-    return int(conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {TUMOURS}").fetchone()[0])
-
-
-def per_patient_restriction(where: str, params: Sequence[Any], limit: int) -> tuple[str, tuple[Any, ...]]:
-    """Keep at most `limit` rows per patient of the cohort (by tumour_seq, then tumour id).
-
-    DP sensitivity assumes one patient touches at most `limit` rows of the answer. Filtering on
-    `tumour_seq <= limit` would trust the registry's numbering (two tumours of one patient may
-    both say 1); ranking the patient's cohort rows makes the bound hold by construction.
-    """
-    pid, seq, tid = quote("patient_pid"), quote("tumour_seq"), quote("tumour_id")
-    sql = ("rowid IN (SELECT rid FROM (SELECT rowid AS rid, row_number() OVER "
-           f"(PARTITION BY {pid} ORDER BY {seq}, {tid}) AS rank FROM {TUMOURS} WHERE {where}) "
-           "WHERE rank <= ?)")
-    return sql, (*params, limit)

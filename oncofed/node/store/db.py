@@ -1,8 +1,9 @@
 """Opening the store and migrating it, one migration list per component.
 
-Each component (tumours, trust state, audit log, ...) registers its own ordered migrations; the
-store records the version each component reached in `schema_versions`. Every migration runs in
-its own IMMEDIATE transaction, so a crash mid-migration leaves the previous version intact.
+Each component (store bookkeeping, trust state, audit log, ...) has its own ordered migrations,
+all listed in `migrations.MIGRATIONS`; the store records the version each component reached in
+`schema_versions`. Every migration runs in its own IMMEDIATE transaction, so a crash
+mid-migration leaves the previous version intact.
 """
 
 from __future__ import annotations
@@ -14,15 +15,6 @@ from pathlib import Path
 from typing import Any
 
 Migration = Callable[[sqlite3.Connection], None]
-_REGISTRY: dict[str, Sequence[Migration]] = {}
-
-
-def register_migrations(component: str, migrations: Sequence[Migration]) -> None:
-    """Declare a component's migrations in order; index i brings it to version i + 1.
-
-    Never edit or reorder a released migration: append a new one.
-    """
-    _REGISTRY[component] = migrations
 
 
 class StoreDB:
@@ -68,6 +60,16 @@ def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         raise
 
 
+@contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One deferred read transaction: a consistent view that, in WAL mode, blocks no writer."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
 def connect(path: Path, *, create: bool = False) -> StoreDB:
     """Open the store with the settings every writer relies on.
 
@@ -84,15 +86,34 @@ def connect(path: Path, *, create: bool = False) -> StoreDB:
     return StoreDB(conn)
 
 
+def set_page_cache(conn: sqlite3.Connection, mebibytes: int) -> None:
+    """Size this connection's page cache (a bulk load wants more than SQLite's ~2 MB default)."""
+    conn.execute(f"PRAGMA cache_size={-1024 * int(mebibytes)}")
+
+
+def checkpoint_wal(conn: sqlite3.Connection) -> None:
+    """Fold the WAL into the main file and truncate it, so a fresh store is one file."""
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def schema_versions(conn: sqlite3.Connection) -> dict[str, int]:
+    """The version each component's migrations reached in this store."""
+    return dict(conn.execute("SELECT component, version FROM schema_versions").fetchall())
+
+
 def migrate(db: StoreDB, components: Sequence[str] | None = None) -> dict[str, int]:
-    """Apply pending migrations of the registered components; return their versions."""
+    """Apply pending migrations of `components` (default: every component, in the order
+    `migrations.MIGRATIONS` lists them); return their versions."""
+    # Imported when called: the migration list imports the table modules, some of which import this one.
+    from oncofed.node.store.migrations import MIGRATIONS
+
     conn = db.conn
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_versions (component TEXT PRIMARY KEY, version INTEGER NOT NULL)"
     )
     versions: dict[str, int] = {}
-    for component in components or sorted(_REGISTRY):
-        steps = _REGISTRY[component]
+    for component in components or list(MIGRATIONS):
+        steps = MIGRATIONS[component]
         row = conn.execute(
             "SELECT version FROM schema_versions WHERE component = ?", (component,)
         ).fetchone()

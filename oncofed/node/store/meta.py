@@ -5,10 +5,8 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-from oncofed.node.store.db import register_migrations
 
-
-def _v1(conn: sqlite3.Connection) -> None:
+def migration_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE node_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
     conn.execute(
         """CREATE TABLE ingests (
@@ -25,8 +23,6 @@ def _v1(conn: sqlite3.Connection) -> None:
         )"""
     )
 
-
-register_migrations("store", [_v1])
 
 INGEST_COLUMNS = (
     "ingest_id", "file_name", "file_sha256", "rows", "inserted", "updated", "unchanged",

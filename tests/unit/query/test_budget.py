@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-import oncofed.node.query  # noqa: F401  (registers the query migrations before init_node)
 from oncofed.node.node import init_node, open_node
-from oncofed.node.query.budget import PrivacyLedger, RateLimiter, to_nano
 from oncofed.node.store import db as dbmod
+from oncofed.node.store.budgets import PrivacyLedger, RateLimiter, to_nano
 from oncofed.query import QueryError
 
 

@@ -9,12 +9,11 @@ from dataclasses import dataclass
 import pytest
 from conftest import valid_row, write_csv
 
-import oncofed.node.query  # noqa: F401  (registers the query migrations)
 from oncofed.analyses import finalise_query
 from oncofed.node.node import open_node
 from oncofed.node.query import engine
-from oncofed.node.query.budget import PrivacyLedger
 from oncofed.node.query.policy import NodePolicy
+from oncofed.node.store.budgets import PrivacyLedger
 from oncofed.query import QueryError, decode
 from oncofed.query.textform import from_mapping
 

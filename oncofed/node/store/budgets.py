@@ -26,7 +26,7 @@ NANO = 10**9
 MINUTE, DAY = 60, 86_400
 
 
-def _v1(conn: sqlite3.Connection) -> None:
+def migration_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE TABLE query_rate_events (researcher TEXT NOT NULL, at INTEGER NOT NULL)")
     conn.execute("CREATE INDEX query_rate_events_by_researcher ON query_rate_events (researcher, at)")
     conn.execute("""CREATE TABLE query_privacy_budgets (
@@ -39,9 +39,6 @@ def _v1(conn: sqlite3.Connection) -> None:
         query_id TEXT NOT NULL,
         epsilon_nano INTEGER NOT NULL CHECK (epsilon_nano > 0),
         charged_at INTEGER NOT NULL)""")
-
-
-dbmod.register_migrations("query", [_v1])
 
 
 def to_nano(epsilon: float, *, round_up: bool) -> int:
@@ -82,7 +79,8 @@ class PrivacyLedger:
                 "SELECT budget_nano, spent_nano FROM query_privacy_budgets WHERE permit_id = ?", (permit_id,)
             ).fetchone()
             if spent + cost > budget_nano:
-                raise QueryError("RESOURCE_EXHAUSTED", "the permit's privacy budget at this centre is spent")
+                raise QueryError("RESOURCE_EXHAUSTED", "the permit's privacy budget at this centre is spent",
+                                 reason="budget_exhausted")
             conn.execute("UPDATE query_privacy_budgets SET spent_nano = spent_nano + ? WHERE permit_id = ?",
                          (cost, permit_id))
             at = int(now if now is not None else time.time())
@@ -120,7 +118,9 @@ class RateLimiter:
                 "SELECT COALESCE(SUM(at > ?), 0), COUNT(*) FROM query_rate_events WHERE researcher = ? AND at > ?",
                 (at - MINUTE, researcher, at - DAY)).fetchone()
             if minute >= self.per_minute:
-                raise QueryError("RESOURCE_EXHAUSTED", f"rate limit: at most {self.per_minute} queries per minute")
+                raise QueryError("RESOURCE_EXHAUSTED", f"rate limit: at most {self.per_minute} queries per minute",
+                                 reason="rate_limited")
             if day >= self.per_day:
-                raise QueryError("RESOURCE_EXHAUSTED", f"rate limit: at most {self.per_day} queries per day")
+                raise QueryError("RESOURCE_EXHAUSTED", f"rate limit: at most {self.per_day} queries per day",
+                                 reason="rate_limited")
             conn.execute("INSERT INTO query_rate_events (researcher, at) VALUES (?, ?)", (researcher, at))

@@ -53,9 +53,9 @@ def ensure_record_keys(conn: sqlite3.Connection, d: Dictionary, keyer: RecordKey
     missing = f"{quote(RECORD_KEY_COLUMN)} IS NULL"
     written = 0
     # Identifiers below are module constants and dictionary names via quote(); nothing is user text.
-    if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {TUMOURS} WHERE {missing})").fetchone()[0]:  # noqa: S608
+    if conn.execute(f"SELECT EXISTS (SELECT 1 FROM {TUMOURS} WHERE {missing})").fetchone()[0]:
         conn.create_function(_FUNCTION, 1, keyer.record_key, deterministic=True)
-        written = _write(conn, [f"UPDATE {TUMOURS} SET {quote(RECORD_KEY_COLUMN)} = "  # noqa: S608
+        written = _write(conn, [f"UPDATE {TUMOURS} SET {quote(RECORD_KEY_COLUMN)} = "
                                 f"{_FUNCTION}({quote('tumour_id')}) WHERE {missing}"])
     if not _indexes_present(conn, d):
         _write(conn, [f"CREATE INDEX IF NOT EXISTS {name} ON {TUMOURS} ({', '.join(map(quote, cols))})"
@@ -76,6 +76,6 @@ def _write(conn: sqlite3.Connection, statements: list[str], *, recheck: bool = F
 def _indexes_present(conn: sqlite3.Connection, d: Dictionary) -> bool:
     names = [_MISSING_INDEX, *covering_indexes(d)]
     marks = ", ".join("?" * len(names))
-    found = conn.execute(f"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ({marks})",  # noqa: S608
+    found = conn.execute(f"SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ({marks})",
                          names).fetchone()[0]
     return int(found) == len(names)
