@@ -1,0 +1,126 @@
+"""The catalogue test: every analysis in the catalogue, asked of three real nodes holding different
+synthetic centres through the node's one answering pipeline (signed envelope → verify → local step
+→ disclosure → vector → audit), summed mod 2^128 and finalised, equals the same analysis computed
+on the pooled rows — exactly for integers, within 1e-9 relative for reals — under a policy that
+releases exact cells (threshold mode with k = 1). No analysis can join the catalogue without an
+example here (the first test), and so without passing it."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+from node_fed_helpers import make_fed, query_body, signed
+
+from oncofed import dictionary as dictmod
+from oncofed.analyses import KINDS, finalise_query
+from oncofed.node.answering import AnsweringPipeline
+from oncofed.node.node import init_node, open_node
+from oncofed.node.query.engine import answer
+from oncofed.node.query.policy import NodePolicy
+from oncofed.node.verify import QueryVerifier
+from oncofed.query import sum_vectors
+from oncofed.query.textform import analysis_from
+from oncofed.synth import write_all
+
+CENTRES = ("centre-a", "centre-b", "centre-c")
+FIELDS = ["sex", "topography", "stage_summary", "her2", "er", "age_at_incidence"]
+#: One example per catalogue entry, on the fields above.
+EXAMPLES: dict[str, Any] = {
+    "count": "count",
+    "crosstab": {"crosstab": {"fields": ["stage_summary", "her2"]}},
+    "summary": {"summary": {"field": "age_at_incidence", "unit_bins": True}},
+    "histogram": {"histogram": {"field": "age_at_incidence"}},
+    "kaplan_meier": {"kaplan_meier": {"outcome": "OS", "cutoff": "2025-12-31", "by": "stage_summary"}},
+    "logrank": {"logrank": {"outcome": "OS", "cutoff": "2025-12-31", "by": "stage_summary"}},
+}
+EXACT = NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=1_000)
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    base = tmp_path_factory.mktemp("catalogue")
+    d = dictmod.load()
+    files = write_all(base / "csv", len(CENTRES), 400, 20261201, d)
+    fed = make_fed(base, centres=CENTRES, researchers=("res-1",))
+    pipelines, nodes, permits = {}, [], {}
+    for centre, f in zip(CENTRES, files, strict=True):
+        node = open_node(init_node(base / centre, centre).root)
+        node.ingest(f.path)
+        trust = fed.attach(node.paths.store, centre)
+        permits[centre] = fed.permit(trust, analyses=list(KINDS), fields=FIELDS, min_cell_count=1)
+        trust.close()
+        pipelines[centre] = AnsweringPipeline(node, QueryVerifier.for_node(node), EXACT)
+        nodes.append(node)
+    pooled = open_node(init_node(base / "pooled", "pooled").root)
+    for f in files:
+        pooled.ingest(f.path)
+    yield {"fed": fed, "pipelines": pipelines, "permits": permits, "pooled": pooled, "d": d}
+    for p in pipelines.values():
+        p.verifier.close()
+    for n in (*nodes, pooled):
+        n.close()
+
+
+def test_every_catalogue_entry_has_an_example() -> None:
+    assert set(EXAMPLES) == set(KINDS)
+
+
+def close(a: Any, b: Any, path: str = "result") -> None:
+    """Integers (and everything else) equal; reals within 1e-9 relative."""
+    if isinstance(a, float) or isinstance(b, float):
+        assert isinstance(a, int | float) and isinstance(b, int | float), path
+        if math.isnan(a) or math.isnan(b):
+            assert math.isnan(a) and math.isnan(b), path
+        else:
+            assert a == pytest.approx(b, rel=1e-9, abs=1e-12), f"{path}: {a} != {b}"
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), f"{path}: keys {sorted(a)} != {sorted(b)}"
+        for k in a:
+            close(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            close(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_federated_answer_equals_the_pooled_statistic(federation: dict[str, Any], kind: str) -> None:
+    fed, d = federation["fed"], federation["d"]
+    vectors = []
+    for centre, pipeline in federation["pipelines"].items():
+        body = query_body(federation["permits"][centre], targets=CENTRES, d=d)
+        body.analysis.CopyFrom(analysis_from(EXAMPLES[kind], "analysis"))
+        ans = pipeline.answer_envelope(signed(fed.identities["res-1"], body))
+        assert ans.analysis == kind and ans.meta["mode"] == "threshold"
+        vectors.append(ans.vector)
+    federated = finalise_query(body, d, sum_vectors(vectors))
+    exact = answer(federation["pooled"], body, None, policy=NodePolicy(mode="none"))
+    pooled = finalise_query(body, d, exact.vector)
+    assert federated["centres"] == len(CENTRES) and pooled["centres"] == 1
+    federated["centres"] = pooled["centres"]
+    # A centre flags a group it holds fewer than k rows of — with k = 1, a group it holds none of
+    # (the flag must not tell 0 from 1…k−1); the exact pooled answer flags nothing.
+    empty = federated.pop("suppressed_groups", {})
+    shown = pooled.pop("suppressed_groups", {})
+    assert shown == {}
+    for group in empty:
+        assert group not in pooled.get("curves", {}) and group not in pooled.get("groups", [])
+    close(federated, pooled)
+    assert sum_vectors(vectors)[:exact.n_values] == exact.values       # the summed vector is the pooled one
+    assert any(exact.values), "the example must select rows"
+
+
+def test_every_answer_is_audited_with_the_verified_query_hash(federation: dict[str, Any]) -> None:
+    pipeline = federation["pipelines"]["centre-a"]
+    body = query_body(federation["permits"]["centre-a"], targets=CENTRES, d=federation["d"])
+    envelope = signed(federation["fed"].identities["res-1"], body)
+    ans = pipeline.answer_envelope(envelope)
+    from oncofed.query import query_hash
+
+    entries = pipeline.verifier.audit.entries(query_hash=query_hash(envelope))
+    assert [(e.event, e.decision) for e in entries] == [("query.verify", "accepted"), ("query.answer", "answered")]
+    assert ans.query_hash == query_hash(envelope)
