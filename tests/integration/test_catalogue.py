@@ -124,3 +124,22 @@ def test_every_answer_is_audited_with_the_verified_query_hash(federation: dict[s
     entries = pipeline.verifier.audit.entries(query_hash=query_hash(envelope))
     assert [(e.event, e.decision) for e in entries] == [("query.verify", "accepted"), ("query.answer", "answered")]
     assert ans.query_hash == query_hash(envelope)
+
+
+def test_a_refusal_after_verification_is_audited_and_goes_out_coarse(federation: dict[str, Any]) -> None:
+    """A store beyond its policy's max_rows is the node's own state: the audit log names the fine
+    reason, the caller learns only BUSY, and no figure of the store is in the message."""
+    from oncofed.node.service.errors import public_error
+    from oncofed.query import query_hash
+    from oncofed.query.refusals import Refusal
+
+    live = federation["pipelines"]["centre-b"]
+    small = AnsweringPipeline(live.node, live.verifier, NodePolicy(mode="threshold", min_cell_count=1, max_rows=5))
+    body = query_body(federation["permits"]["centre-b"], targets=CENTRES, d=federation["d"])
+    envelope = signed(federation["fed"].identities["res-1"], body)
+    with pytest.raises(Refusal) as exc:
+        small.answer_envelope(envelope)
+    assert exc.value.reason == "store_over_policy"
+    assert public_error(exc.value).message == "declined: BUSY"
+    last = live.verifier.audit.entries(query_hash=query_hash(envelope))[-1]
+    assert (last.event, last.decision, last.reason) == ("query.answer", "refused", "store_over_policy")
