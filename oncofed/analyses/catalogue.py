@@ -37,7 +37,7 @@ def parse_analysis(a: pb.Analysis, d: Dictionary, allowed: Collection[str] | Non
     """Check an analysis message against the dictionary (and the permit's fields) → its spec."""
     kind = a.WhichOneof("kind")
     if kind is None or kind not in CATALOGUE:
-        raise invalid("analysis", f"no analysis given ({', '.join(KINDS)})" if kind is None else
+        raise invalid("analysis", f"no analysis given ({', '.join(KINDS[:-1])} or {KINDS[-1]})" if kind is None else
                       f"this release does not implement {kind!r}")
     return CATALOGUE[kind].parse(getattr(a, kind), d, allowed, f"analysis.{kind}")
 

@@ -73,6 +73,11 @@ class RequestRefused(Refusal):
     def public(self) -> str:
         return self.coarse.value
 
+    def public_message(self) -> str:
+        """Always the coarse code alone: the verifier's and later stages' details (ε left, who is
+        revoked, why a permit failed) never leave the node, whatever the reason."""
+        return f"declined: {self.coarse.value}"
+
 
 @dataclass(frozen=True)
 class VerifiedQuery:

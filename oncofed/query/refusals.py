@@ -8,11 +8,13 @@ A refusal has three faces, all fixed here so no caller invents its own:
   reason could depend on the node's state;
 - a **gRPC status** name, so the services map a refusal without a second table.
 
-`Reason.query_only` marks refusals decided from the query, the dictionary, the permit and the
-centre's published policy alone (a field the permit does not list, a lattice too fine, an answer
-too long): their message helps a researcher fix the query and cannot depend on any row, so it
-may go outward. Every other refusal goes outward as "declined: <coarse code>" — no "cohort too
-small" oracle, no store size, no detail.
+`Reason.query_only` marks the contract's and the engine's refusals (`QueryError`), decided from
+the query, the dictionary, the permit and the centre's own configuration alone (a field the permit
+does not list, a lattice too fine, an answer too long, a dictionary or node.toml that does not
+fit): their message names parts of the query and settings, never a figure read from the rows, and
+helps a researcher fix the query, so it may go outward. A `RequestRefused` (the verifier and later
+stages) always goes outward as its coarse code, whatever its reason. Every other refusal goes
+outward as "declined: <coarse code>" — no "cohort too small" oracle, no store size, no detail.
 
     Refusal (OncofedError)
     ├── QueryError        oncofed.query.errors — the query contract and the engine's checks

@@ -163,10 +163,10 @@ def analysis_from(node: Any, path: str) -> pb.Analysis:
     if isinstance(node, str):
         node = {node: {}}
     if not isinstance(node, Mapping) or len(node) != 1:
-        raise invalid(path, f"exactly one analysis: {', '.join(kinds)}")
+        raise invalid(path, f"exactly one analysis: {_either(kinds)}")
     kind, params = next(iter(node.items()))
     if kind not in kinds:
-        raise invalid(path, f"unknown analysis {kind!r}: {', '.join(kinds)}")
+        raise invalid(path, f"unknown analysis {kind!r}: {_either(kinds)}")
     p = f"{path}.{kind}"
     if params is None:
         params = {}
@@ -179,22 +179,27 @@ def analysis_from(node: Any, path: str) -> pb.Analysis:
     return out
 
 
+def _either(names: list[str]) -> str:
+    return f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else "".join(names)
+
+
 def _analysis_kinds() -> list[str]:
     return [f.name for f in pb.Analysis.DESCRIPTOR.oneofs_by_name["kind"].fields]
 
 
 def _fill(msg: Message, params: Mapping[str, Any], path: str) -> None:
-    """Set `msg`'s fields from a text-form mapping (see analysis_from)."""
+    """Set `msg`'s fields from a text-form mapping (see analysis_from). Every singular sub-message
+    is set, given or not, so one text has one serialisation and `to_mapping` round-trips it."""
     slots = _slots(msg.DESCRIPTOR)
-    given: dict[str, str] = {}
+    _no_unknown(params, _visible(slots), path)
+    for alias, name in _ALIASES.items():
+        if alias in params and name in params:
+            raise invalid(path, f"give {alias!r} or {name!r}, not both")
+    for fd in msg.DESCRIPTOR.fields:
+        if fd.message_type is not None and not _is_repeated(fd):
+            getattr(msg, fd.name).SetInParent()
     for key, value in params.items():
-        name = _ALIASES.get(str(key), str(key))
-        if name not in slots:
-            _no_unknown({key: value}, _visible(slots), path)   # raises, naming the known keys
-        if name in given:
-            raise invalid(path, f"give {given[name]!r} or {key!r}, not both")
-        given[name] = str(key)
-        outer, fd = slots[name]
+        outer, fd = slots[_ALIASES.get(str(key), str(key))]
         target = getattr(msg, outer.name) if outer is not None else msg
         _set(target, fd, value, f"{path}.{key}")
 
@@ -212,7 +217,8 @@ def _slots(desc: Descriptor) -> dict[str, tuple[FieldDescriptor | None, FieldDes
 
 
 def _visible(slots: Mapping[str, Any]) -> set[str]:
-    return {_SHOWN.get(name, name) for name in slots}
+    """The keys a mapping may use: the message's own names and their text-form aliases."""
+    return set(slots) | {alias for alias, name in _ALIASES.items() if name in slots}
 
 
 def _is_repeated(fd: FieldDescriptor) -> bool:

@@ -47,3 +47,9 @@ def test_state_dependent_refusals_say_only_their_coarse_code() -> None:
     assert (out.code, out.message) == (grpc.StatusCode.FAILED_PRECONDITION, "declined: BUSY")
     revoked = public_error(RequestRefused("permit_revoked", "permit p-1 is revoked"))
     assert (revoked.code, revoked.message) == (grpc.StatusCode.PERMISSION_DENIED, "declined: NOT_APPROVED")
+
+
+def test_a_verifier_refusal_never_publishes_its_detail_even_for_a_query_only_reason() -> None:
+    for reason in ("budget_exhausted", "rate_limited", "node_precondition"):
+        err = public_error(RequestRefused(reason, "ε remaining 0.123 of 1.0"))
+        assert "0.123" not in err.message and err.message.startswith("declined: ")

@@ -126,3 +126,24 @@ def test_text_form_round_trips(cohort, analysis, issued, nonce):
     body = from_mapping(doc)
     assert from_mapping(to_mapping(body)) == body
     assert from_mapping(json.loads(json.dumps(to_mapping(body)))) == body
+
+
+def test_one_text_one_serialisation_even_with_explicit_defaults():
+    """Sub-messages are always set, so an explicit 0 and an omitted key give the same bytes (and
+    so the same preview hash), and the text form round-trips."""
+    plain = loads('{"analysis": {"kaplan_meier": {"outcome": "OS", "cutoff": "2025-12-31"}}}')
+    zero = loads('{"analysis": {"kaplan_meier": {"outcome": "OS", "cutoff": "2025-12-31", "step_days": 0}}}')
+    assert plain.SerializeToString() == zero.SerializeToString()
+    assert from_mapping(to_mapping(zero)) == zero
+    summary = loads('{"analysis": {"summary": {"field": "age_at_incidence", "bound": 0}}}')
+    assert summary.analysis.summary.HasField("fixed_point")
+    assert from_mapping(to_mapping(summary)) == summary
+
+
+def test_unknown_analysis_keys_are_named_whatever_their_order():
+    for text in ('{"analysis": {"count": {"zz": 1, "aa": 2}}}', '{"analysis": {"count": {"aa": 2, "zz": 1}}}'):
+        with pytest.raises(QueryError, match="unknown key 'aa'"):
+            loads(text)
+    with pytest.raises(QueryError, match="give 'by' or 'group_by', not both"):
+        loads('{"analysis": {"kaplan_meier": {"group_by": "sex", "by": "er", "outcome": "OS", '
+              '"cutoff": "2025-12-31"}}}')
