@@ -174,6 +174,11 @@ class Analysis(ABC, Generic[S, R]):
         """The noisy blocks back in the spec's layout."""
         return noisy[0]
 
+    def plausible(self, spec: S, values: list[int]) -> bool:
+        """Whether summed, decoded values can be a sum of honest releases (the client's sanity
+        check: secure aggregation gives no integrity, so gross shifts are caught here)."""
+        return True
+
     @abstractmethod
     def finalise(self, spec: S, values: list[int], flags: dict[str, int]) -> Result:
         """The statistic from the decoded, summed values and flags (exact arithmetic)."""

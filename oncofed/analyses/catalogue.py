@@ -42,13 +42,19 @@ def parse_analysis(a: pb.Analysis, d: Dictionary, allowed: Collection[str] | Non
     return CATALOGUE[kind].parse(getattr(a, kind), d, allowed, f"analysis.{kind}")
 
 
-def finalise(spec: Any, summed: Sequence[int]) -> Result:
-    """Decode the summed vector (values, then flags) and compute the analysis' statistic."""
+def finalise(spec: Any, summed: Sequence[int], *, members: int | None = None) -> Result:
+    """Decode the summed vector (values, then flags) and compute the analysis' statistic. With
+    `members` (the participant set's size), refuse a sum no honest centres could have released:
+    a centre count other than |S|, flags beyond |S|, values the analysis finds implausible."""
     if len(summed) != n_total(spec):
         raise invalid("answer", f"expected a vector of {n_total(spec)} values, got {len(summed)}")
     decoded = [decode(v) for v in summed]
     values, flag_values = decoded[:spec.n_values], decoded[spec.n_values:]
     flags = dict(zip(spec.flags, flag_values, strict=True))
+    if members is not None and (flags["centres"] != members or any(not 0 <= f <= members for f in flag_values)
+                                or not CATALOGUE[spec.kind].plausible(spec, values)):
+        raise invalid("answer", "the summed answers are inconsistent (a centre sent a malformed or shifted "
+                      "answer); nothing is finalised")
     head: Result = {"analysis": spec.kind, "centres": flags["centres"]}
     return {**head, **CATALOGUE[spec.kind].finalise(spec, values, flags)}
 

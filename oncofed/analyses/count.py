@@ -55,6 +55,9 @@ class Count(Analysis[CountSpec, RawCounts]):
     def protect(self, spec: CountSpec, raw: RawCounts, rules: Rules, meta: dict[str, Any]) -> Release:
         return disclosure.table(raw.cells, rules, meta)
 
+    def plausible(self, spec: Any, values: list[int]) -> bool:
+        return all(v >= 0 for v in values)            # counts
+
     def finalise(self, spec: CountSpec, values: list[int], flags: dict[str, int]) -> Result:
         return {"count": values[0], "suppressed_centres": flags["suppressed"]}
 

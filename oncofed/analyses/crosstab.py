@@ -79,6 +79,9 @@ class Crosstab(Analysis[CrosstabSpec, RawCounts]):
     def protect(self, spec: CrosstabSpec, raw: RawCounts, rules: Rules, meta: dict[str, Any]) -> Release:
         return disclosure.table(raw.cells, rules, meta)
 
+    def plausible(self, spec: Any, values: list[int]) -> bool:
+        return all(v >= 0 for v in values)            # counts
+
     def finalise(self, spec: CrosstabSpec, values: list[int], flags: dict[str, int]) -> Result:
         """Cells with their levels, and one-way margins summed from the interior cells."""
         labels = spec.cell_labels()

@@ -75,6 +75,9 @@ class Histogram(Analysis[HistogramSpec, RawCounts]):
     def protect(self, spec: HistogramSpec, raw: RawCounts, rules: Rules, meta: dict[str, Any]) -> Release:
         return disclosure.table(raw.cells, rules, meta)
 
+    def plausible(self, spec: Any, values: list[int]) -> bool:
+        return all(v >= 0 for v in values)            # counts
+
     def finalise(self, spec: HistogramSpec, values: list[int], flags: dict[str, int]) -> Result:
         bins = [{"from": spec.edges[i], "to": spec.edges[i + 1], "count": values[i]}
                 for i in range(len(spec.edges) - 1)]

@@ -17,6 +17,7 @@ vector is their running sum (post-processing: no further cost).
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -184,6 +185,12 @@ class SurvivalAnalysis(Analysis[SurvivalSpec, RawSurvival]):
                 acc += x
                 out.append(acc)
         return out
+
+    def plausible(self, spec: SurvivalSpec, values: list[int]) -> bool:
+        """Cumulative counts: non-negative and non-decreasing along the lattice."""
+        e = spec.n_edges
+        series = [values[i:i + e] for i in range(0, len(values), e)]
+        return all(s[0] >= 0 and all(b >= a for a, b in itertools.pairwise(s)) for s in series)
 
     def head(self, spec: SurvivalSpec, flags: dict[str, int]) -> dict[str, Any]:
         return {"suppressed_centres": flags["suppressed"],

@@ -25,9 +25,9 @@ from typing import Any
 
 from oncofed.node.audit import LOCAL_ADMIN, AuditLog, open_audit
 from oncofed.node.node import Node
-from oncofed.node.query.engine import Answer, answer
+from oncofed.node.query.engine import Answer, answer, prepare
 from oncofed.node.query.policy import NodePolicy
-from oncofed.node.verify import QueryVerifier, analysis_kind, referenced_fields
+from oncofed.node.verify import QueryVerifier, VerifiedQuery, analysis_kind, referenced_fields
 from oncofed.query import query_hash
 from oncofed.query.refusals import Refusal
 from oncofed.v1 import query_pb2 as pb
@@ -54,12 +54,33 @@ class AnsweringPipeline:
     def answer_envelope(self, envelope: bytes, *, at: int | None = None) -> Answer:
         """Verify the exact bytes, answer, and audit the outcome; raise a Refusal when declined."""
         verified = self.verifier.verify(envelope, at=at)        # audited as query.verify
+        return self.answer_verified(verified, at=at)
+
+    def accept_envelope(self, envelope: bytes, *, at: int | None = None) -> VerifiedQuery:
+        """The prepare step of a federated query: verify the exact bytes (consuming the nonce) and
+        run every check that reads no data, so a centre declines before the participant set is
+        fixed rather than failing after it. Raise a Refusal (audited) when it would decline."""
+        verified = self.verifier.verify(envelope, at=at)
+        try:
+            prepare(self.node, verified.body, verified.permit, self.policy)
+        except Refusal as exc:
+            self._refused(verified, exc)
+            raise
+        return verified
+
+    def answer_accepted(self, envelope: bytes, *, at: int | None = None) -> tuple[VerifiedQuery, Answer]:
+        """The answer step of a query accepted earlier: verify it again (all but the nonce) and
+        answer it through the same engine."""
+        verified = self.verifier.recheck(envelope, at=at)
+        return verified, self.answer_verified(verified, at=at)
+
+    def answer_verified(self, verified: VerifiedQuery, *, at: int | None = None) -> Answer:
+        """Answer a verified query and audit the outcome (`query.answer`)."""
         try:
             ans = answer(self.node, verified.body, verified.permit, policy=self.policy, now=at,
                          query_hash=verified.query_hash)
         except Refusal as exc:
-            self.verifier.record(verified, event=ANSWER_EVENT, decision="refused", reason=exc.reason,
-                                 detail={"message": str(exc), "coarse": exc.coarse.value})
+            self._refused(verified, exc)
             raise
         except Exception as exc:
             log.exception("answering query %s failed", verified.query_hash[:16])
@@ -70,6 +91,10 @@ class AnsweringPipeline:
                              cells_suppressed=ans.cells_suppressed, cells_perturbed=ans.cells_perturbed,
                              epsilon_spent=ans.epsilon_spent, detail=_outcome(ans))
         return ans
+
+    def _refused(self, verified: VerifiedQuery, exc: Refusal) -> None:
+        self.verifier.record(verified, event=ANSWER_EVENT, decision="refused", reason=exc.reason,
+                             detail={"message": str(exc), "coarse": exc.coarse.value})
 
 
 def preview(node: Node, body: pb.QueryBody, *, policy: NodePolicy, audit: AuditLog | None = None,

@@ -42,7 +42,7 @@ from oncofed.node.audit import AuditEntry, AuditLog
 from oncofed.node.store import db as dbmod
 from oncofed.node.store import nonces
 from oncofed.node.trust import NodeTrust
-from oncofed.query import query_hash
+from oncofed.query import QUERY_TAG, query_hash
 from oncofed.query.refusals import REASONS, Refusal
 from oncofed.v1 import query_pb2
 
@@ -51,7 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("oncofed.node.verify")
 
-QUERY_TAG = "oncofed/query/v1"
 CLOCK_SKEW = 120            # seconds a query may be issued in our future (DESIGN §4)
 MAX_LIFETIME = 24 * 3600    # expires_at ≤ issued_at + 24 h
 NONCE_BYTES = 16
@@ -297,6 +296,27 @@ class QueryVerifier:
         except Exception as exc:
             log.exception("verifying query %s failed", ctx.query_hash[:16])
             raise self._refused(ctx, _Refusal("internal_error", type(exc).__name__), at) from exc
+
+    def recheck(self, envelope: bytes, *, at: int | None = None) -> VerifiedQuery:
+        """Verify again a query this node accepted earlier — every check but the nonce, which its
+        acceptance consumed: the answer step of a federated query comes later, perhaps after a
+        restart, and the permit or registry may have changed since. Refusals are audited."""
+        at = int(self.clock()) if at is None else at
+        envelope = bytes(envelope)
+        ctx = _Context(query_hash(envelope), len(envelope))
+        try:
+            with self._trust_lock:
+                registry, revocations = self._ready(at)
+                signer, raw = self._signature(envelope, ctx, registry, revocations)
+                body = self._parse(raw, ctx)
+                permit = self._permit(ctx.permit_hash, revocations, at)
+            self._holder_and_time(body, signer, permit, at)
+            later = self._scope(body, permit, ctx)
+            if later is not None:
+                raise later
+        except _Refusal as refusal:
+            raise self._refused(ctx, refusal, at) from None
+        return VerifiedQuery(body, permit, ctx.permit_hash, signer, ctx.query_hash, ctx.analysis, ctx.fields, 0)
 
     def _decide(self, body: query_pb2.QueryBody, signer: PublicIdentity, permit: Permit,
                 later: _Refusal | None, ctx: _Context, at: int) -> VerifiedQuery:

@@ -17,6 +17,9 @@ from oncofed.query.refusals import Coarse, Refusal
 from oncofed.query.textform import from_mapping, loads, to_mapping
 from oncofed.query.vector import MOD, decode, encode, n_total, sum_vectors
 
+#: The type tag of a signed query envelope (oncofed.keys.envelope).
+QUERY_TAG = "oncofed/query/v1"
+
 
 def query_hash(exact_bytes: bytes) -> str:
     """THE query hash (hex SHA-256) of the exact bytes a query arrived in.
@@ -30,5 +33,5 @@ def query_hash(exact_bytes: bytes) -> str:
     return hashlib.sha256(bytes(exact_bytes)).hexdigest()
 
 
-__all__ = ["MOD", "Coarse", "QueryError", "Refusal", "decode", "encode", "from_mapping", "invalid", "loads",
-           "n_total", "query_hash", "sum_vectors", "to_mapping"]
+__all__ = ["MOD", "QUERY_TAG", "Coarse", "QueryError", "Refusal", "decode", "encode", "from_mapping", "invalid",
+           "loads", "n_total", "query_hash", "sum_vectors", "to_mapping"]

@@ -29,6 +29,7 @@ GENERATED = PACKAGE / "v1"
 #: emits parameterised WHERE fragments by design (the store runs them).
 SQL_ALLOWED_OUTSIDE_STORE = frozenset({
     "oncofed/node/query/compiler.py",
+    "oncofed/federation/hub/store.py",   # the hub's own store (D14): it never touches a centre's data
 })
 
 SQL_STATEMENT = re.compile(
@@ -42,6 +43,7 @@ TABLES = {
     "audit": {"audit_log", "audit_checkpoints"},
     "verify": {"seen_nonces"},
     "query": {"query_rate_events", "query_privacy_budgets", "query_privacy_charges"},
+    "federation": {"fed_pending", "fed_answers", "fed_declines"},
 }
 
 

@@ -1,0 +1,261 @@
+"""The hub's servicer: an untrusted relay that queues sealed queries, forms participant sets from
+signed accepts, and hands sealed answers back (DESIGN §4 "Flow").
+
+Each method reads like the flow — the caller is known from its certificate (AuthInterceptor),
+its request is checked, the store changes in one transaction, waiters are woken. The hub never
+opens a sealed query or answer; it verifies the signatures on accepts and declines against the
+authority-signed registry (so it cannot be fooled into relaying a forged participant set by a
+member, and a client can check every accept itself). Long polls wait on one condition variable
+and end early when the RPC's deadline passes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from oncofed.federation.hub.store import ANSWER, OPEN_STATES, HubStore, now_ms
+from oncofed.keys.errors import InvalidMessage
+from oncofed.keys.registry import Registry
+from oncofed.secagg import InvalidParticipantSet, open_accept
+from oncofed.secagg.wire import ProtocolError, read_decline, read_failure
+from oncofed.transport.interceptor import current_peer
+from oncofed.v1 import federation_pb2 as fpb
+from oncofed.v1 import federation_pb2_grpc as fgrpc
+
+log = logging.getLogger("oncofed.hub")
+
+SERVICE_NAME = "oncofed.v1.Hub"
+ALLOWED_ROLES = {
+    f"/{SERVICE_NAME}/Submit": {"researcher"},
+    f"/{SERVICE_NAME}/Watch": {"researcher"},
+    f"/{SERVICE_NAME}/Pull": {"centre"},
+    f"/{SERVICE_NAME}/Push": {"centre"},
+    f"/{SERVICE_NAME}/GetTrust": {"centre", "researcher", "hub"},
+}
+MAX_TARGETS = 256
+MAX_SEALED_BYTES = 2 * 1024 * 1024
+MAX_WAIT_MS = 25_000
+DEFAULT_PREPARE_SECONDS = 10
+MAX_PREPARE_SECONDS = 600
+MAX_LIFETIME = 24 * 3600 + 120
+
+
+class HubService(fgrpc.HubServicer):
+    """The relay over one HubStore; `trust()` returns the current registry and the signed
+    documents' bytes (read from the operator's files, so an update needs no restart)."""
+
+    def __init__(self, store: HubStore, trust: Callable[[], tuple[Registry, bytes, bytes]]) -> None:
+        self.store, self.trust = store, trust
+        self.changed = threading.Condition()
+        self._stop = threading.Event()
+        self._sweeper = threading.Thread(target=self._sweep, name="oncofed-hub-sweeper", daemon=True)
+        self._sweeper.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        with self.changed:
+            self.changed.notify_all()
+        self._sweeper.join(timeout=5)
+
+    def _notify(self) -> None:
+        with self.changed:
+            self.changed.notify_all()
+
+    def _wait(self, ready: Callable[[], bool], wait_ms: int, context: grpc.ServicerContext) -> None:
+        deadline = time.monotonic() + min(max(wait_ms, 0), MAX_WAIT_MS) / 1000
+        remaining = context.time_remaining()
+        if remaining is not None:
+            deadline = min(deadline, time.monotonic() + max(remaining - 0.5, 0))
+        with self.changed:
+            while not ready() and not self._stop.is_set() and context.is_active():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self.changed.wait(min(left, 1.0))
+
+    # ------------------------------------------------------------------ researchers
+    def Submit(self, request: fpb.SubmitRequest, context: grpc.ServicerContext) -> fpb.SubmitReply:
+        peer = current_peer()
+        registry = self.trust()[0]
+        targets = list(request.targets)
+        now = int(time.time())
+        problem = _submit_problem(request, targets, registry, now)
+        if problem:
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        seconds = min(request.prepare_seconds or DEFAULT_PREPARE_SECONDS, MAX_PREPARE_SECONDS)
+        added = self.store.add_query(
+            query_hash=request.query_hash, researcher=peer.member_id, permit_hash=request.permit_hash,
+            targets=targets, min_participants=max(request.min_participants, 1), expires_at=request.expires_at,
+            prepare_until_ms=now_ms() + seconds * 1000, sealed=dict(request.sealed))
+        if not added:
+            context.abort(grpc.StatusCode.ALREADY_EXISTS, "this query was submitted before")
+        log.info("query %s from %s to %d centre(s), %d sealed bytes", request.query_hash.hex()[:16],
+                 peer.member_id, len(targets), sum(len(v) for v in request.sealed.values()))
+        self._notify()
+        return fpb.SubmitReply(query_hash=request.query_hash)
+
+    def Watch(self, request: fpb.WatchRequest, context: grpc.ServicerContext) -> fpb.QueryState:
+        peer = current_peer()
+        row = self.store.query(request.query_hash)
+        if row is None or row.researcher != peer.member_id:
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such query of yours at this hub")
+
+        def changed() -> bool:
+            current = self.store.query(request.query_hash)
+            return current is not None and current.version > request.after_version
+
+        self._wait(changed, request.wait_ms, context)
+        return self.state(request.query_hash)
+
+    def state(self, query_hash: bytes) -> fpb.QueryState:
+        row = self.store.query(query_hash)
+        assert row is not None
+        out = fpb.QueryState(query_hash=query_hash, state=row.state, version=row.version, error=row.error,
+                             participants=list(row.participants))
+        for p in self.store.progress(query_hash):
+            out.centres.add(centre=p.centre, state=p.state, coarse=p.coarse, at_ms=p.at_ms)
+            if p.answer is not None:
+                out.answers.add(centre=p.centre, sealed=p.answer)
+            if p.decline is not None:
+                out.declines.append(p.decline)
+        return out
+
+    # ------------------------------------------------------------------ centres
+    def Pull(self, request: fpb.PullRequest, context: grpc.ServicerContext) -> fpb.PullReply:
+        centre = current_peer().member_id
+        self.store.seen(centre, bytes(request.audit_head) or None)
+        self._wait(lambda: self.store.has_tasks(centre), request.wait_ms, context)
+        reply = fpb.PullReply()
+        for qh, kind, payload in self.store.take_tasks(centre):
+            if kind == ANSWER:
+                reply.tasks.add(kind=fpb.Task.KIND_ANSWER, query_hash=qh,
+                                participants=list(fpb.QueryState.FromString(payload).participants))
+            else:
+                reply.tasks.add(kind=fpb.Task.KIND_PREPARE, query_hash=qh, sealed_query=payload)
+        return reply
+
+    def Push(self, request: fpb.PushRequest, context: grpc.ServicerContext) -> fpb.PushReply:
+        centre = current_peer().member_id
+        self.store.seen(centre, bytes(request.audit_head) or None)
+        qh = request.query_hash
+        row = self.store.query(qh)
+        if row is None or centre not in row.targets:
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such query for this centre")
+        assert row is not None
+        if row.state not in OPEN_STATES:
+            return fpb.PushReply()                  # late reply to a finished query: nothing to do
+        keyring = self.trust()[0].keyring("centre")
+        kind = request.WhichOneof("reply")
+        try:
+            with self.store.tx() as c:
+                if kind in ("accept", "decline") and row.state != "preparing":
+                    return fpb.PushReply()          # too late: the participant set is fixed
+                if kind == "accept":
+                    open_accept(request.accept, keyring=keyring)
+                    self.store.record(c, qh, centre, "accepted", column="accept", payload=request.accept)
+                elif kind == "decline":
+                    d = read_decline(request.decline, keyring, qh)
+                    self.store.record(c, qh, centre, "declined", column="decline", payload=request.decline,
+                                      coarse=d.coarse)
+                elif kind == "failure":
+                    f = read_failure(request.failure, keyring, qh)
+                    self.store.record(c, qh, centre, "failed", column="failure", payload=request.failure,
+                                      coarse=f.coarse)
+                elif kind == "sealed_answer":
+                    if centre not in self._members(qh):
+                        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this centre is not a participant")
+                    if len(request.sealed_answer) > MAX_SEALED_BYTES:
+                        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the answer is too large")
+                    self.store.record(c, qh, centre, "answered", column="answer", payload=request.sealed_answer)
+                else:
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "push one of accept, decline, failure or answer")
+        except (ProtocolError, InvalidMessage, InvalidParticipantSet) as exc:
+            log.warning("push from %s refused: %s", centre, exc)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
+        self.advance(qh)
+        return fpb.PushReply()
+
+    def GetTrust(self, request: fpb.GetTrustRequest, context: grpc.ServicerContext) -> fpb.TrustDocuments:
+        _, registry, revocations = self.trust()
+        return fpb.TrustDocuments(registry=registry, revocations=revocations)
+
+    # ------------------------------------------------------------------ the flow
+    def advance(self, qh: bytes) -> None:
+        """Move a query on when it can: fix the participant set once every target replied (or the
+        prepare time is up), complete it once every participant answered, fail it when one fails."""
+        row = self.store.query(qh)
+        if row is None or row.state not in OPEN_STATES:
+            return
+        progress = {p.centre: p for p in self.store.progress(qh)}
+        with self.store.tx() as c:
+            if int(time.time()) > row.expires_at:
+                self.store.set_state(c, qh, "expired", "the query expired before it completed")
+            elif row.state == "preparing":
+                replied = all(p.state in ("accepted", "declined", "failed") for p in progress.values())
+                if replied or now_ms() >= row.prepare_until_ms:
+                    self._fix(c, row, progress)
+            else:
+                members = set(self._members(qh))
+                failed = [m for m in members if progress[m].state == "failed"]
+                if failed:
+                    self.store.set_state(c, qh, "failed", f"{', '.join(sorted(failed))} failed after the "
+                                         "participant set was fixed; no partial sum exists")
+                elif all(progress[m].state == "answered" for m in members):
+                    self.store.set_state(c, qh, "complete")
+        self._notify()
+
+    def _members(self, qh: bytes) -> list[str]:
+        """The participant set's centres: those whose accept made it in before it was fixed."""
+        row = self.store.query(qh)
+        if row is None or not row.participants:
+            return []
+        return [p.centre for p in self.store.progress(qh) if p.accept is not None]
+
+    def _fix(self, c: Any, row: Any, progress: dict[str, Any]) -> None:
+        accepts = sorted((p.centre, p.accept) for p in progress.values() if p.state == "accepted")
+        if len(accepts) < row.min_participants:
+            self.store.set_state(c, row.query_hash, "failed", f"too few participants: {len(accepts)} accepted, "
+                                 f"{row.min_participants} needed")
+            return
+        signed = [a for _, a in accepts]
+        self.store.set_state(c, row.query_hash, "answering", participants=signed)
+        payload = fpb.QueryState(participants=signed).SerializeToString()
+        self.store.add_answer_tasks(c, row.query_hash, [cid for cid, _ in accepts], payload)
+
+    def _sweep(self) -> None:
+        """Deadlines pass without anyone calling: fix sets whose prepare time is up, expire the dead."""
+        while not self._stop.wait(0.25):
+            try:
+                for row in self.store.open_queries():
+                    if (row.state == "preparing" and now_ms() >= row.prepare_until_ms) or \
+                            int(time.time()) > row.expires_at:
+                        self.advance(row.query_hash)
+            except Exception:
+                log.exception("hub sweeper")
+
+
+def _submit_problem(request: fpb.SubmitRequest, targets: list[str], registry: Registry, now: int) -> str:
+    """Why a submission cannot be queued, in words for the researcher ('' when it can)."""
+    if len(request.query_hash) != 32 or len(request.permit_hash) != 32:
+        return "query_hash and permit_hash must be 32 bytes"
+    if not targets or len(targets) > MAX_TARGETS or len(set(targets)) != len(targets):
+        return f"name 1 to {MAX_TARGETS} distinct target centres"
+    centres = {m.member_id for m in registry.members if m.role == "centre"}
+    unknown = sorted(set(targets) - centres)
+    if unknown:
+        return f"not centres of this federation: {', '.join(unknown)}"
+    if set(request.sealed) != set(targets):
+        return "give exactly one sealed query per target"
+    if any(len(v) > MAX_SEALED_BYTES for v in request.sealed.values()):
+        return "a sealed query is too large"
+    if not now < request.expires_at <= now + MAX_LIFETIME:
+        return "expires_at must lie in the next 24 hours"
+    if request.min_participants > len(targets):
+        return "min_participants exceeds the number of targets"
+    return ""

@@ -1,0 +1,251 @@
+"""The hub's durable state: queries, per-centre tasks and replies, centres' last contact.
+
+Everything is opaque bytes plus routing metadata (who asked, when, which centres, sizes,
+timings): the hub stores and relays sealed queries and sealed answers it cannot read. SQLite in
+WAL mode with synchronous=FULL, so a queued task or a pushed answer survives a hub restart
+(DESIGN §7). This module is the hub's one home of SQL (decision D14); every value is a bound
+parameter.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS queries (
+        query_hash BLOB PRIMARY KEY, researcher TEXT NOT NULL, permit_hash BLOB NOT NULL,
+        targets TEXT NOT NULL, min_participants INTEGER NOT NULL, created_ms INTEGER NOT NULL,
+        expires_at INTEGER NOT NULL, prepare_until_ms INTEGER NOT NULL, state TEXT NOT NULL,
+        error TEXT NOT NULL DEFAULT '', version INTEGER NOT NULL DEFAULT 1,
+        participants TEXT NOT NULL DEFAULT '[]', sealed_bytes INTEGER NOT NULL DEFAULT 0,
+        finished_ms INTEGER)""",
+    """CREATE TABLE IF NOT EXISTS tasks (
+        query_hash BLOB NOT NULL, centre TEXT NOT NULL, kind INTEGER NOT NULL, payload BLOB NOT NULL,
+        state TEXT NOT NULL, created_ms INTEGER NOT NULL, delivered_ms INTEGER,
+        PRIMARY KEY (query_hash, centre, kind))""",
+    "CREATE INDEX IF NOT EXISTS tasks_by_centre ON tasks (centre, state)",
+    """CREATE TABLE IF NOT EXISTS progress (
+        query_hash BLOB NOT NULL, centre TEXT NOT NULL, state TEXT NOT NULL, coarse TEXT NOT NULL DEFAULT '',
+        at_ms INTEGER NOT NULL, accept BLOB, decline BLOB, answer BLOB, failure BLOB,
+        PRIMARY KEY (query_hash, centre))""",
+    """CREATE TABLE IF NOT EXISTS centres (
+        centre TEXT PRIMARY KEY, last_seen_ms INTEGER NOT NULL, audit_head BLOB)""",
+)
+PREPARE, ANSWER = 1, 2
+OPEN_STATES = ("preparing", "answering")
+
+
+@dataclass(frozen=True)
+class QueryRow:
+    """One query as the hub holds it (metadata and state; no content)."""
+
+    query_hash: bytes
+    researcher: str
+    permit_hash: bytes
+    targets: tuple[str, ...]
+    min_participants: int
+    created_ms: int
+    expires_at: int
+    prepare_until_ms: int
+    state: str
+    error: str
+    version: int
+    participants: tuple[bytes, ...]
+    sealed_bytes: int
+    finished_ms: int | None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One centre's progress on one query, with the signed or sealed bytes it pushed."""
+
+    centre: str
+    state: str
+    coarse: str
+    at_ms: int
+    accept: bytes | None
+    decline: bytes | None
+    answer: bytes | None
+    failure: bytes | None
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class HubStore:
+    """The hub's SQLite file. Thread-safe: one connection, one lock (the hub is small)."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.lock = threading.RLock()
+        with self.tx() as c:
+            for stmt in SCHEMA:
+                c.execute(stmt)
+
+    def close(self) -> None:
+        with self.lock:
+            self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+                self.conn.execute("COMMIT")
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
+
+    # ------------------------------------------------------------------ queries
+    def add_query(self, *, query_hash: bytes, researcher: str, permit_hash: bytes, targets: list[str],
+                  min_participants: int, expires_at: int, prepare_until_ms: int,
+                  sealed: dict[str, bytes]) -> bool:
+        """Queue a query and one prepare task per target; False when the hash is known already."""
+        at = now_ms()
+        with self.tx() as c:
+            if c.execute("SELECT 1 FROM queries WHERE query_hash = ?", (query_hash,)).fetchone():
+                return False
+            c.execute("INSERT INTO queries (query_hash, researcher, permit_hash, targets, min_participants, "
+                      "created_ms, expires_at, prepare_until_ms, state, sealed_bytes) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'preparing', ?)",
+                      (query_hash, researcher, permit_hash, json.dumps(targets), min_participants, at,
+                       expires_at, prepare_until_ms, sum(len(v) for v in sealed.values())))
+            for centre in targets:
+                c.execute("INSERT INTO tasks (query_hash, centre, kind, payload, state, created_ms) "
+                          "VALUES (?, ?, ?, ?, 'queued', ?)", (query_hash, centre, PREPARE, sealed[centre], at))
+                c.execute("INSERT INTO progress (query_hash, centre, state, at_ms) VALUES (?, ?, 'queued', ?)",
+                          (query_hash, centre, at))
+        return True
+
+    def query(self, query_hash: bytes) -> QueryRow | None:
+        with self.lock:
+            row = self.conn.execute("SELECT * FROM queries WHERE query_hash = ?", (query_hash,)).fetchone()
+            cols = [d[0] for d in self.conn.execute("SELECT * FROM queries LIMIT 0").description]
+        return _query_row(dict(zip(cols, row, strict=True))) if row else None
+
+    def open_queries(self) -> list[QueryRow]:
+        with self.lock:
+            cur = self.conn.execute("SELECT * FROM queries WHERE state IN (?, ?) ORDER BY created_ms",
+                                    OPEN_STATES)
+            cols = [d[0] for d in cur.description]
+            return [_query_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
+
+    def recent_queries(self, limit: int = 20) -> list[QueryRow]:
+        with self.lock:
+            cur = self.conn.execute("SELECT * FROM queries ORDER BY created_ms DESC LIMIT ?", (limit,))
+            cols = [d[0] for d in cur.description]
+            return [_query_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
+
+    def set_state(self, c: sqlite3.Connection, query_hash: bytes, state: str, error: str = "",
+                  participants: list[bytes] | None = None) -> None:
+        """Change a query's state (inside a transaction) and bump its version."""
+        finished = now_ms() if state not in OPEN_STATES else None
+        if participants is not None:
+            c.execute("UPDATE queries SET participants = ? WHERE query_hash = ?",
+                      (json.dumps([p.hex() for p in participants]), query_hash))
+        c.execute("UPDATE queries SET state = ?, error = ?, version = version + 1, finished_ms = ? "
+                  "WHERE query_hash = ?", (state, error, finished, query_hash))
+        if state not in OPEN_STATES:
+            c.execute("DELETE FROM tasks WHERE query_hash = ? AND state = 'queued'", (query_hash,))
+
+    def bump(self, c: sqlite3.Connection, query_hash: bytes) -> None:
+        c.execute("UPDATE queries SET version = version + 1 WHERE query_hash = ?", (query_hash,))
+
+    # ------------------------------------------------------------------ tasks and progress
+    def take_tasks(self, centre: str, limit: int = 16) -> list[tuple[bytes, int, bytes]]:
+        """The centre's queued tasks (query hash, kind, payload), marked delivered. A delivered task
+        is delivered again on the next pull until the centre replies (at-least-once: nodes reply
+        idempotently), so a node restart loses no task."""
+        at = now_ms()
+        with self.tx() as c:
+            rows = c.execute("SELECT t.query_hash, t.kind, t.payload FROM tasks t JOIN queries q "
+                             "ON q.query_hash = t.query_hash WHERE t.centre = ? AND q.state IN (?, ?) "
+                             "AND (t.state = 'queued' OR t.delivered_ms < ?) ORDER BY t.created_ms LIMIT ?",
+                             (centre, *OPEN_STATES, at - 10_000, limit)).fetchall()
+            for qh, kind, _ in rows:
+                c.execute("UPDATE tasks SET state = 'delivered', delivered_ms = ? "
+                          "WHERE query_hash = ? AND centre = ? AND kind = ?", (at, qh, centre, kind))
+                c.execute("UPDATE progress SET state = 'delivered', at_ms = ? WHERE query_hash = ? AND centre = ? "
+                          "AND state = 'queued'", (at, qh, centre))
+                self.bump(c, qh)
+        return [(bytes(q), int(k), bytes(p)) for q, k, p in rows]
+
+    def has_tasks(self, centre: str) -> bool:
+        with self.lock:
+            return self.conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM tasks t JOIN queries q ON q.query_hash = t.query_hash "
+                "WHERE t.centre = ? AND t.state = 'queued' AND q.state IN (?, ?))",
+                (centre, *OPEN_STATES)).fetchone()[0] == 1
+
+    def record(self, c: sqlite3.Connection, query_hash: bytes, centre: str, state: str, *,
+               column: str, payload: bytes, coarse: str = "") -> None:
+        """A centre's reply: its progress and the bytes it sent; its task for that step is done."""
+        if column not in ("accept", "decline", "answer", "failure"):
+            raise ValueError(column)
+        kind = PREPARE if column in ("accept", "decline") else ANSWER
+        # The column name is one of four fixed names checked above; values are bound parameters.
+        c.execute(f"UPDATE progress SET state = ?, coarse = ?, at_ms = ?, {column} = ? "  # noqa: S608
+                  "WHERE query_hash = ? AND centre = ?", (state, coarse, now_ms(), payload, query_hash, centre))
+        c.execute("DELETE FROM tasks WHERE query_hash = ? AND centre = ? AND kind = ?", (query_hash, centre, kind))
+        self.bump(c, query_hash)
+
+    def progress(self, query_hash: bytes) -> list[Progress]:
+        with self.lock:
+            rows = self.conn.execute("SELECT centre, state, coarse, at_ms, accept, decline, answer, failure "
+                                     "FROM progress WHERE query_hash = ? ORDER BY centre", (query_hash,)).fetchall()
+        return [Progress(r[0], r[1], r[2], r[3], *(bytes(x) if x is not None else None for x in r[4:]))
+                for r in rows]
+
+    def add_answer_tasks(self, c: sqlite3.Connection, query_hash: bytes, centres: list[str], payload: bytes) -> None:
+        at = now_ms()
+        for centre in centres:
+            c.execute("INSERT OR REPLACE INTO tasks (query_hash, centre, kind, payload, state, created_ms) "
+                      "VALUES (?, ?, ?, ?, 'queued', ?)", (query_hash, centre, ANSWER, payload, at))
+
+    # ------------------------------------------------------------------ centres
+    def seen(self, centre: str, audit_head: bytes | None) -> None:
+        with self.tx() as c:
+            c.execute("INSERT INTO centres (centre, last_seen_ms, audit_head) VALUES (?, ?, ?) "
+                      "ON CONFLICT(centre) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, "
+                      "audit_head = COALESCE(excluded.audit_head, centres.audit_head)",
+                      (centre, now_ms(), audit_head or None))
+
+    def centres(self) -> list[tuple[str, int, bytes | None]]:
+        with self.lock:
+            rows = self.conn.execute("SELECT centre, last_seen_ms, audit_head FROM centres ORDER BY centre")
+            return [(r[0], int(r[1]), bytes(r[2]) if r[2] is not None else None) for r in rows.fetchall()]
+
+    def queue_depth(self) -> dict[str, int]:
+        with self.lock:
+            rows = self.conn.execute("SELECT centre, count(*) FROM tasks WHERE state = 'queued' GROUP BY centre")
+            return {r[0]: int(r[1]) for r in rows.fetchall()}
+
+    def dump(self) -> Iterator[bytes]:
+        """Every stored value as bytes (for the test that the hub holds no plaintext)."""
+        with self.lock:
+            for table in ("queries", "tasks", "progress", "centres"):
+                for row in self.conn.execute(f"SELECT * FROM {table}"):  # noqa: S608 - fixed table names
+                    for v in row:
+                        yield v if isinstance(v, bytes) else str(v).encode()
+
+
+def _query_row(r: dict[str, Any]) -> QueryRow:
+    return QueryRow(bytes(r["query_hash"]), r["researcher"], bytes(r["permit_hash"]), tuple(json.loads(r["targets"])),
+                    int(r["min_participants"]), int(r["created_ms"]), int(r["expires_at"]), int(r["prepare_until_ms"]),
+                    r["state"], r["error"], int(r["version"]),
+                    tuple(bytes.fromhex(p) for p in json.loads(r["participants"])), int(r["sealed_bytes"]),
+                    r["finished_ms"])

@@ -1,0 +1,244 @@
+"""The node's outbound connection to the hub: pull work, answer through the one pipeline, push
+signed and sealed replies (DESIGN §2 "Network", §4 "Flow", §7).
+
+A centre opens no inbound port: the connector dials the hub over mutual TLS and long-polls
+`Pull` (one RPC waits up to `PULL_WAIT_MS` for work; simpler to operate through hospital proxies
+than a server stream, and a lost connection costs at most one poll). On any transport error it
+reconnects with capped exponential backoff and full jitter, so a restarted hub sees its centres
+back within seconds and a hub that is down is not hammered.
+
+Per task:
+
+- PREPARE: open the query sealed to this centre, verify it (the pipeline audits the decision and
+  consumes the nonce), run every check that reads no data, then accept with a fresh ephemeral
+  mask key — or decline with a coarse code only. The accept, the verified envelope and the mask
+  secret are stored durably before the accept leaves, so a restart loses nothing accepted.
+- ANSWER: check the participant set (every accept signed by a registry centre among the targets,
+  this centre's own accept in it, at least the query's and this centre's minimum), verify the
+  query again, answer, mask the vector over S, sign and seal the answer to the researcher, store
+  it with synchronous=FULL, then send it. The same query answered under another S is refused; a
+  resend under the same S is the stored bytes.
+
+Every reply carries the latest signed audit head when the node can make one (outside evidence of
+the log's length, DESIGN §10).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import grpc
+
+from oncofed.keys.errors import InvalidMessage
+from oncofed.keys.identity import Identity
+from oncofed.keys.registry import Registry
+from oncofed.keys.sealing import open_sealed_from, seal
+from oncofed.keys.tls import TlsFiles, channel_credentials
+from oncofed.node.answering import AnsweringPipeline
+from oncofed.node.store import federation as fedstore
+from oncofed.node.store.db import immediate
+from oncofed.query import query_hash as hash_of
+from oncofed.query.refusals import Refusal
+from oncofed.secagg import EphemeralMaskKey, InvalidParticipantSet, ParticipantSet, mask
+from oncofed.secagg.wire import (
+    ANSWER_TAG,
+    QUERY_SEAL_CONTEXT,
+    answer_context,
+    encode_vector,
+    sign_decline,
+    sign_failure,
+)
+from oncofed.transport.channel import make_channel
+from oncofed.v1 import federation_pb2 as fpb
+from oncofed.v1 import federation_pb2_grpc as fgrpc
+
+log = logging.getLogger("oncofed.node.connector")
+
+PULL_WAIT_MS = 20_000
+BACKOFF_FIRST = 0.2
+BACKOFF_CAP = 10.0
+RPC_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class HubLink:
+    """Where the hub is and how to reach it."""
+
+    target: str                         # host:port
+    server_name: str | None = None      # the name in the hub's certificate, when not the host
+
+
+class Connector:
+    """Pulls and answers this centre's federated work until `stop()`; one thread."""
+
+    def __init__(self, pipeline: AnsweringPipeline, identity: Identity, tls: TlsFiles, link: HubLink, *,
+                 min_participants: int = 3, audit_head: Callable[[], bytes] | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.pipeline, self.identity, self.tls, self.link = pipeline, identity, tls, link
+        self.min_participants = min_participants
+        self.audit_head = audit_head or (lambda: b"")
+        self.clock = clock
+        self.me = identity.public.member_id
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.connected = threading.Event()
+        self.handled = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> Connector:
+        self._thread = threading.Thread(target=self.run, name="oncofed-connector", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def run(self) -> None:
+        """Connect, pull, handle; on failure back off (capped, jittered) and connect again."""
+        delay = BACKOFF_FIRST
+        while not self._stop.is_set():
+            try:
+                with make_channel(self.link.target, channel_credentials(
+                        self.tls.cert_pem, self.tls.key_pem, self.tls.root_cert_pem),
+                        default_timeout=RPC_TIMEOUT, server_name=self.link.server_name) as channel:
+                    stub = fgrpc.HubStub(channel)
+                    self._refresh_trust(stub)
+                    while not self._stop.is_set():
+                        reply = stub.Pull(fpb.PullRequest(wait_ms=PULL_WAIT_MS, audit_head=self.audit_head()),
+                                          timeout=PULL_WAIT_MS / 1000 + 10)
+                        self.connected.set()
+                        delay = BACKOFF_FIRST
+                        for task in reply.tasks:
+                            push = self.handle(task)
+                            if push is not None:
+                                push.audit_head = self.audit_head()
+                                stub.Push(push)
+                            self.handled += 1
+            except grpc.RpcError as exc:
+                self.connected.clear()
+                log.info("hub %s unreachable (%s); retrying in ≤ %.1f s", self.link.target,
+                         exc.code().name if hasattr(exc, "code") else "error", delay)
+            except Exception:
+                self.connected.clear()
+                log.exception("connector error; reconnecting")
+            self._stop.wait(random.uniform(0, delay))  # noqa: S311 - jitter, not a secret
+            delay = min(delay * 2, BACKOFF_CAP)
+
+    def _refresh_trust(self, stub: fgrpc.HubStub) -> None:
+        """Install a newer registry or revocation list the hub relays (the node verifies the
+        authority's signature and refuses older versions itself)."""
+        try:
+            docs = stub.GetTrust(fpb.GetTrustRequest())
+        except grpc.RpcError:
+            raise
+        trust = self.pipeline.verifier.trust
+        for data in (docs.registry, docs.revocations):
+            if data:
+                try:
+                    trust.install(bytes(data))
+                except Exception as exc:        # an older or equal version: keep ours
+                    log.debug("trust document from hub not installed: %s", exc)
+
+    # ------------------------------------------------------------------ tasks
+    def handle(self, task: fpb.Task) -> fpb.PushRequest | None:
+        qh = bytes(task.query_hash)
+        if task.kind == fpb.Task.KIND_PREPARE:
+            return self.prepare(qh, bytes(task.sealed_query))
+        if task.kind == fpb.Task.KIND_ANSWER:
+            return self.answer(qh, [bytes(p) for p in task.participants])
+        log.warning("unknown task kind %s", task.kind)
+        return None
+
+    def _registry(self) -> Registry:
+        registry = self.pipeline.verifier.trust.registry()
+        if registry is None:
+            raise Refusal("trust_not_pinned", "no registry installed")
+        return registry
+
+    def prepare(self, qh: bytes, sealed: bytes) -> fpb.PushRequest:
+        conn = self.pipeline.node.conn
+        earlier = fedstore.pending(conn, qh)
+        if earlier is not None:                                  # redelivered: same accept again
+            return fpb.PushRequest(query_hash=qh, accept=earlier[1])
+        declined = fedstore.decline_of(conn, qh)
+        if declined is not None:
+            return fpb.PushRequest(query_hash=qh, decline=declined)
+        try:
+            envelope = self._open_query(qh, sealed)
+            verified = self.pipeline.accept_envelope(envelope, at=int(self.clock()))
+        except Refusal as exc:
+            return self._decline(qh, exc.coarse.value)
+        key = EphemeralMaskKey.generate()
+        accept = key.signed_accept(self.identity, verified.query_hash)
+        with immediate(conn):
+            fedstore.add_pending(conn, qh, envelope, accept, key.export_for_storage(), verified.body.expires_at,
+                                 int(self.clock()))
+        return fpb.PushRequest(query_hash=qh, accept=accept)
+
+    def _open_query(self, qh: bytes, sealed: bytes) -> bytes:
+        registry = self._registry()
+        try:
+            opened = open_sealed_from(sealed, recipient=self.identity, keyring=registry.keyring("researcher"),
+                                      context=QUERY_SEAL_CONTEXT.format(centre=self.me))
+        except InvalidMessage:
+            raise Refusal("malformed_envelope", "the sealed query does not open for this centre") from None
+        if hash_of(opened.body) != qh.hex():
+            raise Refusal("malformed_envelope", "the hub's query hash is not the query's")
+        return opened.body
+
+    def _decline(self, qh: bytes, coarse: str) -> fpb.PushRequest:
+        decline = sign_decline(self.identity, qh, coarse)
+        conn = self.pipeline.node.conn
+        with immediate(conn):
+            fedstore.record_decline(conn, qh, decline, int(self.clock()))
+        return fpb.PushRequest(query_hash=qh, decline=decline)
+
+    def _fail(self, qh: bytes, coarse: str) -> fpb.PushRequest:
+        return fpb.PushRequest(query_hash=qh, failure=sign_failure(self.identity, qh, coarse))
+
+    def answer(self, qh: bytes, signed_accepts: list[bytes]) -> fpb.PushRequest:
+        conn = self.pipeline.node.conn
+        try:
+            registry = self._registry()
+            participants = ParticipantSet.from_signed(signed_accepts, keyring=registry.keyring("centre"))
+        except (InvalidParticipantSet, InvalidMessage, Refusal) as exc:
+            log.warning("participant set for %s refused: %s", qh.hex()[:16], exc)
+            return self._fail(qh, "INVALID")
+        digest = participants.digest()
+        for round_, d, sealed in fedstore.answers_of(conn, qh):
+            if round_ == 0 and d == digest:
+                return fpb.PushRequest(query_hash=qh, sealed_answer=sealed)      # byte for byte
+            log.warning("query %s already answered under another participant set", qh.hex()[:16])
+            return self._fail(qh, "POLICY")
+        held = fedstore.pending(conn, qh)
+        if held is None or held[2] is None:
+            return self._fail(qh, "BUSY")                                        # never accepted here
+        envelope, accept, secret = held
+        try:
+            verified, ans = self.pipeline.answer_accepted(envelope, at=int(self.clock()))
+            participants.check(query_hash=qh.hex(), me=self.me, targets=verified.body.target_centres,
+                               my_mask_key=EphemeralMaskKey.public_of_stored(secret),
+                               min_size=max(verified.body.min_participants, self.min_participants))
+        except InvalidParticipantSet as exc:
+            log.warning("participant set for %s refused: %s", qh.hex()[:16], exc)
+            return self._fail(qh, "INVALID")
+        except Refusal as exc:
+            return self._fail(qh, exc.coarse.value)
+        key = EphemeralMaskKey.from_storage(secret)
+        masked = mask(ans.vector, key=key, me=self.me, participants=participants, query_hash=qh.hex(), round=0)
+        body = fpb.AnswerBody(tag=ANSWER_TAG, query_hash=qh, round=0, participants_digest=digest, centre=self.me,
+                              recipient_key_id=verified.researcher.box_key_id, n_values=ans.n_values,
+                              n_flags=len(ans.flags), vector=encode_vector(masked), audit_head=self.audit_head())
+        sealed_answer = seal(body.SerializeToString(), verified.researcher, sender=self.identity,
+                             context=answer_context(qh, 0, digest))
+        with immediate(conn):                      # durable (synchronous=FULL) before it leaves
+            fedstore.record_answer(conn, qh, 0, digest, sealed_answer, int(self.clock()))
+        del accept
+        return fpb.PushRequest(query_hash=qh, sealed_answer=sealed_answer)

@@ -1,0 +1,97 @@
+"""The other signed messages of a federated query, as centre, hub and researcher's client all read
+them (DESIGN §4 "Flow"): declines, failures after the participant set is fixed, and the answer a
+centre signs and seals to the researcher (accepts and participant sets: `participants.py`).
+
+Every message is a signed envelope over the exact bytes (oncofed.keys.envelope) with its own type
+tag, verified against the federation registry before its body is parsed; a decline or failure
+carries a coarse code only. An answer is sealed to the researcher in a context that names the
+query, the round and H(S), so it cannot be replayed into another query or participant set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
+from oncofed.errors import OncofedError
+from oncofed.keys.envelope import sign, verify_from
+from oncofed.keys.errors import InvalidMessage
+from oncofed.keys.identity import Identity, PublicIdentity
+from oncofed.v1 import federation_pb2 as fpb
+
+DECLINE_TAG = "oncofed/decline/v1"
+FAILURE_TAG = "oncofed/failure/v1"
+ANSWER_TAG = "oncofed/answer/v1"
+QUERY_SEAL_CONTEXT = "oncofed/query/v1 to={centre}"
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+ELEMENT_BYTES = 16
+MOD = 1 << 128
+
+
+class ProtocolError(OncofedError):
+    """A federation message is malformed, forged, misaddressed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class Decline:
+    query_hash: bytes
+    centre: str
+    coarse: str
+
+
+def sign_decline(identity: Identity, query_hash: bytes, coarse: str) -> bytes:
+    body = fpb.DeclineBody(query_hash=query_hash, centre=identity.public.member_id, coarse=coarse)
+    return sign(identity, DECLINE_TAG, body.SerializeToString())
+
+
+def sign_failure(identity: Identity, query_hash: bytes, coarse: str) -> bytes:
+    body = fpb.FailureBody(query_hash=query_hash, centre=identity.public.member_id, coarse=coarse)
+    return sign(identity, FAILURE_TAG, body.SerializeToString())
+
+
+def _verified_body(data: bytes, tag: str, keyring: Mapping[bytes, PublicIdentity]) -> tuple[PublicIdentity, bytes]:
+    try:
+        v = verify_from(data, tag=tag, keyring=dict(keyring), max_bytes=MAX_MESSAGE_BYTES)
+    except InvalidMessage:
+        raise ProtocolError(f"a {tag} message is not signed by a registry centre") from None
+    return v.signer, v.body
+
+
+def read_decline(data: bytes, keyring: Mapping[bytes, PublicIdentity], query_hash: bytes) -> Decline:
+    signer, raw = _verified_body(data, DECLINE_TAG, keyring)
+    try:
+        body = fpb.DeclineBody.FromString(raw)
+    except DecodeError:
+        raise ProtocolError("a malformed decline") from None
+    if body.query_hash != query_hash or body.centre != signer.member_id:
+        raise ProtocolError(f"a decline from {signer.member_id} does not match this query")
+    return Decline(body.query_hash, body.centre, body.coarse)
+
+
+def read_failure(data: bytes, keyring: Mapping[bytes, PublicIdentity], query_hash: bytes) -> Decline:
+    signer, raw = _verified_body(data, FAILURE_TAG, keyring)
+    try:
+        body = fpb.FailureBody.FromString(raw)
+    except DecodeError:
+        raise ProtocolError("a malformed failure notice") from None
+    if body.query_hash != query_hash or body.centre != signer.member_id:
+        raise ProtocolError(f"a failure notice from {signer.member_id} does not match this query")
+    return Decline(body.query_hash, body.centre, body.coarse)
+
+
+def encode_vector(vector: Sequence[int]) -> bytes:
+    """Elements of Z/2^128 as 16 bytes little-endian each."""
+    return b"".join((v % MOD).to_bytes(ELEMENT_BYTES, "little") for v in vector)
+
+
+def decode_vector(data: bytes) -> list[int]:
+    if len(data) % ELEMENT_BYTES:
+        raise ProtocolError("an answer vector is not a whole number of elements")
+    return [int.from_bytes(data[i:i + ELEMENT_BYTES], "little") for i in range(0, len(data), ELEMENT_BYTES)]
+
+
+def answer_context(query_hash: bytes, round_: int, digest: bytes) -> str:
+    """What a sealed answer is bound to: the query, the round and the participant set."""
+    return f"{ANSWER_TAG} q={query_hash.hex()} r={round_} s={digest.hex()}"
