@@ -34,6 +34,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from oncofed.keys.envelope import unverified_body
 from oncofed.keys.errors import InvalidMessage
 from oncofed.keys.identity import Identity
 from oncofed.keys.registry import Registry
@@ -42,20 +43,29 @@ from oncofed.keys.tls import TlsFiles, channel_credentials
 from oncofed.node.answering import AnsweringPipeline
 from oncofed.node.store import federation as fedstore
 from oncofed.node.store.db import immediate
+from oncofed.query import QUERY_TAG
 from oncofed.query import query_hash as hash_of
 from oncofed.query.refusals import Refusal
-from oncofed.secagg import EphemeralMaskKey, InvalidParticipantSet, ParticipantSet, mask
+from oncofed.secagg import (
+    Accept,
+    EphemeralMaskKey,
+    InvalidParticipantSet,
+    ParticipantSet,
+    SecAggError,
+    mask,
+    sign_accept,
+)
 from oncofed.secagg.wire import (
     ANSWER_TAG,
     QUERY_SEAL_CONTEXT,
     answer_context,
-    encode_vector,
     sign_decline,
     sign_failure,
 )
 from oncofed.transport.channel import make_channel
 from oncofed.v1 import federation_pb2 as fpb
 from oncofed.v1 import federation_pb2_grpc as fgrpc
+from oncofed.v1 import query_pb2 as pb
 
 log = logging.getLogger("oncofed.node.connector")
 
@@ -87,6 +97,7 @@ class Connector:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.connected = threading.Event()
+        self._inflight: grpc.Future | None = None
         self.handled = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -96,7 +107,11 @@ class Connector:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop pulling: the long poll in flight is cancelled, a task being handled finishes."""
         self._stop.set()
+        call = self._inflight
+        if call is not None:
+            call.cancel()
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -110,10 +125,14 @@ class Connector:
                         default_timeout=RPC_TIMEOUT, server_name=self.link.server_name) as channel:
                     stub = fgrpc.HubStub(channel)
                     self._refresh_trust(stub)
+                    self.connected.set()
                     while not self._stop.is_set():
-                        reply = stub.Pull(fpb.PullRequest(wait_ms=PULL_WAIT_MS, audit_head=self.audit_head()),
-                                          timeout=PULL_WAIT_MS / 1000 + 10)
-                        self.connected.set()
+                        call = stub.Pull.future(fpb.PullRequest(wait_ms=PULL_WAIT_MS, audit_head=self.audit_head()),
+                                                timeout=PULL_WAIT_MS / 1000 + 10)
+                        self._inflight = call
+                        if self._stop.is_set():
+                            call.cancel()
+                        reply = call.result()
                         delay = BACKOFF_FIRST
                         for task in reply.tasks:
                             push = self.handle(task)
@@ -121,10 +140,13 @@ class Connector:
                                 push.audit_head = self.audit_head()
                                 stub.Push(push)
                             self.handled += 1
-            except grpc.RpcError as exc:
+            except (grpc.RpcError, grpc.FutureCancelledError) as exc:
                 self.connected.clear()
+                if self._stop.is_set():
+                    break
                 log.info("hub %s unreachable (%s); retrying in ≤ %.1f s", self.link.target,
-                         exc.code().name if hasattr(exc, "code") else "error", delay)
+                         exc.code().name if isinstance(exc, grpc.RpcError) and hasattr(exc, "code") else "cancelled",
+                         delay)
             except Exception:
                 self.connected.clear()
                 log.exception("connector error; reconnecting")
@@ -176,10 +198,10 @@ class Connector:
         except Refusal as exc:
             return self._decline(qh, exc.coarse.value)
         key = EphemeralMaskKey.generate()
-        accept = key.signed_accept(self.identity, verified.query_hash)
-        with immediate(conn):
-            fedstore.add_pending(conn, qh, envelope, accept, key.export_for_storage(), verified.body.expires_at,
-                                 int(self.clock()))
+        accept = sign_accept(self.identity, Accept(verified.query_hash, self.me, key.public_key))
+        with immediate(conn):       # the secret stays in the store (0600, synchronous=FULL) until answered
+            fedstore.add_pending(conn, qh, envelope, accept, key.cleartext_private_bytes(),
+                                 verified.body.expires_at, int(self.clock()))
         return fpb.PushRequest(query_hash=qh, accept=accept)
 
     def _open_query(self, qh: bytes, sealed: bytes) -> bytes:
@@ -221,24 +243,37 @@ class Connector:
         if held is None or held[2] is None:
             return self._fail(qh, "BUSY")                                        # never accepted here
         envelope, accept, secret = held
+        assert secret is not None
+        key = EphemeralMaskKey.from_cleartext_private_bytes(secret)
         try:
+            body = _query_body(envelope)
+            # S is checked before anything is computed: a forged or short set costs no release.
+            participants.check(query_hash=qh.hex(), me=self.me, targets=body.target_centres,
+                               my_mask_key=key.public_key,
+                               min_size=max(body.min_participants, self.min_participants))
             verified, ans = self.pipeline.answer_accepted(envelope, at=int(self.clock()))
-            participants.check(query_hash=qh.hex(), me=self.me, targets=verified.body.target_centres,
-                               my_mask_key=EphemeralMaskKey.public_of_stored(secret),
-                               min_size=max(verified.body.min_participants, self.min_participants))
+            masked = mask(ans.vector, key=key, me=self.me, participants=participants, query_hash=qh.hex(),
+                          round=0)
         except InvalidParticipantSet as exc:
             log.warning("participant set for %s refused: %s", qh.hex()[:16], exc)
             return self._fail(qh, "INVALID")
         except Refusal as exc:
             return self._fail(qh, exc.coarse.value)
-        key = EphemeralMaskKey.from_storage(secret)
-        masked = mask(ans.vector, key=key, me=self.me, participants=participants, query_hash=qh.hex(), round=0)
-        body = fpb.AnswerBody(tag=ANSWER_TAG, query_hash=qh, round=0, participants_digest=digest, centre=self.me,
-                              recipient_key_id=verified.researcher.box_key_id, n_values=ans.n_values,
-                              n_flags=len(ans.flags), vector=encode_vector(masked), audit_head=self.audit_head())
-        sealed_answer = seal(body.SerializeToString(), verified.researcher, sender=self.identity,
+        except SecAggError as exc:
+            log.warning("masking %s failed: %s", qh.hex()[:16], exc)
+            return self._fail(qh, "BUSY")
+        body_out = fpb.AnswerBody(tag=ANSWER_TAG, query_hash=qh, round=0, participants_digest=digest,
+                                  centre=self.me, recipient_key_id=verified.researcher.box_key_id,
+                                  n_values=ans.n_values, n_flags=len(ans.flags), vector=masked.data,
+                                  audit_head=self.audit_head())
+        sealed_answer = seal(body_out.SerializeToString(), verified.researcher, sender=self.identity,
                              context=answer_context(qh, 0, digest))
         with immediate(conn):                      # durable (synchronous=FULL) before it leaves
             fedstore.record_answer(conn, qh, 0, digest, sealed_answer, int(self.clock()))
         del accept
         return fpb.PushRequest(query_hash=qh, sealed_answer=sealed_answer)
+
+
+def _query_body(envelope: bytes) -> pb.QueryBody:
+    """The body of an envelope this node verified when it accepted it (re-verified right after)."""
+    return pb.QueryBody.FromString(unverified_body(envelope, tag=QUERY_TAG))

@@ -10,7 +10,7 @@ query, the round and H(S), so it cannot be replayed into another query or partic
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
@@ -26,8 +26,6 @@ FAILURE_TAG = "oncofed/failure/v1"
 ANSWER_TAG = "oncofed/answer/v1"
 QUERY_SEAL_CONTEXT = "oncofed/query/v1 to={centre}"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-ELEMENT_BYTES = 16
-MOD = 1 << 128
 
 
 class ProtocolError(OncofedError):
@@ -79,17 +77,6 @@ def read_failure(data: bytes, keyring: Mapping[bytes, PublicIdentity], query_has
     if body.query_hash != query_hash or body.centre != signer.member_id:
         raise ProtocolError(f"a failure notice from {signer.member_id} does not match this query")
     return Decline(body.query_hash, body.centre, body.coarse)
-
-
-def encode_vector(vector: Sequence[int]) -> bytes:
-    """Elements of Z/2^128 as 16 bytes little-endian each."""
-    return b"".join((v % MOD).to_bytes(ELEMENT_BYTES, "little") for v in vector)
-
-
-def decode_vector(data: bytes) -> list[int]:
-    if len(data) % ELEMENT_BYTES:
-        raise ProtocolError("an answer vector is not a whole number of elements")
-    return [int.from_bytes(data[i:i + ELEMENT_BYTES], "little") for i in range(0, len(data), ELEMENT_BYTES)]
 
 
 def answer_context(query_hash: bytes, round_: int, digest: bytes) -> str:

@@ -35,13 +35,13 @@ from oncofed.keys.sealing import open_sealed_from, seal
 from oncofed.keys.tls import channel_credentials
 from oncofed.query import QUERY_TAG, query_hash
 from oncofed.query.vector import n_total
-from oncofed.secagg import InvalidParticipantSet, ParticipantSet, sum_masked
+from oncofed.secagg import AnswersMismatch, InvalidParticipantSet, MaskedVector, ParticipantSet, unmask_sum
+from oncofed.secagg.lanes import ELEMENT_BYTES
 from oncofed.secagg.wire import (
     ANSWER_TAG,
     QUERY_SEAL_CONTEXT,
     ProtocolError,
     answer_context,
-    decode_vector,
     read_decline,
 )
 from oncofed.transport.channel import make_channel
@@ -230,7 +230,7 @@ class FederationClient:
         except (InvalidParticipantSet, InvalidMessage) as exc:
             raise ClientError(f"the participant set does not verify: {exc}") from None
         digest = participants.digest()
-        vectors: dict[str, list[int]] = {}
+        vectors: dict[str, MaskedVector] = {}
         me = self.creds.identity
         for sealed in state.answers:
             try:
@@ -247,14 +247,17 @@ class FederationClient:
                 raise ClientError(f"the answer from {sender} names another query, round or participant set")
             if sender not in participants or sender in vectors:
                 raise ClientError(f"an answer from {sender}, who is not a participant or answered twice")
-            vector = decode_vector(body.vector)
-            if len(vector) != n_total(spec) or (body.n_values, body.n_flags) != (spec.n_values, len(spec.flags)):
+            if len(body.vector) != ELEMENT_BYTES * n_total(spec) or \
+                    (body.n_values, body.n_flags) != (spec.n_values, len(spec.flags)):
                 raise ClientError(f"the answer from {sender} has the wrong length for this analysis")
-            vectors[sender] = vector
+            vectors[sender] = MaskedVector(sender, sub.query_hash.hex(), 0, digest, bytes(body.vector))
         missing = sorted(set(participants.centre_ids) - set(vectors))
         if missing:
             raise ClientError(f"no answer from {', '.join(missing)}: no partial sum is released")
-        summed = sum_masked([vectors[c] for c in participants.centre_ids])
+        try:
+            summed = unmask_sum(vectors.values(), participants=participants, round=0)
+        except AnswersMismatch as exc:
+            raise ClientError(str(exc)) from None
         try:
             result = finalise(spec, summed, members=len(participants))
         except OncofedError as exc:

@@ -22,14 +22,13 @@ Relative paths are relative to the config file's folder. Unknown keys are refuse
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from oncofed import settings
 from oncofed.errors import UsageError
 
-SECTIONS: dict[str, dict[str, Any]] = {
+SCHEMA: settings.Schema = {
     "hub": {"id": "hub", "listen": "127.0.0.1:7443", "database": "hub.db", "prepare_seconds": 10},
     "credentials": {"identity_key": "", "tls_key": "", "cert": "", "root_cert": "", "root_fingerprint": ""},
     "trust": {"registry": "", "revocations": ""},
@@ -56,61 +55,19 @@ class HubConfig:
     revocations: Path
 
 
-def render(values: dict[str, dict[str, Any]] | None = None) -> str:
+def render(values: dict[str, dict[str, object]] | None = None) -> str:
     """A hub.toml showing every setting (defaults where `values` gives none)."""
-    out = ["# oncofed hub settings (every setting is shown; see docs/hub.md)"]
-    for section, keys in SECTIONS.items():
-        out.append(f"\n[{section}]")
-        for key, default in keys.items():
-            value = (values or {}).get(section, {}).get(key, default)
-            out.append(f"{key} = {_toml(value)}")
-    return "\n".join(out) + "\n"
-
-
-def _toml(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return settings.render(SCHEMA, "oncofed hub settings; see docs/federation.md", values)
 
 
 def load(path: Path) -> HubConfig:
     """Read and check hub.toml; UsageError names the file, the key and what is wrong."""
-    try:
-        raw = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such hub config (make one with `oncofed hub config`)") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise UsageError(f"{path}: not a readable TOML file: {exc}") from None
-    values: dict[str, dict[str, Any]] = {}
-    for section, keys in SECTIONS.items():
-        given = raw.pop(section, {})
-        if not isinstance(given, dict):
-            raise UsageError(f"{path}: [{section}] must be a table")
-        extra = sorted(set(given) - set(keys))
-        if extra:
-            raise UsageError(f"{path}: unknown setting(s) in [{section}]: {', '.join(extra)}")
-        values[section] = {}
-        for key, default in keys.items():
-            value = given.get(key, default)
-            if type(value) is not type(default):
-                raise UsageError(f"{path}: [{section}] {key} must be {type(default).__name__}")
-            if (section, key) in PATHS:
-                if not value:
-                    raise UsageError(f"{path}: [{section}] {key} is required")
-                value = (path.parent / value).resolve()
-            values[section][key] = value
-    if raw:
-        raise UsageError(f"{path}: unknown section(s): {', '.join(sorted(raw))}")
-    host, _, port = str(values["hub"]["listen"]).rpartition(":")
-    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise UsageError(f"{path}: [hub] listen must be host:port")
-    if not 1 <= values["hub"]["prepare_seconds"] <= 600:
+    v = settings.load(path, SCHEMA, paths=PATHS, required=PATHS | {("credentials", "root_fingerprint")},
+                      what="hub config (make one with `oncofed hub config`)")
+    host, port = settings.host_port(v["hub"]["listen"], f"{path}: [hub] listen")
+    if not 1 <= v["hub"]["prepare_seconds"] <= 600:
         raise UsageError(f"{path}: [hub] prepare_seconds must be 1 to 600")
-    fp = str(values["credentials"]["root_fingerprint"]).lower()
-    if len(fp) != 64 or any(ch not in "0123456789abcdef" for ch in fp):
-        raise UsageError(f"{path}: [credentials] root_fingerprint must be 64 hex digits")
-    h, c, t = values["hub"], values["credentials"], values["trust"]
-    return HubConfig(h["id"], host, int(port), h["database"], h["prepare_seconds"], c["identity_key"], c["tls_key"],
+    fp = settings.fingerprint(v["credentials"]["root_fingerprint"], f"{path}: [credentials] root_fingerprint")
+    h, c, t = v["hub"], v["credentials"], v["trust"]
+    return HubConfig(h["id"], host, port, h["database"], h["prepare_seconds"], c["identity_key"], c["tls_key"],
                      c["cert"], c["root_cert"], fp, t["registry"], t["revocations"])

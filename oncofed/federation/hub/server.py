@@ -90,8 +90,10 @@ class HubServer:
         return self.transport.port
 
     def stop(self, grace: float = 5.0) -> None:
-        self.transport.stop(grace)
+        """Wake every long poll first (they return at once), let calls in flight finish, then
+        close the store."""
         self.service.close()
+        self.transport.stop(grace)
         self.store.close()
 
     def __enter__(self) -> HubServer:

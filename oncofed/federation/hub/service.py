@@ -157,7 +157,9 @@ class HubService(fgrpc.HubServicer):
                 if kind in ("accept", "decline") and row.state != "preparing":
                     return fpb.PushReply()          # too late: the participant set is fixed
                 if kind == "accept":
-                    open_accept(request.accept, keyring=keyring)
+                    accepted = open_accept(request.accept, keyring=keyring)
+                    if accepted.query_hash != qh.hex() or accepted.centre_id != centre:
+                        raise ProtocolError("an accept for another query or centre")
                     self.store.record(c, qh, centre, "accepted", column="accept", payload=request.accept)
                 elif kind == "decline":
                     d = read_decline(request.decline, keyring, qh)

@@ -1,0 +1,67 @@
+"""The researcher's settings: where the hub is, and the researcher's own keys and the root.
+
+    [hub]
+    address = "127.0.0.1:7443"
+    server_name = ""                # the name in the hub's certificate, when not the address's host
+
+    [credentials]                   # from `oncofed keys new --role researcher` and the authority
+    identity_key = "keys/identity.key"
+    tls_key = "keys/tls-researcher-res-1.key.pem"
+    cert = "certs/researcher-res-1.cert.pem"
+    root_cert = "root.cert.pem"
+    root_fingerprint = "…"          # pinned, read out of band from the authority
+
+Relative paths are relative to the file's folder; `oncofed query config` writes one with every
+setting. The submitted queries are listed in `queries.jsonl` beside it (metadata only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from oncofed import settings
+from oncofed.keys.member import MemberCredentials, load_member_credentials
+
+SCHEMA: settings.Schema = {
+    "hub": {"address": "127.0.0.1:7443", "server_name": ""},
+    "credentials": {"identity_key": "", "tls_key": "", "cert": "", "root_cert": "", "root_fingerprint": ""},
+}
+PATHS = {("credentials", "identity_key"), ("credentials", "tls_key"), ("credentials", "cert"),
+         ("credentials", "root_cert")}
+PASSPHRASE_ENV = "ONCOFED_KEY_PASSPHRASE"  # noqa: S105 - a variable's name, not a secret
+
+
+@dataclass(frozen=True)
+class ResearcherConfig:
+    path: Path
+    address: str
+    server_name: str | None
+    identity_key: Path
+    tls_key: Path
+    cert: Path
+    root_cert: Path
+    root_fingerprint: str
+
+    @property
+    def history(self) -> Path:
+        return self.path.parent / "queries.jsonl"
+
+    def credentials(self, passphrase: bytes | None = None) -> MemberCredentials:
+        return load_member_credentials(identity_key=self.identity_key, tls_key=self.tls_key, cert=self.cert,
+                                       root_cert=self.root_cert, root_fingerprint=self.root_fingerprint,
+                                       passphrase=passphrase)
+
+
+def render(values: dict[str, dict[str, object]] | None = None) -> str:
+    return settings.render(SCHEMA, "oncofed researcher settings; see docs/federation.md", values)
+
+
+def load(path: Path) -> ResearcherConfig:
+    v = settings.load(path, SCHEMA, paths=PATHS, required=PATHS | {("credentials", "root_fingerprint")},
+                      what="researcher config (make one with `oncofed query config`)")
+    settings.host_port(v["hub"]["address"], f"{path}: [hub] address")
+    c = v["credentials"]
+    fp = settings.fingerprint(c["root_fingerprint"], f"{path}: [credentials] root_fingerprint")
+    return ResearcherConfig(path, v["hub"]["address"], v["hub"]["server_name"] or None, c["identity_key"],
+                            c["tls_key"], c["cert"], c["root_cert"], fp)
