@@ -71,6 +71,7 @@ def main(argv: list[str]) -> int:
     oncofed("node", "summary", "--node", str(node_a))
     trust(out)
     queries(out)
+    federation(out)
     print(f"\ndemo finished: node directories and data are in {out}")
     return 0
 
@@ -154,6 +155,14 @@ EXAMPLE_QUERIES = {
         '"horizon_days": 3650, "by": "stage_summary"}}}\n'
     ),
 }
+
+
+def federation(out: Path) -> None:
+    """A hub and three centres on 127.0.0.1 with mutual TLS; a researcher runs federated queries.
+    Every process is started here and stopped at the end, whatever happens."""
+    from oncofed.demo_federation import run_federation
+
+    run_federation(out, oncofed, dictmod.bundled_extensions()[0])
 
 
 def permit_ref(node: Path) -> str:

@@ -46,6 +46,7 @@ def _register() -> None:
         node_cmd,
         node_permits_cmd,
         node_serve_cmd,
+        query_cmd,
         synth_cmd,
     )
 
@@ -55,6 +56,7 @@ def _register() -> None:
     main.add_command(authority_cmd.authority)
     main.add_command(keys_cmd.keys)
     main.add_command(hub_cmd.hub)
+    main.add_command(query_cmd.query)
     node_cmd.node.add_command(node_permits_cmd.permits)
     node_cmd.node.add_command(node_permits_cmd.trust)
     node_cmd.node.add_command(node_audit_cmd.audit)

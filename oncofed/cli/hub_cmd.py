@@ -42,3 +42,88 @@ def init(directory: Path, member_id: str, passphrase_file: Path | None, no_passp
     passphrase = None if no_passphrase else read_passphrase(
         passphrase_file, KEY_PASSPHRASE_ENV, what=f"the keys of {member_id}", confirm=True)
     print_created(create_member_keys(directory, "hub", member_id, passphrase), as_json)
+
+
+config_option = click.option("--config", "-c", "config_path", type=click.Path(path_type=Path, dir_okay=False),
+                             default=Path("hub.toml"), envvar="ONCOFED_HUB_CONFIG", show_default=True,
+                             show_envvar=True, help="The hub's settings file (see `oncofed hub config`).")
+
+
+@hub.command("config")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the file here instead of printing it (refuses to overwrite).")
+def config_cmd(out: Path | None) -> None:
+    """Print a hub.toml with every setting and its default, to fill in."""
+    from oncofed.federation.hub.config import render
+
+    text = render()
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    if out.exists():
+        raise UsageError(f"{out} exists; refusing to overwrite it")
+    out.write_text(text, "utf-8")
+    click.echo(f"wrote {out}")
+
+
+@hub.command("serve")
+@config_option
+@click.option("--grace", type=click.FloatRange(0, 300), default=5.0, show_default=True,
+              help="Seconds calls in flight may take to finish at shutdown.")
+def serve(config_path: Path, grace: float) -> None:
+    """Run the hub relay until SIGTERM or Ctrl-C (mutual TLS on [hub] listen).
+
+    The hub relays sealed queries and sealed, masked answers it cannot read, keeps the queue in
+    its SQLite database (a restart loses nothing) and the latest signed audit head of each centre.
+    """
+    import logging
+    import signal
+    import threading
+
+    from oncofed.federation.hub.config import load
+    from oncofed.federation.hub.server import start_hub
+
+    cfg = load(config_path)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        with start_hub(cfg) as server:
+            click.echo(f"hub {cfg.hub_id} serving oncofed.v1.Hub on {cfg.host}:{server.port} (mutual TLS)")
+            import sys
+
+            sys.stdout.flush()
+            while not stop.wait(0.5):
+                pass
+            server.stop(grace)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    click.echo("stopped")
+
+
+@hub.command("status")
+@config_option
+@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True, help="Recent queries shown.")
+@json_option
+def status(config_path: Path, limit: int, as_json: bool) -> None:
+    """Centres online or offline (last seen), queue depth, recent queries — metadata only."""
+    from oncofed.cli.output import emit_json
+    from oncofed.federation.hub.config import load
+    from oncofed.federation.hub.status import hub_status
+
+    report = hub_status(load(config_path), limit=limit)
+    if as_json:
+        emit_json(report)
+        return
+    click.echo(f"hub {report['hub']}: {len(report['centres'])} centre(s) known, "
+               f"{report['queued_tasks']} task(s) queued")
+    for c in report["centres"]:
+        head = ", audit head kept" if c["audit_head_bytes"] else ""
+        click.echo(f"  {c['centre']:<20} {'online ' if c['online'] else 'offline'}  last seen {c['last_seen']}"
+                   f"  ({c['queued']} queued{head})")
+    click.echo("recent queries:" if report["queries"] else "no queries yet")
+    for q in report["queries"]:
+        took = f"{q['seconds']:.2f} s" if q["seconds"] is not None else "open"
+        click.echo(f"  {q['query_hash'][:16]}  {q['researcher']:<12} {q['state']:<10} "
+                   f"{q['participants']}/{len(q['targets'])} centres  {took}  {q['created']}")

@@ -101,3 +101,29 @@ def checkpoint_every(cfg: NodeConfig) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 1_000_000:
         raise NodeError("node.toml: [audit] checkpoint_every must be an integer from 1 to 1000000")
     return value
+
+
+def hub_settings(cfg: NodeConfig) -> dict[str, Any] | None:
+    """node.toml's [hub] table — where this centre's connector dials out to — or None:
+
+        [hub]
+        address = "hub.example.org:7443"   # the hub's host:port (outbound only; no inbound port here)
+        server_name = ""                    # the name in the hub's certificate, when not the host
+        min_participants = 3                # this centre answers only in participant sets this large
+    """
+    section = _section(cfg, "hub")
+    if not section:
+        return None
+    extra = sorted(set(section) - {"address", "server_name", "min_participants"})
+    if extra:
+        raise NodeError(f"node.toml: unknown setting(s) in [hub]: {', '.join(extra)}")
+    address = section.get("address")
+    if not isinstance(address, str) or ":" not in address:
+        raise NodeError("node.toml: [hub] address must be host:port")
+    server_name = section.get("server_name", "")
+    minimum = section.get("min_participants", 3)
+    if not isinstance(server_name, str):
+        raise NodeError("node.toml: [hub] server_name must be text")
+    if not isinstance(minimum, int) or isinstance(minimum, bool) or not 2 <= minimum <= 1000:
+        raise NodeError("node.toml: [hub] min_participants must be an integer from 2 to 1000")
+    return {"address": address, "server_name": server_name or None, "min_participants": minimum}

@@ -144,7 +144,7 @@ def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b"
         world_centres[centre] = Centre(centre, node, AnsweringPipeline(node, QueryVerifier.for_node(node), policy),
                                        permit=permit)
     hub_config = HubConfig(hub_id="hub", host="127.0.0.1", port=0, database=base / "hub" / "hub.db",
-                           prepare_seconds=10, identity_key=keys["hub"], tls_key=fed.tls_keys["hub"],
+                           prepare_seconds=10, answer_seconds=20, identity_key=keys["hub"], tls_key=fed.tls_keys["hub"],
                            cert=fed.cert_path("hub", "hub"), root_cert=base / "root.cert.pem",
                            root_fingerprint=fed.authority.root.fingerprint,
                            registry=fed.authority.dir / "published" / "registry.bin",

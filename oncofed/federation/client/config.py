@@ -1,8 +1,11 @@
 """The researcher's settings: where the hub is, and the researcher's own keys and the root.
 
     [hub]
-    address = "127.0.0.1:7443"
+    address = "127.0.0.1:7800"
     server_name = ""                # the name in the hub's certificate, when not the address's host
+
+    [dictionary]
+    extension = ""                  # the federation's dictionary extension file, if it has one
 
     [credentials]                   # from `oncofed keys new --role researcher` and the authority
     identity_key = "keys/identity.key"
@@ -20,15 +23,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from oncofed import dictionary as dictmod
 from oncofed import settings
+from oncofed.dictionary import Dictionary
 from oncofed.keys.member import MemberCredentials, load_member_credentials
 
 SCHEMA: settings.Schema = {
-    "hub": {"address": "127.0.0.1:7443", "server_name": ""},
+    "hub": {"address": "127.0.0.1:7800", "server_name": ""},
+    "dictionary": {"extension": ""},
     "credentials": {"identity_key": "", "tls_key": "", "cert": "", "root_cert": "", "root_fingerprint": ""},
 }
-PATHS = {("credentials", "identity_key"), ("credentials", "tls_key"), ("credentials", "cert"),
-         ("credentials", "root_cert")}
+PATHS = {("dictionary", "extension"), ("credentials", "identity_key"), ("credentials", "tls_key"),
+         ("credentials", "cert"), ("credentials", "root_cert")}
 PASSPHRASE_ENV = "ONCOFED_KEY_PASSPHRASE"  # noqa: S105 - a variable's name, not a secret
 
 
@@ -42,6 +48,11 @@ class ResearcherConfig:
     cert: Path
     root_cert: Path
     root_fingerprint: str
+    extension: Path | None = None
+
+    def dictionary(self) -> Dictionary:
+        """The federation's dictionary: the core plus its extension, as every centre runs it."""
+        return dictmod.load(self.extension)
 
     @property
     def history(self) -> Path:
@@ -58,10 +69,12 @@ def render(values: dict[str, dict[str, object]] | None = None) -> str:
 
 
 def load(path: Path) -> ResearcherConfig:
-    v = settings.load(path, SCHEMA, paths=PATHS, required=PATHS | {("credentials", "root_fingerprint")},
+    needed = (PATHS - {("dictionary", "extension")}) | {("credentials", "root_fingerprint")}
+    v = settings.load(path, SCHEMA, paths=PATHS, required=needed,
                       what="researcher config (make one with `oncofed query config`)")
     settings.host_port(v["hub"]["address"], f"{path}: [hub] address")
     c = v["credentials"]
     fp = settings.fingerprint(c["root_fingerprint"], f"{path}: [credentials] root_fingerprint")
+    ext = v["dictionary"]["extension"] or None
     return ResearcherConfig(path, v["hub"]["address"], v["hub"]["server_name"] or None, c["identity_key"],
-                            c["tls_key"], c["cert"], c["root_cert"], fp)
+                            c["tls_key"], c["cert"], c["root_cert"], fp, ext)

@@ -2,9 +2,10 @@
 
     [hub]
     id = "hub"                      # the hub's member id in the registry
-    listen = "127.0.0.1:7443"       # host:port for centres and researchers (mutual TLS only)
+    listen = "127.0.0.1:7800"       # host:port for centres and researchers (mutual TLS only)
     database = "hub.db"             # the queue and metadata (SQLite), relative to this file
     prepare_seconds = 10            # how long centres have to accept or decline a query
+    answer_seconds = 60             # how long participants have to answer once the set is fixed
 
     [credentials]                   # from `oncofed hub init` and the authority's enrolment
     identity_key = "keys/identity.key"
@@ -29,7 +30,8 @@ from oncofed import settings
 from oncofed.errors import UsageError
 
 SCHEMA: settings.Schema = {
-    "hub": {"id": "hub", "listen": "127.0.0.1:7443", "database": "hub.db", "prepare_seconds": 10},
+    "hub": {"id": "hub", "listen": "127.0.0.1:7800", "database": "hub.db", "prepare_seconds": 10,
+            "answer_seconds": 60},
     "credentials": {"identity_key": "", "tls_key": "", "cert": "", "root_cert": "", "root_fingerprint": ""},
     "trust": {"registry": "", "revocations": ""},
 }
@@ -46,6 +48,7 @@ class HubConfig:
     port: int
     database: Path
     prepare_seconds: int
+    answer_seconds: int
     identity_key: Path
     tls_key: Path
     cert: Path
@@ -65,9 +68,11 @@ def load(path: Path) -> HubConfig:
     v = settings.load(path, SCHEMA, paths=PATHS, required=PATHS | {("credentials", "root_fingerprint")},
                       what="hub config (make one with `oncofed hub config`)")
     host, port = settings.host_port(v["hub"]["listen"], f"{path}: [hub] listen")
-    if not 1 <= v["hub"]["prepare_seconds"] <= 600:
-        raise UsageError(f"{path}: [hub] prepare_seconds must be 1 to 600")
+    for key in ("prepare_seconds", "answer_seconds"):
+        if not 1 <= v["hub"][key] <= 600:
+            raise UsageError(f"{path}: [hub] {key} must be 1 to 600")
     fp = settings.fingerprint(v["credentials"]["root_fingerprint"], f"{path}: [credentials] root_fingerprint")
     h, c, t = v["hub"], v["credentials"], v["trust"]
-    return HubConfig(h["id"], host, port, h["database"], h["prepare_seconds"], c["identity_key"], c["tls_key"],
+    return HubConfig(h["id"], host, port, h["database"], h["prepare_seconds"], h["answer_seconds"],
+                     c["identity_key"], c["tls_key"],
                      c["cert"], c["root_cert"], fp, t["registry"], t["revocations"])

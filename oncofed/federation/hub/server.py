@@ -113,7 +113,8 @@ def start_hub(config: HubConfig, *, passphrase: bytes | None = None) -> HubServe
     trust = TrustFiles(config.registry, config.revocations, creds.tls.root_cert_pem, config.root_fingerprint)
     trust.current()                                 # refuse to start on missing or foreign files
     store = HubStore(config.database)
-    service = HubService(store, trust.for_service)
+    service = HubService(store, trust.for_service, prepare_seconds=config.prepare_seconds,
+                         answer_seconds=config.answer_seconds)
     auth = AuthInterceptor(ALLOWED_ROLES, revoked=trust.revoked, lookup=trust.lookup)
     server_creds = tls.server_credentials(creds.tls.cert_pem, creds.tls.key_pem, creds.tls.root_cert_pem)
     try:

@@ -42,6 +42,7 @@ MAX_TARGETS = 256
 MAX_SEALED_BYTES = 2 * 1024 * 1024
 MAX_WAIT_MS = 25_000
 DEFAULT_PREPARE_SECONDS = 10
+DEFAULT_ANSWER_SECONDS = 60
 MAX_PREPARE_SECONDS = 600
 MAX_LIFETIME = 24 * 3600 + 120
 
@@ -50,8 +51,10 @@ class HubService(fgrpc.HubServicer):
     """The relay over one HubStore; `trust()` returns the current registry and the signed
     documents' bytes (read from the operator's files, so an update needs no restart)."""
 
-    def __init__(self, store: HubStore, trust: Callable[[], tuple[Registry, bytes, bytes]]) -> None:
+    def __init__(self, store: HubStore, trust: Callable[[], tuple[Registry, bytes, bytes]], *,
+                 prepare_seconds: int = DEFAULT_PREPARE_SECONDS, answer_seconds: int = DEFAULT_ANSWER_SECONDS) -> None:
         self.store, self.trust = store, trust
+        self.prepare_seconds, self.answer_seconds = prepare_seconds, answer_seconds
         self.changed = threading.Condition()
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="oncofed-hub-sweeper", daemon=True)
@@ -88,7 +91,7 @@ class HubService(fgrpc.HubServicer):
         problem = _submit_problem(request, targets, registry, now)
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
-        seconds = min(request.prepare_seconds or DEFAULT_PREPARE_SECONDS, MAX_PREPARE_SECONDS)
+        seconds = min(request.prepare_seconds or self.prepare_seconds, MAX_PREPARE_SECONDS)
         added = self.store.add_query(
             query_hash=request.query_hash, researcher=peer.member_id, permit_hash=request.permit_hash,
             targets=targets, min_participants=max(request.min_participants, 1), expires_at=request.expires_at,
@@ -204,12 +207,16 @@ class HubService(fgrpc.HubServicer):
                     self._fix(c, row, progress)
             else:
                 members = set(self._members(qh))
-                failed = [m for m in members if progress[m].state == "failed"]
+                failed = sorted(m for m in members if progress[m].state == "failed")
+                silent = sorted(m for m in members if progress[m].state != "answered")
                 if failed:
-                    self.store.set_state(c, qh, "failed", f"{', '.join(sorted(failed))} failed after the "
+                    self.store.set_state(c, qh, "failed", f"{', '.join(failed)} failed after the "
                                          "participant set was fixed; no partial sum exists")
-                elif all(progress[m].state == "answered" for m in members):
+                elif not silent:
                     self.store.set_state(c, qh, "complete")
+                elif row.answer_until_ms is not None and now_ms() >= row.answer_until_ms:
+                    self.store.set_state(c, qh, "failed", f"{', '.join(silent)} did not answer in time after "
+                                         "the participant set was fixed; no partial sum exists")
         self._notify()
 
     def _members(self, qh: bytes) -> list[str]:
@@ -226,7 +233,8 @@ class HubService(fgrpc.HubServicer):
                                  f"{row.min_participants} needed")
             return
         signed = [a for _, a in accepts]
-        self.store.set_state(c, row.query_hash, "answering", participants=signed)
+        self.store.set_state(c, row.query_hash, "answering", participants=signed,
+                             answer_until_ms=now_ms() + self.answer_seconds * 1000)
         payload = fpb.QueryState(participants=signed).SerializeToString()
         self.store.add_answer_tasks(c, row.query_hash, [cid for cid, _ in accepts], payload)
 
@@ -235,8 +243,8 @@ class HubService(fgrpc.HubServicer):
         while not self._stop.wait(0.25):
             try:
                 for row in self.store.open_queries():
-                    if (row.state == "preparing" and now_ms() >= row.prepare_until_ms) or \
-                            int(time.time()) > row.expires_at:
+                    late = row.prepare_until_ms if row.state == "preparing" else row.answer_until_ms
+                    if (late is not None and now_ms() >= late) or int(time.time()) > row.expires_at:
                         self.advance(row.query_hash)
             except Exception:
                 log.exception("hub sweeper")

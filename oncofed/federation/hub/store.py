@@ -26,7 +26,7 @@ SCHEMA = (
         expires_at INTEGER NOT NULL, prepare_until_ms INTEGER NOT NULL, state TEXT NOT NULL,
         error TEXT NOT NULL DEFAULT '', version INTEGER NOT NULL DEFAULT 1,
         participants TEXT NOT NULL DEFAULT '[]', sealed_bytes INTEGER NOT NULL DEFAULT 0,
-        finished_ms INTEGER)""",
+        finished_ms INTEGER, answer_until_ms INTEGER)""",
     """CREATE TABLE IF NOT EXISTS tasks (
         query_hash BLOB NOT NULL, centre TEXT NOT NULL, kind INTEGER NOT NULL, payload BLOB NOT NULL,
         state TEXT NOT NULL, created_ms INTEGER NOT NULL, delivered_ms INTEGER,
@@ -61,6 +61,7 @@ class QueryRow:
     participants: tuple[bytes, ...]
     sealed_bytes: int
     finished_ms: int | None
+    answer_until_ms: int | None
 
 
 @dataclass(frozen=True)
@@ -151,12 +152,12 @@ class HubStore:
             return [_query_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
 
     def set_state(self, c: sqlite3.Connection, query_hash: bytes, state: str, error: str = "",
-                  participants: list[bytes] | None = None) -> None:
+                  participants: list[bytes] | None = None, answer_until_ms: int | None = None) -> None:
         """Change a query's state (inside a transaction) and bump its version."""
         finished = now_ms() if state not in OPEN_STATES else None
         if participants is not None:
-            c.execute("UPDATE queries SET participants = ? WHERE query_hash = ?",
-                      (json.dumps([p.hex() for p in participants]), query_hash))
+            c.execute("UPDATE queries SET participants = ?, answer_until_ms = ? WHERE query_hash = ?",
+                      (json.dumps([p.hex() for p in participants]), answer_until_ms, query_hash))
         c.execute("UPDATE queries SET state = ?, error = ?, version = version + 1, finished_ms = ? "
                   "WHERE query_hash = ?", (state, error, finished, query_hash))
         if state not in OPEN_STATES:
@@ -248,4 +249,4 @@ def _query_row(r: dict[str, Any]) -> QueryRow:
                     int(r["min_participants"]), int(r["created_ms"]), int(r["expires_at"]), int(r["prepare_until_ms"]),
                     r["state"], r["error"], int(r["version"]),
                     tuple(bytes.fromhex(p) for p in json.loads(r["participants"])), int(r["sealed_bytes"]),
-                    r["finished_ms"])
+                    r["finished_ms"], r["answer_until_ms"])
