@@ -114,7 +114,8 @@ class World:
 
 
 def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b", "centre-c"),
-               patients: int = 300, policy: NodePolicy | None = None, seed: int = 20261202) -> World:
+               patients: int = 300, policy: NodePolicy | None = None, seed: int = 20261202,
+               prepare_seconds: int = 10, answer_seconds: int = 20) -> World:
     """Everything up and approved, nothing started: call `start_hub` and each centre's `start`."""
     fed = make_fed(base, centres=centres, researchers=("res-1",))
     fed.enroll("hub", "hub")
@@ -144,7 +145,8 @@ def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b"
         world_centres[centre] = Centre(centre, node, AnsweringPipeline(node, QueryVerifier.for_node(node), policy),
                                        permit=permit)
     hub_config = HubConfig(hub_id="hub", host="127.0.0.1", port=0, database=base / "hub" / "hub.db",
-                           prepare_seconds=10, answer_seconds=20, identity_key=keys["hub"], tls_key=fed.tls_keys["hub"],
+                           prepare_seconds=prepare_seconds, answer_seconds=answer_seconds,
+                           identity_key=keys["hub"], tls_key=fed.tls_keys["hub"],
                            cert=fed.cert_path("hub", "hub"), root_cert=base / "root.cert.pem",
                            root_fingerprint=fed.authority.root.fingerprint,
                            registry=fed.authority.dir / "published" / "registry.bin",

@@ -83,3 +83,201 @@ def test_federated_result_equals_the_pooled_statistic(world: World, pooled: Any,
     for group in empty:                    # flagged at k = 1: the centres hold no row of it
         assert group not in expected.get("curves", {}) and group not in expected.get("groups", [])
     close(got, expected)
+
+
+def _hub_bytes(world: World) -> bytes:
+    assert world.hub is not None
+    return b"\x00".join(world.hub.store.dump())
+
+
+def test_the_hub_holds_no_plaintext_query_or_answer(world: World) -> None:
+    """Every byte the hub stored (and so relayed): no query body, no field name, no vector."""
+    body = world.body({"crosstab": {"fields": ["stage_summary", "her2"]}}, cohort={"field": "sex", "equals": "2"})
+    client = world.client()
+    sub = client.submit(body)
+    state = client.follow(sub, timeout=60)
+    result = client.collect(sub, state, dictmod.load())
+    stored = _hub_bytes(world)
+    for secret in (sub.body.SerializeToString(), sub.envelope, b"stage_summary", b"her2", sub.body.nonce):
+        assert secret not in stored
+    # nor any centre's answer vector: none of the plaintext cells (16-byte little-endian) appears
+    for cell in result.result["cells"]:
+        if cell["count"] > 1:
+            assert cell["count"].to_bytes(16, "little") not in stored
+    assert sub.query_hash in stored                      # routing metadata is there, as designed
+
+
+def test_a_declining_centre_is_named_and_left_out(world: World) -> None:
+    """A permit centre C has not approved: C declines with a coarse code, A and B answer."""
+    import time
+
+    now = int(time.time())
+    _, doc = world.fed.authority.issue_permit(
+        researcher_id="res-1", project_title="Only A and B", analyses=["count"], fields=["sex"], min_cell_count=1,
+        not_before=now - 60, not_after=now + 86_400)
+    for centre in ("centre-a", "centre-b", "centre-c"):
+        trust = world.centres[centre].pipeline.verifier.trust
+        trust.add_permit(doc.data)
+        if centre != "centre-c":
+            trust.approve(doc.sha256, by="test-admin")
+    body = world.body("count", min_participants=2)
+    body.permit_hash = bytes.fromhex(doc.sha256)
+    result = world.client().run(body, dictionary=dictmod.load(), timeout=60)
+    assert result.participants == ("centre-a", "centre-b")
+    assert result.declined == {"centre-c": "NOT_APPROVED"}
+    assert result.result["centres"] == 2
+
+
+def test_too_few_participants_fails_cleanly(world: World) -> None:
+    from oncofed.federation.client.client import ClientError
+
+    body = world.body("count")
+    body.permit_hash = bytes(32)                         # approved nowhere: every centre declines
+    with pytest.raises(ClientError, match="too few participants"):
+        world.client().run(body, dictionary=dictmod.load(), timeout=60)
+
+
+def test_a_replayed_query_is_refused_by_every_centre(world: World) -> None:
+    """The same signed query again — resubmitted, relabelled by a hub, or handed to a centre's
+    pipeline directly — is never answered twice."""
+    import time
+
+    import grpc
+
+    from oncofed.keys.sealing import seal
+    from oncofed.node.verify import RequestRefused
+    from oncofed.secagg.wire import QUERY_SEAL_CONTEXT
+    from oncofed.v1 import federation_pb2 as fpb
+
+    client = world.client()
+    sub = client.submit(world.body("count"))
+    client.follow(sub, timeout=60)
+    registry, _ = client.trust()
+    sealed = {}
+    for centre in sub.body.target_centres:
+        member = registry.member(centre)
+        assert member is not None
+        sealed[centre] = seal(sub.envelope, member.identity, sender=world.researcher.identity,
+                              context=QUERY_SEAL_CONTEXT.format(centre=centre))
+    again = fpb.SubmitRequest(query_hash=sub.query_hash, permit_hash=sub.body.permit_hash,
+                              targets=list(sub.body.target_centres), min_participants=2,
+                              expires_at=sub.body.expires_at, sealed=sealed)
+    with pytest.raises(grpc.RpcError) as exc:
+        client.stub.Submit(again)
+    assert exc.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    # a hub that relabels the same sealed bytes under a new routing id: every centre declines
+    again.query_hash = bytes(32)
+    client.stub.Submit(again)
+    assert world.hub is not None
+    deadline = time.monotonic() + 30
+    while (state := world.hub.service.state(again.query_hash)).state not in ("complete", "failed", "expired"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert state.state == "failed" and {(c.state, c.coarse) for c in state.centres} == {("declined", "INVALID")}
+    # and the envelope itself, however it arrives, is a replay at every centre
+    for centre in world.centres.values():
+        with pytest.raises(RequestRefused) as refused:
+            centre.pipeline.accept_envelope(sub.envelope)
+        assert refused.value.reason == "replayed_nonce"
+
+
+# ---------------------------------------------------------------------------- a hub that lies
+
+
+def _completed(world: World, analysis: Any = "count") -> tuple[Any, Any, Any]:
+    client = world.client()
+    sub = client.submit(world.body(analysis))
+    return client, sub, client.follow(sub, timeout=60)
+
+
+def test_reordered_answers_and_accepts_still_give_the_right_sum(world: World) -> None:
+    client, sub, state = _completed(world)
+    honest = client.collect(sub, state, dictmod.load()).result
+    shuffled = type(state).FromString(state.SerializeToString())
+    shuffled.answers.reverse()
+    assert client.collect(sub, shuffled, dictmod.load()).result == honest
+
+
+@pytest.mark.parametrize("tamper", ["drop_answer", "duplicate_answer", "drop_accept", "swap_mask_key",
+                                    "answer_from_another_query"])
+def test_the_client_detects_a_hub_that_tampers(world: World, tamper: str) -> None:
+    from oncofed.federation.client.client import ClientError
+
+    client, sub, state = _completed(world)
+    bad = type(state).FromString(state.SerializeToString())
+    if tamper == "drop_answer":
+        del bad.answers[0]
+    elif tamper == "duplicate_answer":
+        bad.answers.append(bad.answers[0])
+    elif tamper == "drop_accept":                 # a forged, smaller participant set
+        del bad.participants[0]
+    elif tamper == "swap_mask_key":               # a hub that puts its own key into a centre's accept
+        accept = bytearray(bad.participants[1])
+        accept[-100] ^= 0x01
+        bad.participants[1] = bytes(accept)
+    else:
+        _, _, other = _completed(world)
+        bad.answers[0].CopyFrom(other.answers[0])
+    with pytest.raises(ClientError):
+        client.collect(sub, bad, dictmod.load())
+
+
+# ---------------------------------------------------------------------------- failures and restarts
+
+
+def test_a_centre_lost_after_the_set_is_fixed_fails_the_query_and_a_retry_succeeds(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Four targets; centre-d is down, so the set is fixed when the prepare time is up. centre-c
+    accepts, then dies before answering: the query fails, naming centre-c, with no partial sum.
+    The retry — a new query — succeeds once centre-c is back."""
+    import time
+
+    from oncofed.federation.client.client import ClientError
+
+    w = make_world(tmp_path_factory.mktemp("lost"), centres=("centre-a", "centre-b", "centre-c", "centre-d"),
+                   patients=120, prepare_seconds=3, answer_seconds=3)
+    try:
+        w.start_hub()
+        for cid in ("centre-a", "centre-b", "centre-c"):
+            w.centres[cid].start(w.fed, w.target)
+        w.centres["centre-d"].connector = None
+        client = w.client()
+        sub = client.submit(w.body("count", min_participants=3))
+        assert w.hub is not None
+        deadline = time.monotonic() + 30
+        while not {c.centre for c in w.hub.service.state(sub.query_hash).centres if c.state == "accepted"} >= \
+                {"centre-a", "centre-b", "centre-c"}:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        w.centres["centre-c"].stop()                        # lost before the set is fixed at 3 s
+        state = client.follow(sub, timeout=30)
+        assert state.state == "failed" and "centre-c" in state.error and "no partial sum" in state.error
+        with pytest.raises(ClientError, match="centre-c"):
+            client.collect(sub, state, dictmod.load())
+        w.centres["centre-c"].start(w.fed, w.target)
+        retry = client.run(w.body("count", targets=("centre-a", "centre-b", "centre-c")), dictionary=dictmod.load(),
+                           timeout=30)
+        assert retry.participants == ("centre-a", "centre-b", "centre-c")
+    finally:
+        w.close()
+
+
+def test_a_hub_restarted_mid_queue_loses_nothing_and_nodes_reconnect(tmp_path_factory: pytest.TempPathFactory,
+                                                                    ) -> None:
+    """A query waits in the hub's queue while no centre is connected; the hub restarts; the
+    centres, started while it was down, connect once it is up and the query completes."""
+    w = make_world(tmp_path_factory.mktemp("restart"), patients=120)
+    try:
+        w.start_hub()
+        client = w.client()
+        sub = client.submit(w.body("count"))
+        w.stop_hub()
+        for c in w.centres.values():                        # nodes started before the hub is up
+            c.start(w.fed, w.target)
+        w.start_hub()
+        w.wait_connected(timeout=30)
+        state = client.follow(sub, timeout=60)
+        result = client.collect(sub, state, dictmod.load())
+        assert result.participants == tuple(sorted(w.centres)) and result.result["count"] > 0
+    finally:
+        w.close()
