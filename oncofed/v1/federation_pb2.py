@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1boncofed/v1/federation.proto\x12\noncofed.v1\"\xf6\x01\n\rSubmitRequest\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\x13\n\x0bpermit_hash\x18\x02 \x01(\x0c\x12\x0f\n\x07targets\x18\x03 \x03(\t\x12\x18\n\x10min_participants\x18\x04 \x01(\r\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\x12\x35\n\x06sealed\x18\x06 \x03(\x0b\x32%.oncofed.v1.SubmitRequest.SealedEntry\x12\x17\n\x0fprepare_seconds\x18\x07 \x01(\r\x1a-\n\x0bSealedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"!\n\x0bSubmitReply\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\"J\n\x0cWatchRequest\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\x15\n\rafter_version\x18\x02 \x01(\x04\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\"\xcf\x01\n\nQueryState\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12+\n\x07\x63\x65ntres\x18\x04 \x03(\x0b\x32\x1a.oncofed.v1.CentreProgress\x12\x14\n\x0cparticipants\x18\x05 \x03(\x0c\x12)\n\x07\x61nswers\x18\x06 \x03(\x0b\x32\x18.oncofed.v1.SealedAnswer\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x10\n\x08\x64\x65\x63lines\x18\x08 \x03(\x0c\"N\n\x0e\x43\x65ntreProgress\x12\x0e\n\x06\x63\x65ntre\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06\x63oarse\x18\x03 \x01(\t\x12\r\n\x05\x61t_ms\x18\x04 \x01(\x03\".\n\x0cSealedAnswer\x12\x0e\n\x06\x63\x65ntre\x18\x01 \x01(\t\x12\x0e\n\x06sealed\x18\x02 \x01(\x0c\"2\n\x0bPullRequest\x12\x0f\n\x07wait_ms\x18\x01 \x01(\r\x12\x12\n\naudit_head\x18\x02 \x01(\x0c\",\n\tPullReply\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.oncofed.v1.Task\"\xac\x01\n\x04Task\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.oncofed.v1.Task.Kind\x12\x12\n\nquery_hash\x18\x02 \x01(\x0c\x12\x14\n\x0csealed_query\x18\x03 \x01(\x0c\x12\x14\n\x0cparticipants\x18\x04 \x03(\x0c\"?\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_PREPARE\x10\x01\x12\x0f\n\x0bKIND_ANSWER\x10\x02\"\x8f\x01\n\x0bPushRequest\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\x10\n\x06\x61\x63\x63\x65pt\x18\x02 \x01(\x0cH\x00\x12\x11\n\x07\x64\x65\x63line\x18\x03 \x01(\x0cH\x00\x12\x17\n\rsealed_answer\x18\x04 \x01(\x0cH\x00\x12\x11\n\x07\x66\x61ilure\x18\x05 \x01(\x0cH\x00\x12\x12\n\naudit_head\x18\x06 \x01(\x0c\x42\x07\n\x05reply\"\x0b\n\tPushReply\"\x11\n\x0fGetTrustRequest\"7\n\x0eTrustDocuments\x12\x10\n\x08registry\x18\x01 \x01(\x0c\x12\x13\n\x0brevocations\x18\x02 \x01(\x0c\"A\n\x0b\x44\x65\x63lineBody\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x65ntre\x18\x02 \x01(\t\x12\x0e\n\x06\x63oarse\x18\x03 \x01(\t\"A\n\x0b\x46\x61ilureBody\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x65ntre\x18\x02 \x01(\t\x12\x0e\n\x06\x63oarse\x18\x03 \x01(\t\"\xca\x01\n\nAnswerBody\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x12\n\nquery_hash\x18\x02 \x01(\x0c\x12\r\n\x05round\x18\x03 \x01(\r\x12\x1b\n\x13participants_digest\x18\x04 \x01(\x0c\x12\x0e\n\x06\x63\x65ntre\x18\x05 \x01(\t\x12\x18\n\x10recipient_key_id\x18\x06 \x01(\x0c\x12\x10\n\x08n_values\x18\x07 \x01(\r\x12\x0f\n\x07n_flags\x18\x08 \x01(\r\x12\x0e\n\x06vector\x18\t \x01(\x0c\x12\x12\n\naudit_head\x18\n \x01(\x0c\x32\xb3\x02\n\x03Hub\x12<\n\x06Submit\x12\x19.oncofed.v1.SubmitRequest\x1a\x17.oncofed.v1.SubmitReply\x12\x39\n\x05Watch\x12\x18.oncofed.v1.WatchRequest\x1a\x16.oncofed.v1.QueryState\x12\x36\n\x04Pull\x12\x17.oncofed.v1.PullRequest\x1a\x15.oncofed.v1.PullReply\x12\x36\n\x04Push\x12\x17.oncofed.v1.PushRequest\x1a\x15.oncofed.v1.PushReply\x12\x43\n\x08GetTrust\x12\x1b.oncofed.v1.GetTrustRequest\x1a\x1a.oncofed.v1.TrustDocumentsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1boncofed/v1/federation.proto\x12\noncofed.v1\"\xf6\x01\n\rSubmitRequest\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\x13\n\x0bpermit_hash\x18\x02 \x01(\x0c\x12\x0f\n\x07targets\x18\x03 \x03(\t\x12\x18\n\x10min_participants\x18\x04 \x01(\r\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\x12\x35\n\x06sealed\x18\x06 \x03(\x0b\x32%.oncofed.v1.SubmitRequest.SealedEntry\x12\x17\n\x0fprepare_seconds\x18\x07 \x01(\r\x1a-\n\x0bSealedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"!\n\x0bSubmitReply\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\"_\n\x0cWatchRequest\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\x15\n\rafter_version\x18\x02 \x01(\x04\x12\x0f\n\x07wait_ms\x18\x03 \x01(\r\x12\x13\n\x0buntil_final\x18\x04 \x01(\x08\"\xcf\x01\n\nQueryState\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0f\n\x07version\x18\x03 \x01(\x04\x12+\n\x07\x63\x65ntres\x18\x04 \x03(\x0b\x32\x1a.oncofed.v1.CentreProgress\x12\x14\n\x0cparticipants\x18\x05 \x03(\x0c\x12)\n\x07\x61nswers\x18\x06 \x03(\x0b\x32\x18.oncofed.v1.SealedAnswer\x12\r\n\x05\x65rror\x18\x07 \x01(\t\x12\x10\n\x08\x64\x65\x63lines\x18\x08 \x03(\x0c\"N\n\x0e\x43\x65ntreProgress\x12\x0e\n\x06\x63\x65ntre\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12\x0e\n\x06\x63oarse\x18\x03 \x01(\t\x12\r\n\x05\x61t_ms\x18\x04 \x01(\x03\".\n\x0cSealedAnswer\x12\x0e\n\x06\x63\x65ntre\x18\x01 \x01(\t\x12\x0e\n\x06sealed\x18\x02 \x01(\x0c\"2\n\x0bPullRequest\x12\x0f\n\x07wait_ms\x18\x01 \x01(\r\x12\x12\n\naudit_head\x18\x02 \x01(\x0c\",\n\tPullReply\x12\x1f\n\x05tasks\x18\x01 \x03(\x0b\x32\x10.oncofed.v1.Task\"\xac\x01\n\x04Task\x12#\n\x04kind\x18\x01 \x01(\x0e\x32\x15.oncofed.v1.Task.Kind\x12\x12\n\nquery_hash\x18\x02 \x01(\x0c\x12\x14\n\x0csealed_query\x18\x03 \x01(\x0c\x12\x14\n\x0cparticipants\x18\x04 \x03(\x0c\"?\n\x04Kind\x12\x14\n\x10KIND_UNSPECIFIED\x10\x00\x12\x10\n\x0cKIND_PREPARE\x10\x01\x12\x0f\n\x0bKIND_ANSWER\x10\x02\"\x8f\x01\n\x0bPushRequest\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\x10\n\x06\x61\x63\x63\x65pt\x18\x02 \x01(\x0cH\x00\x12\x11\n\x07\x64\x65\x63line\x18\x03 \x01(\x0cH\x00\x12\x17\n\rsealed_answer\x18\x04 \x01(\x0cH\x00\x12\x11\n\x07\x66\x61ilure\x18\x05 \x01(\x0cH\x00\x12\x12\n\naudit_head\x18\x06 \x01(\x0c\x42\x07\n\x05reply\"\x0b\n\tPushReply\"\x11\n\x0fGetTrustRequest\"7\n\x0eTrustDocuments\x12\x10\n\x08registry\x18\x01 \x01(\x0c\x12\x13\n\x0brevocations\x18\x02 \x01(\x0c\"A\n\x0b\x44\x65\x63lineBody\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x65ntre\x18\x02 \x01(\t\x12\x0e\n\x06\x63oarse\x18\x03 \x01(\t\"A\n\x0b\x46\x61ilureBody\x12\x12\n\nquery_hash\x18\x01 \x01(\x0c\x12\x0e\n\x06\x63\x65ntre\x18\x02 \x01(\t\x12\x0e\n\x06\x63oarse\x18\x03 \x01(\t\"\xca\x01\n\nAnswerBody\x12\x0b\n\x03tag\x18\x01 \x01(\t\x12\x12\n\nquery_hash\x18\x02 \x01(\x0c\x12\r\n\x05round\x18\x03 \x01(\r\x12\x1b\n\x13participants_digest\x18\x04 \x01(\x0c\x12\x0e\n\x06\x63\x65ntre\x18\x05 \x01(\t\x12\x18\n\x10recipient_key_id\x18\x06 \x01(\x0c\x12\x10\n\x08n_values\x18\x07 \x01(\r\x12\x0f\n\x07n_flags\x18\x08 \x01(\r\x12\x0e\n\x06vector\x18\t \x01(\x0c\x12\x12\n\naudit_head\x18\n \x01(\x0c\x32\xb3\x02\n\x03Hub\x12<\n\x06Submit\x12\x19.oncofed.v1.SubmitRequest\x1a\x17.oncofed.v1.SubmitReply\x12\x39\n\x05Watch\x12\x18.oncofed.v1.WatchRequest\x1a\x16.oncofed.v1.QueryState\x12\x36\n\x04Pull\x12\x17.oncofed.v1.PullRequest\x1a\x15.oncofed.v1.PullReply\x12\x36\n\x04Push\x12\x17.oncofed.v1.PushRequest\x1a\x15.oncofed.v1.PushReply\x12\x43\n\x08GetTrust\x12\x1b.oncofed.v1.GetTrustRequest\x1a\x1a.oncofed.v1.TrustDocumentsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,35 +40,35 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITREPLY']._serialized_start=292
   _globals['_SUBMITREPLY']._serialized_end=325
   _globals['_WATCHREQUEST']._serialized_start=327
-  _globals['_WATCHREQUEST']._serialized_end=401
-  _globals['_QUERYSTATE']._serialized_start=404
-  _globals['_QUERYSTATE']._serialized_end=611
-  _globals['_CENTREPROGRESS']._serialized_start=613
-  _globals['_CENTREPROGRESS']._serialized_end=691
-  _globals['_SEALEDANSWER']._serialized_start=693
-  _globals['_SEALEDANSWER']._serialized_end=739
-  _globals['_PULLREQUEST']._serialized_start=741
-  _globals['_PULLREQUEST']._serialized_end=791
-  _globals['_PULLREPLY']._serialized_start=793
-  _globals['_PULLREPLY']._serialized_end=837
-  _globals['_TASK']._serialized_start=840
-  _globals['_TASK']._serialized_end=1012
-  _globals['_TASK_KIND']._serialized_start=949
-  _globals['_TASK_KIND']._serialized_end=1012
-  _globals['_PUSHREQUEST']._serialized_start=1015
-  _globals['_PUSHREQUEST']._serialized_end=1158
-  _globals['_PUSHREPLY']._serialized_start=1160
-  _globals['_PUSHREPLY']._serialized_end=1171
-  _globals['_GETTRUSTREQUEST']._serialized_start=1173
-  _globals['_GETTRUSTREQUEST']._serialized_end=1190
-  _globals['_TRUSTDOCUMENTS']._serialized_start=1192
-  _globals['_TRUSTDOCUMENTS']._serialized_end=1247
-  _globals['_DECLINEBODY']._serialized_start=1249
-  _globals['_DECLINEBODY']._serialized_end=1314
-  _globals['_FAILUREBODY']._serialized_start=1316
-  _globals['_FAILUREBODY']._serialized_end=1381
-  _globals['_ANSWERBODY']._serialized_start=1384
-  _globals['_ANSWERBODY']._serialized_end=1586
-  _globals['_HUB']._serialized_start=1589
-  _globals['_HUB']._serialized_end=1896
+  _globals['_WATCHREQUEST']._serialized_end=422
+  _globals['_QUERYSTATE']._serialized_start=425
+  _globals['_QUERYSTATE']._serialized_end=632
+  _globals['_CENTREPROGRESS']._serialized_start=634
+  _globals['_CENTREPROGRESS']._serialized_end=712
+  _globals['_SEALEDANSWER']._serialized_start=714
+  _globals['_SEALEDANSWER']._serialized_end=760
+  _globals['_PULLREQUEST']._serialized_start=762
+  _globals['_PULLREQUEST']._serialized_end=812
+  _globals['_PULLREPLY']._serialized_start=814
+  _globals['_PULLREPLY']._serialized_end=858
+  _globals['_TASK']._serialized_start=861
+  _globals['_TASK']._serialized_end=1033
+  _globals['_TASK_KIND']._serialized_start=970
+  _globals['_TASK_KIND']._serialized_end=1033
+  _globals['_PUSHREQUEST']._serialized_start=1036
+  _globals['_PUSHREQUEST']._serialized_end=1179
+  _globals['_PUSHREPLY']._serialized_start=1181
+  _globals['_PUSHREPLY']._serialized_end=1192
+  _globals['_GETTRUSTREQUEST']._serialized_start=1194
+  _globals['_GETTRUSTREQUEST']._serialized_end=1211
+  _globals['_TRUSTDOCUMENTS']._serialized_start=1213
+  _globals['_TRUSTDOCUMENTS']._serialized_end=1268
+  _globals['_DECLINEBODY']._serialized_start=1270
+  _globals['_DECLINEBODY']._serialized_end=1335
+  _globals['_FAILUREBODY']._serialized_start=1337
+  _globals['_FAILUREBODY']._serialized_end=1402
+  _globals['_ANSWERBODY']._serialized_start=1405
+  _globals['_ANSWERBODY']._serialized_end=1607
+  _globals['_HUB']._serialized_start=1610
+  _globals['_HUB']._serialized_end=1917
 # @@protoc_insertion_point(module_scope)

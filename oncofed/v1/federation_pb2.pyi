@@ -39,14 +39,16 @@ class SubmitReply(_message.Message):
     def __init__(self, query_hash: _Optional[bytes] = ...) -> None: ...
 
 class WatchRequest(_message.Message):
-    __slots__ = ("query_hash", "after_version", "wait_ms")
+    __slots__ = ("query_hash", "after_version", "wait_ms", "until_final")
     QUERY_HASH_FIELD_NUMBER: _ClassVar[int]
     AFTER_VERSION_FIELD_NUMBER: _ClassVar[int]
     WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FINAL_FIELD_NUMBER: _ClassVar[int]
     query_hash: bytes
     after_version: int
     wait_ms: int
-    def __init__(self, query_hash: _Optional[bytes] = ..., after_version: _Optional[int] = ..., wait_ms: _Optional[int] = ...) -> None: ...
+    until_final: bool
+    def __init__(self, query_hash: _Optional[bytes] = ..., after_version: _Optional[int] = ..., wait_ms: _Optional[int] = ..., until_final: _Optional[bool] = ...) -> None: ...
 
 class QueryState(_message.Message):
     __slots__ = ("query_hash", "state", "version", "centres", "participants", "answers", "error", "declines")

@@ -206,7 +206,8 @@ class FederationClient:
             if left <= 0:
                 raise ClientError(f"the query did not complete within {timeout:g} s")
             state = self._call(self.stub.Watch, fpb.WatchRequest(query_hash=sub.query_hash, after_version=version,
-                                                                  wait_ms=int(min(left, 20) * 1000)),
+                                                                  wait_ms=int(min(left, 20) * 1000),
+                                                                  until_final=on_progress is None),
                                timeout=min(left, 20) + 10)
             if state.version != version and on_progress is not None:
                 on_progress([Progress(c.centre, c.state, c.coarse) for c in state.centres])

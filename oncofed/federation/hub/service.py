@@ -111,7 +111,11 @@ class HubService(fgrpc.HubServicer):
 
         def changed() -> bool:
             current = self.store.query(request.query_hash)
-            return current is not None and current.version > request.after_version
+            if current is None:
+                return True
+            if request.until_final:
+                return current.state not in OPEN_STATES
+            return current.version > request.after_version
 
         self._wait(changed, request.wait_ms, context)
         return self.state(request.query_hash)

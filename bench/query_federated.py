@@ -1,0 +1,152 @@
+"""End-to-end latency of federated queries on loopback, against the same statistic on one SQLite
+file holding all the pooled rows, measured in the same run.
+
+Everything is real: an in-process hub (gRPC, mutual TLS), one outbound connector per centre
+(threads in this process, each with its own mutual-TLS channel to the hub and its own node store),
+the researcher's client (sign, seal, submit, long-poll, verify, open, unmask, finalise). The
+pooled side is `engine.answer` + the finaliser on one node that ingested every centre's file.
+The default node policy applies (cell key, k = 10), with rate limits lifted for the benchmark.
+
+    python bench/query_federated.py --out bench/results/query_federated.json \\
+        [--sizes 100000,1000000] [--centres 3,5] [--scale 10,30,100] [--repeats 15]
+
+Targets (issue 10): federated ÷ pooled ≤ 1.5 at 5 × 1M rows; protocol only (empty cohort) p50 ≤ 25 ms
+at 5 centres; 3 × 1M-row count p50 ≤ 50 ms; 100 centres ≤ 1 s end to end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
+
+CASES: list[tuple[str, Any, Any]] = [
+    ("protocol only (empty cohort)", "count",
+     {"and": [{"field": "sex", "equals": "1"}, {"field": "sex", "equals": "2"}]}),
+    ("count (all tumours)", "count", None),
+    ("crosstab (stage × HER2)", {"crosstab": {"fields": ["stage_summary", "her2"]}}, None),
+    ("kaplan_meier (OS by stage, 30-day lattice)",
+     {"kaplan_meier": {"outcome": "OS", "cutoff": "2025-12-31", "by": "stage_summary"}}, None),
+]
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    return s[min(len(s) - 1, max(0, round(p * (len(s) - 1))))]
+
+
+def policy() -> Any:
+    from oncofed.node.query.policy import NodePolicy
+
+    return NodePolicy(rate_per_minute=100_000, rate_per_day=10_000_000)
+
+
+def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tuple[str, Any, Any]], *,
+            with_pooled: bool = True) -> dict[str, Any]:
+    from federation_world import make_world
+
+    from oncofed import dictionary as dictmod
+    from oncofed.analyses import finalise_query
+    from oncofed.node.node import init_node, open_node
+    from oncofed.node.query.engine import answer
+
+    d = dictmod.load()
+    t0 = time.perf_counter()
+    centres = tuple(f"centre-{i:03d}" for i in range(n_centres))
+    world = make_world(tmp / "world", centres=centres, patients=max(int(size / 1.035), 10), policy=policy())
+    setup = time.perf_counter() - t0
+    pooled = None
+    if with_pooled:
+        pooled = open_node(init_node(tmp / "pooled", "pooled").root)
+        for f in sorted((world.base / "csv").glob("*.csv")):
+            pooled.ingest(f)
+    try:
+        world.start_hub()
+        for c in world.centres.values():
+            c.start(world.fed, world.target)
+        world.wait_connected(timeout=120)
+        client = world.client()
+        rows = []
+        for name, analysis, cohort in cases:
+            body = world.body(analysis, cohort=cohort)
+            client.run(body, dictionary=d, timeout=600)             # warm: record keys, page cache
+            fed_ms = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                client.run(body, dictionary=d, timeout=600)
+                fed_ms.append((time.perf_counter() - t) * 1000)
+            row: dict[str, Any] = {"analysis": name, "federated_p50_ms": round(pct(fed_ms, 0.5), 2),
+                                   "federated_p95_ms": round(pct(fed_ms, 0.95), 2), "repeats": repeats}
+            if pooled is not None:
+                answer(pooled, body, None, policy=policy())
+                pool_ms = []
+                for _ in range(repeats):
+                    t = time.perf_counter()
+                    finalise_query(body, d, answer(pooled, body, None, policy=policy()).vector)
+                    pool_ms.append((time.perf_counter() - t) * 1000)
+                row["pooled_p50_ms"] = round(pct(pool_ms, 0.5), 2)
+                row["ratio_p50"] = round(row["federated_p50_ms"] / max(row["pooled_p50_ms"], 1e-6), 3)
+            rows.append(row)
+            print(f"  {n_centres:>3} × {size:>9,}  {name:44} federated p50 {row['federated_p50_ms']:9.2f} ms "
+                  f"p95 {row['federated_p95_ms']:9.2f}" + (f"  pooled p50 {row['pooled_p50_ms']:9.2f} ms  ratio "
+                                                             f"{row['ratio_p50']:.2f}" if pooled else ""), flush=True)
+        return {"centres": n_centres, "rows_per_centre": size, "setup_seconds": round(setup, 1), "analyses": rows}
+    finally:
+        world.close()
+        if pooled is not None:
+            pooled.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("bench/results/query_federated.json"))
+    ap.add_argument("--sizes", default="100000,1000000")
+    ap.add_argument("--centres", default="3,5")
+    ap.add_argument("--scale", default="10,30,100", help="centre counts for the count-only scaling run")
+    ap.add_argument("--repeats", type=int, default=15)
+    opts = ap.parse_args()
+    results, scaling = [], []
+    for size in (int(s) for s in opts.sizes.split(",") if s):
+        for n in (int(c) for c in opts.centres.split(",") if c):
+            print(f"{n} centres × {size:,} rows", flush=True)
+            with tempfile.TemporaryDirectory() as tmp:
+                results.append(measure(size, n, opts.repeats, Path(tmp), CASES))
+    for n in (int(c) for c in opts.scale.split(",") if c):
+        print(f"scaling: {n} centres × 200 rows, count", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            scaling.append(measure(200, n, max(opts.repeats // 3, 3), Path(tmp), CASES[:2], with_pooled=False))
+    checks = []
+    for r in results:
+        for a in r["analyses"]:
+            if r["centres"] == 5 and r["rows_per_centre"] >= 900_000 and not a["analysis"].startswith("protocol"):
+                checks.append({"check": f"ratio ≤ 1.5 at 5 × 1M: {a['analysis']}", "value": a.get("ratio_p50"),
+                               "ok": a.get("ratio_p50", 99) <= 1.5})
+            if r["centres"] == 5 and a["analysis"].startswith("protocol"):
+                checks.append({"check": f"protocol only p50 ≤ 25 ms at 5 centres ({r['rows_per_centre']:,} rows)",
+                               "value": a["federated_p50_ms"], "ok": a["federated_p50_ms"] <= 25})
+            if r["centres"] == 3 and r["rows_per_centre"] >= 900_000 and a["analysis"].startswith("count (all"):
+                checks.append({"check": "3 × 1M count p50 ≤ 50 ms", "value": a["federated_p50_ms"],
+                               "ok": a["federated_p50_ms"] <= 50})
+    for s in scaling:
+        if s["centres"] == 100:
+            worst = max(a["federated_p95_ms"] for a in s["analyses"])
+            checks.append({"check": "100 centres ≤ 1 s end to end (p95)", "value": worst, "ok": worst <= 1000})
+    for c in checks:
+        print(f"{'PASS' if c['ok'] else 'MISS'}  {c['check']}: {c['value']}")
+    opts.out.parent.mkdir(parents=True, exist_ok=True)
+    opts.out.write_text(json.dumps({"benchmark": "query_federated", "python": platform.python_version(),
+                                    "machine": platform.machine(), "results": results, "scaling": scaling,
+                                    "checks": checks}, indent=2), "utf-8")
+    print(f"wrote {opts.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
