@@ -30,6 +30,7 @@ from oncofed.secagg import (
     masks,
     unmask_sum,
 )
+from oncofed.secagg.lanes import pack, sum_packed, unpack
 
 MOD = 1 << 128
 LENGTH = 256                      # elements per vector in the uniformity tests: 4,096 bytes
@@ -103,6 +104,15 @@ def test_masks_cancel_with_100_participants_and_long_vectors():
     vectors = plain_vectors(ids, 1, "counts", length=300)
     s, masked = run(ids, vectors, query_hash=qhash("hundred"), round=3)
     assert unmask_sum(masked.values(), participants=s, round=3) == sum_vectors(vectors.values())
+
+
+@settings(max_examples=100, deadline=None)
+@given(vectors=st.integers(1, 20).flatmap(lambda n: st.lists(
+    st.lists(st.one_of(st.integers(0, 2**64 - 1), st.integers(0, MOD - 1)), min_size=n, max_size=n),
+    min_size=1, max_size=8)))
+def test_packed_sums_equal_python_integer_sums(vectors):
+    assert all(unpack(pack(v)) == v for v in vectors)
+    assert unpack(sum_packed([pack(v) for v in vectors], len(vectors[0]))) == sum_vectors(vectors)
 
 
 # --- proper subsets look uniform ----------------------------------------------------------------
