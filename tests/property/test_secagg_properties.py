@@ -85,9 +85,7 @@ def combine(terms):
 
 # --- cancellation -------------------------------------------------------------------------------
 
-@settings(max_examples=25, deadline=None)
-@given(n=st.integers(2, 100), data=st.data())
-def test_masks_cancel_for_any_participant_set(n, data):
+def masks_cancel(n, data):
     length = data.draw(st.integers(1, 64 if n <= 10 else 3), label="length")
     values = st.integers(0, MOD - 1)
     ids = centre_ids(n)
@@ -97,6 +95,19 @@ def test_masks_cancel_for_any_participant_set(n, data):
     total = unmask_sum(list(masked.values())[::-1], participants=s, round=rnd)
     assert total == sum_vectors(vectors.values())
     assert all(masked[c].values != vectors[c] for c in ids)
+
+
+@settings(max_examples=15, deadline=None)
+@given(n=st.integers(2, 100), data=st.data())
+def test_masks_cancel_for_any_participant_set(n, data):
+    masks_cancel(n, data)
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(2, 100), data=st.data())
+def test_masks_cancel_for_any_participant_set_many_examples(n, data):
+    masks_cancel(n, data)
 
 
 def test_masks_cancel_with_100_participants_and_long_vectors():
