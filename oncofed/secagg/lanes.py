@@ -3,8 +3,9 @@
 An element travels as 16 bytes little-endian (the ChaCha20 keystream is read the same way, so a
 mask *is* 16 keystream bytes). To add many such vectors, each element is split into four 32-bit
 lanes accumulated in 64-bit integers: a thousand terms cannot overflow a lane (2^32 · 2^10 ≪ 2^63),
-so carries are propagated once at the end instead of after every addition. Pure-Python integers
-took ~5× longer per pair (measured: bench/secagg.py), and numpy is already installed with Flower.
+so carries are propagated once at the end instead of after every addition. Accumulating with
+Python integers, element by element, took ~20× longer (bench/secagg.py), and numpy is already
+installed with Flower.
 """
 
 from __future__ import annotations
@@ -23,7 +24,17 @@ _LANE = np.dtype("<u4")
 
 def pack(values: Sequence[int]) -> bytes:
     """Integers in [0, 2^128) as 16-byte little-endian elements; anything else is refused (a
-    negative or oversized value is a bug upstream, never something to reduce silently)."""
+    negative or oversized value is a bug upstream, never something to reduce silently).
+
+    Answers are mostly counts: when every value fits a machine integer, numpy writes the low
+    halves (5× faster at 10^5 values); otherwise each value is written by Python itself."""
+    small = np.asarray(values) if len(values) else np.zeros(0, dtype=np.uint64)
+    if small.ndim == 1 and small.dtype.kind in "iu":
+        if small.size and small.min() < 0:
+            raise SecAggError("a vector element is not an integer in [0, 2^128)")
+        out = np.zeros((small.size, 2), dtype="<u8")
+        out[:, 0] = small
+        return out.tobytes()
     try:
         return b"".join([v.to_bytes(ELEMENT_BYTES, "little") for v in values])
     except (OverflowError, AttributeError, TypeError):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
+from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -130,6 +131,8 @@ class ParticipantSet:
 
     def __post_init__(self) -> None:
         accepts = tuple(self.accepts)
+        if not all(isinstance(a, Accept) for a in accepts):
+            raise TypeError("a participant set is made of Accept objects")
         if self.signed and len(self.signed) != len(accepts):
             raise ValueError("one signed envelope per accept")
         order = sorted(range(len(accepts)), key=lambda i: accepts[i].centre_id)
@@ -139,8 +142,7 @@ class ParticipantSet:
         if not MIN_PARTICIPANTS <= len(accepts) <= MAX_PARTICIPANTS:
             raise InvalidParticipantSet(
                 f"a participant set has {MIN_PARTICIPANTS}–{MAX_PARTICIPANTS} members, not {len(accepts)}")
-        ids = [a.centre_id for a in self.accepts]
-        dupes = sorted({c for c in ids if ids.count(c) > 1}) if len(set(ids)) != len(ids) else []
+        dupes = sorted(c for c, k in Counter(a.centre_id for a in accepts).items() if k > 1)
         if dupes:
             raise InvalidParticipantSet(f"centre {', '.join(dupes)} appears more than once in the participant set")
         if len({a.mask_public_key for a in accepts}) != len(accepts):
