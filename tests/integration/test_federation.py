@@ -281,3 +281,20 @@ def test_a_hub_restarted_mid_queue_loses_nothing_and_nodes_reconnect(tmp_path_fa
         assert result.participants == tuple(sorted(w.centres)) and result.result["count"] > 0
     finally:
         w.close()
+
+
+def test_a_resent_answer_is_byte_identical_and_another_set_is_refused(world: World) -> None:
+    """At-least-once delivery: the answer task again under the same S gets the stored sealed
+    answer byte for byte (no new release, no new masks); under another S, a failure notice."""
+    _client, sub, state = _completed(world)
+    centre = world.centres["centre-a"]
+    assert centre.connector is not None
+    sent = {a.centre: a.sealed for a in state.answers}
+    again = centre.connector.answer(sub.query_hash, list(state.participants))
+    assert again.WhichOneof("reply") == "sealed_answer" and again.sealed_answer == sent["centre-a"]
+    smaller = [p for p in state.participants if b"centre-c" not in p]
+    assert len(smaller) == len(state.participants) - 1
+    other = centre.connector.answer(sub.query_hash, smaller)
+    assert other.WhichOneof("reply") == "failure"
+    prepared = centre.connector.prepare(sub.query_hash, b"")       # a redelivered prepare: the same accept
+    assert prepared.WhichOneof("reply") == "accept" and prepared.accept in state.participants
