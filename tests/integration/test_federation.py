@@ -298,3 +298,43 @@ def test_a_resent_answer_is_byte_identical_and_another_set_is_refused(world: Wor
     assert other.WhichOneof("reply") == "failure"
     prepared = centre.connector.prepare(sub.query_hash, b"")       # a redelivered prepare: the same accept
     assert prepared.WhichOneof("reply") == "accept" and prepared.accept in state.participants
+
+
+def _researcher_toml(world: World, path: Any, address: str) -> Any:
+    fed = world.fed
+    path.write_text(
+        f'[hub]\naddress = "{address}"\n\n[credentials]\n'
+        f'identity_key = "{world.base / "identity-res-1" / "identity.key"}"\n'
+        f'tls_key = "{fed.tls_keys["res-1"]}"\ncert = "{fed.cert_path("researcher", "res-1")}"\n'
+        f'root_cert = "{world.base / "root.cert.pem"}"\nroot_fingerprint = "{fed.authority.root.fingerprint}"\n',
+        "utf-8")
+    return path
+
+
+def test_query_run_cli_prints_the_result_and_a_dead_hub_is_one_line(world: World, tmp_path: Any) -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    query = tmp_path / "q.json"
+    query.write_text('{"analysis": {"crosstab": {"fields": ["her2"]}}}', "utf-8")
+    cfg = _researcher_toml(world, tmp_path / "researcher.toml", world.target)
+    permit = world.centres["centre-a"].permit
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    run = subprocess.run([sys.executable, "-m", "oncofed", "query", "run", str(query), "-c", str(cfg), "--permit",
+                          permit, "--to", ",".join(world.centres), "--json", "--csv", str(tmp_path / "out.csv")],
+                         capture_output=True, text=True, env=env, timeout=120)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["result"]["analysis"] == "crosstab" and out["participants"] == sorted(world.centres)
+    assert (tmp_path / "out.csv").read_text("utf-8").startswith("her2,count")
+    listed = subprocess.run([sys.executable, "-m", "oncofed", "query", "list", "-c", str(cfg), "--json"],
+                            capture_output=True, text=True, env=env, timeout=60)
+    assert json.loads(listed.stdout)[0]["query_hash"] == out["query_hash"]
+    dead = _researcher_toml(world, tmp_path / "dead.toml", "127.0.0.1:1")
+    down = subprocess.run([sys.executable, "-m", "oncofed", "query", "run", str(query), "-c", str(dead), "--permit",
+                           permit, "--to", ",".join(world.centres)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert down.returncode == 4 and down.stderr.strip().count("\n") == 0
+    assert "hub is unreachable" in down.stderr
