@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from oncofed.keys.errors import InvalidMessage, NotPinned, PermitRefused, StaleTrust, TrustError
 from oncofed.keys.identity import PublicIdentity
@@ -34,6 +34,8 @@ from oncofed.keys.registry import (
 from oncofed.keys.tls import cert_fingerprint
 from oncofed.node.store import db as dbmod
 from oncofed.node.store import trust_state as store
+
+T = TypeVar("T")
 
 CLOCK_SKEW = 120  # seconds a document's issue time may lie in our future (DESIGN §4: 2 min)
 
@@ -82,6 +84,7 @@ class NodeTrust:
 
     def __init__(self, db: dbmod.StoreDB, centre_id: str) -> None:
         self.db, self.conn, self.centre_id, self._lock = db, db.conn, centre_id, threading.Lock()
+        self._cache: dict[str, tuple[tuple[str, str, bytes], Any]] = {}
         dbmod.migrate(db, ["trust"])
 
     @classmethod
@@ -126,12 +129,24 @@ class NodeTrust:
         """The newest accepted registry (offset=1: the one before), re-verified from its bytes."""
         if (data := store.document(self.conn, "registry", offset)) is None:
             return None
-        return verify_registry(*self._root(), data)
+        return self._verified("registry", data, verify_registry)
 
     def revocations(self) -> RevocationList | None:
         if (data := store.document(self.conn, "revocations")) is None:
             return None
-        return verify_revocations(*self._root(), data)
+        return self._verified("revocations", data, verify_revocations)
+
+    def _verified(self, kind: str, data: bytes, verify: Callable[[bytes, str, bytes], T]) -> T:
+        """Verify a document's bytes against the pinned root — once per distinct bytes and root:
+        every query reads the registry several times, and the same bytes verify the same way."""
+        root = self._root()
+        key = (kind, root[1], data)
+        cached = self._cache.get(kind)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        doc = verify(*root, data)
+        self._cache[kind] = (key, doc)
+        return doc
 
     def _accept(self, kind: str, data: bytes, version: int, issued_at: int, next_update: int,
                 at: int) -> bool:

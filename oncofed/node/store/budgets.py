@@ -112,7 +112,7 @@ class RateLimiter:
     def admit(self, researcher: str, now: int | None = None) -> None:
         """Record one query by `researcher`, or refuse (RESOURCE_EXHAUSTED) without recording."""
         at = int(now if now is not None else time.time())
-        with dbmod.immediate(self.conn) as conn:
+        with dbmod.immediate_unsynced(self.conn) as conn:   # a soft limit: see immediate_unsynced
             conn.execute("DELETE FROM query_rate_events WHERE at <= ?", (at - DAY,))
             minute, day = conn.execute(
                 "SELECT COALESCE(SUM(at > ?), 0), COUNT(*) FROM query_rate_events WHERE researcher = ? AND at > ?",

@@ -48,6 +48,21 @@ class StoreDB:
 
 
 @contextmanager
+def immediate_unsynced(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """An IMMEDIATE transaction committed without waiting for the disk (synchronous=NORMAL),
+    for records whose loss on power failure costs nothing that matters: a rate-limit event (a
+    soft limit) or an accepted-but-unanswered federated query (it fails; nothing was released).
+    It still survives a process crash (WAL), and the next FULL commit on the file syncs it too.
+    Each FULL commit costs about 2 ms here; a federated answer would otherwise pay several."""
+    conn.execute("PRAGMA synchronous=NORMAL")
+    try:
+        with immediate(conn) as c:
+            yield c
+    finally:
+        conn.execute("PRAGMA synchronous=FULL")
+
+
+@contextmanager
 def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One IMMEDIATE transaction: the write lock is taken at BEGIN (so a check-then-write inside
     cannot race another writer), committed on success, rolled back on any exception."""
