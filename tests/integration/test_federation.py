@@ -338,3 +338,29 @@ def test_query_run_cli_prints_the_result_and_a_dead_hub_is_one_line(world: World
                           timeout=120)
     assert down.returncode == 4 and down.stderr.strip().count("\n") == 0
     assert "hub is unreachable" in down.stderr
+
+
+def test_under_default_disclosure_the_sum_is_the_centres_own_releases(tmp_path_factory: pytest.TempPathFactory
+                                                                    ) -> None:
+    """Cell key, k = 10 (the default policy): the federated result is exactly the finalised sum of
+    what each centre releases on its own — secure aggregation adds nothing and hides nothing of it."""
+    from oncofed.query import sum_vectors
+
+    policy = NodePolicy(rate_per_minute=10_000, rate_per_day=100_000)
+    w = make_world(tmp_path_factory.mktemp("cellkey"), patients=300, policy=policy)
+    try:
+        w.start_hub()
+        for c in w.centres.values():
+            c.start(w.fed, w.target)
+        w.wait_connected()
+        for analysis in (EXAMPLES["crosstab"], EXAMPLES["kaplan_meier"], EXAMPLES["summary"]):
+            body = w.body(analysis)
+            result = w.client().run(body, dictionary=dictmod.load(), timeout=60)
+            own = []
+            for centre in w.centres.values():
+                permit = centre.pipeline.verifier.trust.authorise(body.permit_hash.hex())
+                own.append(answer(centre.node, body, permit, policy=policy).vector)
+            expected = finalise_query(body, dictmod.load(), sum_vectors(own))
+            assert result.result == expected and result.result["centres"] == 3
+    finally:
+        w.close()
