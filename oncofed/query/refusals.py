@@ -69,7 +69,7 @@ REASONS: Mapping[str, Reason] = {
     "trust_not_pinned": _coarse(_B), "registry_stale": _coarse(_B), "not_a_member": _coarse(_B),
     "oversized": _coarse(_I), "malformed_envelope": _coarse(_I),
     "unknown_signer": _coarse(_I), "signer_revoked": _coarse(_N),
-    "bad_signature": _coarse(_I), "malformed_body": _coarse(_I),
+    "bad_signature": _coarse(_I), "malformed_body": _coarse(_I), "cohort_too_deep": _coarse(_I),
     "permit_not_approved": _coarse(_N), "permit_revoked": _coarse(_N),
     "permit_expired": _coarse(_N), "permit_not_yet_valid": _coarse(_N),
     "permit_refused": _coarse(_N), "not_permit_holder": _coarse(_N),

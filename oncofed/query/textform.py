@@ -37,6 +37,11 @@ _LEAF_OPS = ("equals", "in", "prefix", "null", "from", "to")
 _TOP_KEYS = {"cohort", "analysis", "permit_hash", "researcher_key_id", "nonce", "issued_at", "expires_at",
              "targets", "min_participants", "dictionary", "exact_dates", "epsilon"}
 _MAX_TEXT = 1 << 20
+#: The deepest cohort tree (and / or / not levels, the root is level 1) the contract carries.
+#: Protobuf refuses to parse messages nested more than 100 deep; an `and` level is two messages
+#: (Cohort → CohortList), so 32 levels stay well inside that on every side of the wire. A
+#: centre's policy (`[query] max_depth`, default 8) may only lower it.
+MAX_COHORT_DEPTH = 32
 
 
 def loads(text: str | bytes, fmt: str = "auto", *, dictionary: Dictionary | None = None) -> pb.QueryBody:
@@ -53,6 +58,9 @@ def loads(text: str | bytes, fmt: str = "auto", *, dictionary: Dictionary | None
         fmt = "json" if text.lstrip().startswith("{") else "toml"
     try:
         doc = json.loads(text) if fmt == "json" else tomllib.loads(text)
+    except RecursionError:
+        raise invalid("query", f"the query text is nested too deeply (a cohort has at most "
+                      f"{MAX_COHORT_DEPTH} levels)") from None
     except json.JSONDecodeError as exc:
         raise invalid("query", f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except tomllib.TOMLDecodeError as exc:
@@ -105,8 +113,13 @@ def dictionary_ref(d: Dictionary) -> common_pb2.DictionaryRef:
                                     extension_name=f"{d.extension_name} {d.extension_version}".strip())
 
 
-def cohort_from(node: Any, path: str) -> pb.Cohort:
-    """One cohort node of the text form → a Cohort message."""
+def cohort_from(node: Any, path: str, depth: int = 1) -> pb.Cohort:
+    """One cohort node of the text form (at `depth`, the root being 1) → a Cohort message.
+
+    The depth is checked before going deeper, so a tree nested thousands of levels is refused
+    with its path, never by Python's recursion limit or protobuf's."""
+    if depth > MAX_COHORT_DEPTH:
+        raise invalid(path, f"the cohort is nested deeper than {MAX_COHORT_DEPTH} levels")
     if not isinstance(node, Mapping) or not node:
         raise invalid(path, "a cohort node is a mapping: {\"field\": …, OP: …} or and / or / not")
     combos = [k for k in ("and", "or", "not") if k in node]
@@ -115,11 +128,12 @@ def cohort_from(node: Any, path: str) -> pb.Cohort:
         if len(node) != 1:
             raise invalid(path, f"'{key}' stands alone in its mapping (found {sorted(node)})")
         if key == "not":
-            return pb.Cohort(negate=cohort_from(node["not"], f"{path}.not"))
+            return pb.Cohort(negate=cohort_from(node["not"], f"{path}.not", depth + 1))
         items = node[key]
         if not isinstance(items, list) or not items:
             raise invalid(f"{path}.{key}", "a non-empty list of cohort nodes")
-        lst = pb.CohortList(items=[cohort_from(x, f"{path}.{key}[{i}]") for i, x in enumerate(items)])
+        lst = pb.CohortList(items=[cohort_from(x, f"{path}.{key}[{i}]", depth + 1)
+                                   for i, x in enumerate(items)])
         return pb.Cohort(all_of=lst) if key == "and" else pb.Cohort(any_of=lst)
     if "field" not in node:
         raise invalid(path, f"a leaf needs 'field' (keys found: {sorted(node)})")

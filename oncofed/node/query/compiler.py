@@ -24,6 +24,7 @@ from oncofed.node.store.encoding import code_ordinals, day_number, topography_co
 from oncofed.node.store.schema import quote
 from oncofed.query import values as V
 from oncofed.query.errors import invalid
+from oncofed.query.textform import MAX_COHORT_DEPTH
 from oncofed.v1 import query_pb2 as pb
 
 MAX_DEPTH = 8
@@ -52,7 +53,8 @@ def compile_cohort(cohort: pb.Cohort | None, dictionary: Dictionary, allowed_fie
     `allowed_fields` is the permit's field list; None means the centre's own admin (every
     stored field). Raises QueryError(INVALID_ARGUMENT) naming the offending part.
     """
-    c = _Compiler(dictionary, allowed_fields, exact_dates, max_depth, max_nodes)
+    # The contract's limit bounds the recursion below whatever a policy says.
+    c = _Compiler(dictionary, allowed_fields, exact_dates, min(max_depth, MAX_COHORT_DEPTH), max_nodes)
     if cohort is None or cohort.WhichOneof("node") is None:
         return CompiledCohort("1", (), frozenset(), 0, 0)
     sql = c.node(cohort, "cohort", 1)
