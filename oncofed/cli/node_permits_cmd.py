@@ -21,6 +21,9 @@ from oncofed.keys.registry import RevocationList, iso
 from oncofed.node.config import NodePaths, load_config
 from oncofed.node.trust import NodeTrust, PermitRecord
 
+#: `node trust status` exits with this when the node may not answer (documented in its help).
+NOT_ANSWERING_EXIT = 4
+
 node_dir_option = click.option(
     "--node", "-n", "node_dir", type=click.Path(path_type=Path), default=Path("."),
     envvar="ONCOFED_NODE_DIR", show_default=True, show_envvar=True,
@@ -198,21 +201,29 @@ def update(files: tuple[Path, ...], node_dir: Path, as_json: bool) -> None:
 
 
 @trust.command("status")
-@click.option("--check", is_flag=True, help="Exit 1 unless the node may answer.")
+@click.option("--check", is_flag=True, hidden=True,
+              help="Kept for old scripts: status always exits 4 when the node may not answer.")
 @node_dir_option
 @json_option
 def status(check: bool, node_dir: Path, as_json: bool) -> None:
-    """Whether this node may answer: root pinned, registry and revocation list fresh."""
+    """Whether this node may answer: root pinned, registry and revocation list fresh.
+
+    Exit codes: 0 the node may answer; 4 it may not (no root pinned, no or stale registry or
+    revocation list, not a centre in the registry), with the reason printed; 1 the node
+    directory or its store cannot be read.
+    """
     with _trust(node_dir) as t:
         st = t.status()
     if as_json:
         emit_json(st.to_json())
+    elif st.ready:
+        click.echo(f"READY: {st.message}")
     else:
-        click.echo(f"{'READY' if st.ready else 'NOT ANSWERING'} ({st.state}): {st.message}")
-        if st.root_fingerprint:
-            click.echo(f"  root {st.root_fingerprint}")
-    if check and not st.ready:
-        raise click.exceptions.Exit(1)
+        click.echo(f"NOT ANSWERING ({st.state.replace('-', ' ')}): {st.message}")
+    if not as_json and st.root_fingerprint:
+        click.echo(f"  root {st.root_fingerprint}")
+    if not st.ready:
+        raise click.exceptions.Exit(NOT_ANSWERING_EXIT)
 
 
 @trust.command("members")

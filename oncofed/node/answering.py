@@ -78,7 +78,7 @@ class AnsweringPipeline:
         """Answer a verified query and audit the outcome (`query.answer`)."""
         try:
             ans = answer(self.node, verified.body, verified.permit, policy=self.policy, now=at,
-                         query_hash=verified.query_hash)
+                         query_hash=verified.query_hash, signer=verified.researcher.signing_fingerprint)
         except Refusal as exc:
             self._refused(verified, exc)
             raise

@@ -106,7 +106,12 @@ class NodeTrust:
         channel the hub does not control; pinning another root later is refused."""
         fp = cert_fingerprint(cert_pem)
         if fp != expected_fingerprint.strip().lower().replace(":", ""):
-            raise TrustError(f"root certificate fingerprint is {fp}, not the one you expected")
+            # Never print the certificate's own fingerprint: it would invite pasting it back,
+            # which defeats the out-of-band check.
+            raise TrustError("this root certificate does not have the fingerprint you gave; "
+                             "nothing was pinned. Check the fingerprint with the federation "
+                             "authority over a channel the hub does not control, and that this "
+                             "is the certificate they sent")
         current = self.root_fingerprint()
         if current == fp:
             return fp

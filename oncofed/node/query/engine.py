@@ -144,18 +144,19 @@ def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
 
 
 def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy: NodePolicy,
-           now: int | None = None, query_hash: str = "") -> Answer:
+           now: int | None = None, query_hash: str = "", signer: str = "") -> Answer:
     """Answer `body` at this centre. `permit` None is the centre's own admin (every field, no
     rate limit, no budget); otherwise the permit must already be verified and approved here.
     `query_hash` is the request's one hash (oncofed.query.query_hash of the bytes it arrived in);
-    a direct call without it stands for a local preview of the serialised body."""
+    a direct call without it stands for a local preview of the serialised body. `signer` is the
+    verified signing key's fingerprint (the rate limit counts it; see `rate_key`)."""
     started = time.perf_counter()
     spec, cohort = prepare(node, body, permit, policy)
     conn = node.conn
     qhash = query_hash or hash_of(body.SerializeToString())
     dp_mode = permit is not None and permit.epsilon is not None
     if permit is not None:
-        RateLimiter(conn, policy.rate_per_minute, policy.rate_per_day).admit(rate_key(body, permit), now)
+        RateLimiter(conn, policy.rate_per_minute, policy.rate_per_day).admit(rate_key(body, permit, signer), now)
     # The overflow and DP checks assume at most policy.max_rows rows; max(rowid) bounds the row count
     # from above in O(log n). A store beyond it is the centre's misconfiguration: refused without
     # naming its size, and outward only as its coarse code.
@@ -187,11 +188,11 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
                   query_hash=qhash)
 
 
-def rate_key(body: pb.QueryBody, permit: PermitView) -> str:
-    """Whom the rate limit counts: the researcher key id, normalised (so case and spaces do not
-    open fresh windows), else the permit."""
-    key = body.researcher_key_id.strip().lower()
-    return key or permit.permit_id
+def rate_key(body: pb.QueryBody, permit: PermitView, signer: str = "") -> str:
+    """Whom the rate limit counts: the verified signer's key fingerprint, never what the body
+    says (leaving `researcher_key_id` empty or changing its case must not open a second bucket);
+    the permit when there is no verified signer (a direct call)."""
+    return f"key:{signer.strip().lower()}" if signer.strip() else f"permit:{permit.permit_id}"
 
 
 def finalise_local(node: Node, body: pb.QueryBody, ans: Answer) -> Result:

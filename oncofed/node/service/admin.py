@@ -5,12 +5,16 @@ dictionary, never data — so it is open to every federation role. Status reveal
 volumes (tumour and patient counts), which secure aggregation exists to hide from the hub and
 researchers: over mutual TLS only this centre's own certificate may call it; over the Unix
 socket, whoever can open the 0700 node directory (the centre admin) may.
+
+While the node's registry or revocation list is missing or stale the node answers no one else,
+as its query verifier does: every other member gets the coarse `declined: BUSY` (UNAVAILABLE),
+since a stale registry may still list a member the authority has since removed.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -18,6 +22,7 @@ import grpc
 from oncofed import __version__
 from oncofed.dictionary import Dictionary, Field
 from oncofed.node.service.errors import AdminDenied, handled
+from oncofed.query.refusals import Refusal
 from oncofed.transport import current_peer
 from oncofed.v1 import admin_pb2, admin_pb2_grpc, common_pb2
 
@@ -78,8 +83,11 @@ class NodeAdminService(admin_pb2_grpc.NodeAdminServicer):
     """Thin handlers over an opened Node. `mutual_tls` says whether callers arrive through
     AuthInterceptor (then `current_peer()` names them) or over the node's Unix socket."""
 
-    def __init__(self, node: Node, *, mutual_tls: bool) -> None:
-        self.node, self.mutual_tls = node, mutual_tls
+    def __init__(self, node: Node, *, mutual_tls: bool,
+                 trust_ready: Callable[[], bool] | None = None) -> None:
+        if mutual_tls and trust_ready is None:
+            raise ValueError("a mutual-TLS admin API needs the node's trust state (trust_ready)")
+        self.node, self.mutual_tls, self.trust_ready = node, mutual_tls, trust_ready
         self.node_id: str = node.config.node_id
         self._describe = describe_response(self.node_id, node.dictionary)
         self._lock = threading.Lock()  # one sqlite3 connection, many RPC threads
@@ -87,6 +95,7 @@ class NodeAdminService(admin_pb2_grpc.NodeAdminServicer):
     @handled
     def Describe(self, request: admin_pb2.DescribeRequest,
                  context: grpc.ServicerContext) -> admin_pb2.DescribeResponse:
+        self._require_fresh_trust()
         return self._describe
 
     @handled
@@ -97,9 +106,21 @@ class NodeAdminService(admin_pb2_grpc.NodeAdminServicer):
             status = self.node.status()
         return status_response(status, self.node.dictionary)
 
+    def _require_fresh_trust(self) -> None:
+        """Members other than this centre are served only while the trust state is fresh."""
+        if not self.mutual_tls or self._is_this_centre():
+            return
+        assert self.trust_ready is not None
+        if not self.trust_ready():
+            raise Refusal("registry_stale", "registry or revocation list missing or stale")
+
+    def _is_this_centre(self) -> bool:
+        peer = current_peer()
+        return peer.role == "centre" and peer.member_id == self.node_id
+
     def _require_this_centre(self) -> None:
         if not self.mutual_tls:
             return  # the Unix socket: access is the node directory's permissions
-        peer = current_peer()
-        if peer.role != "centre" or peer.member_id != self.node_id:
+        if not self._is_this_centre():
+            peer = current_peer()
             raise AdminDenied(f"{peer.role}/{peer.member_id} may not read {self.node_id}'s status")

@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import stat
+import threading
 import time
 from collections.abc import Callable
 from concurrent import futures
@@ -36,6 +37,7 @@ from oncofed.keys import tls
 from oncofed.keys.registry import Registry, RevocationList
 from oncofed.node.keyfiles import ADMIN_SOCKET_NAME, tls_paths
 from oncofed.node.service.admin import ALLOWED_ROLES, SERVICE_NAME, NodeAdminService
+from oncofed.node.store import trust_state
 from oncofed.node.trust import NodeTrust
 from oncofed.transport import AuthInterceptor, Service, TransportServer, make_channel, make_server
 from oncofed.v1 import admin_pb2_grpc
@@ -131,20 +133,23 @@ class AdminServer:
 
 
 class _TrustView:
-    """Registry fingerprints and revoked serials for AuthInterceptor, read through the node's
-    own trust state (its own connection) and cached briefly: providers run on every call."""
-
-    TTL = 30.0
+    """Registry fingerprints, revoked serials and freshness for AuthInterceptor and the servicer,
+    read through the node's own trust state (its own connection). The verified documents are
+    kept until the store holds a newer version: each call costs one indexed read, and a new
+    revocation list takes effect on the next call (no time-based cache to wait out)."""
 
     def __init__(self, store: Path, node_id: str) -> None:
         self.trust = NodeTrust.open(store, node_id)
-        self._at = -self.TTL
+        self._lock = threading.Lock()  # one sqlite3 connection, many RPC threads
+        self._key: tuple[Any, ...] | None = None
         self._docs: tuple[Registry | None, RevocationList | None] = (None, None)
 
     def _current(self) -> tuple[Registry | None, RevocationList | None]:
-        if time.monotonic() - self._at > self.TTL:
-            self._docs, self._at = (self.trust.registry(), self.trust.revocations()), time.monotonic()
-        return self._docs
+        with self._lock:
+            key = tuple(trust_state.newest_version(self.trust.conn, k) for k in ("registry", "revocations"))
+            if key != self._key:
+                self._docs, self._key = (self.trust.registry(), self.trust.revocations()), key
+            return self._docs
 
     def lookup(self, role: str, member_id: str) -> str | None:
         registry = self._current()[0]
@@ -154,6 +159,13 @@ class _TrustView:
     def revoked(self) -> frozenset[int]:
         rl = self._current()[1]
         return frozenset(k.cert_serial for k in rl.keys) if rl else frozenset()
+
+    def ready(self) -> bool:
+        """Whether registry and revocation list are both held and fresh now (the node answers)."""
+        registry, revocations = self._current()
+        at = int(time.time())
+        return (registry is not None and revocations is not None
+                and not registry.is_stale(at) and not revocations.is_stale(at))
 
 
 def _listening(path: Path) -> bool:
@@ -202,15 +214,15 @@ def _serve_unix(service: Service, path: Path) -> TransportServer:
 def start_admin_server(node: Node, *, listen: str | None = None) -> AdminServer:
     """Start the NodeAdmin API (with health and reflection) for an opened Node."""
     endpoint = resolve_endpoint(node, listen)
-    impl = NodeAdminService(node, mutual_tls=endpoint.kind == "tls")
-    service = Service(SERVICE_NAME, functools.partial(admin_pb2_grpc.add_NodeAdminServicer_to_server, impl))
     closers: list[Callable[[], None]] = []
     if endpoint.kind == "unix":
         assert endpoint.socket_path is not None
-        transport = _serve_unix(service, endpoint.socket_path)
+        impl = NodeAdminService(node, mutual_tls=False)
+        transport = _serve_unix(_service(impl), endpoint.socket_path)
     else:
         view = _TrustView(node.paths.store, node.config.node_id)
         try:
+            service = _service(NodeAdminService(node, mutual_tls=True, trust_ready=view.ready))
             transport = _serve_tls(node, service, endpoint, view)
         except BaseException:
             view.trust.close()
@@ -218,6 +230,10 @@ def start_admin_server(node: Node, *, listen: str | None = None) -> AdminServer:
         closers.append(view.trust.close)
     log.info("serving %s on %s (%s)", SERVICE_NAME, endpoint.address, endpoint.note)
     return AdminServer(endpoint, transport, closers)
+
+
+def _service(impl: NodeAdminService) -> Service:
+    return Service(SERVICE_NAME, functools.partial(admin_pb2_grpc.add_NodeAdminServicer_to_server, impl))
 
 
 def _serve_tls(node: Node, service: Service, endpoint: AdminEndpoint,

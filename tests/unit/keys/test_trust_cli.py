@@ -130,8 +130,16 @@ def test_loading_a_world_readable_key_fails_in_a_real_process(world):
     assert f"chmod 600 {key}" in out.stderr
 
 
-def test_status_check_flag_fails_when_not_ready(tmp_path):
+def test_status_exits_4_while_not_answering_and_0_when_ready(world, tmp_path):
     run("node", "init", tmp_path / "n", "--id", "centre-a")
-    result = run("node", "trust", "status", "--check", "-n", tmp_path / "n", ok=False)
-    assert result.exit_code == 1
-    assert "NOT ANSWERING (not-pinned)" in result.output
+    for extra in ((), ("--check",)):  # --check is kept for old scripts; the code is the same
+        result = run("node", "trust", "status", *extra, "-n", tmp_path / "n", ok=False)
+        assert result.exit_code == 4
+        assert result.output.startswith("NOT ANSWERING (not pinned): no federation root pinned")
+    as_json = run("node", "trust", "status", "--json", "-n", tmp_path / "n", ok=False)
+    assert as_json.exit_code == 4 and json.loads(as_json.stdout)["state"] == "not-pinned"
+    _, _, node = world
+    ready = run("node", "trust", "status", "-n", node)
+    assert ready.output.startswith("READY: registry v1 until ") and "(ready)" not in ready.output
+    missing = run("node", "trust", "status", "-n", tmp_path / "nowhere", ok=False)
+    assert missing.exit_code == 1 and "--id CENTRE_ID" in missing.output
