@@ -67,7 +67,9 @@ def finalise_query(body: pb.QueryBody, dictionary: Dictionary, summed: Sequence[
 def render(result: Result) -> str:
     """A finalised result as text for people (the CLI's default output; `--json` prints the dict)."""
     kind = str(result.get("analysis"))
-    head = f"{kind}  ({result.get('centres', 0)} centre(s)"
+    from oncofed.analyses.text import plural
+
+    head = f"{kind}  ({plural(int(result.get('centres', 0)), 'centre')}"
     suppressed = result.get("suppressed_centres") or result.get("moments_withheld_centres") or 0
     head += f", {suppressed} suppressed)" if suppressed else ")"
     body = CATALOGUE[kind].render(result) if kind in CATALOGUE else [repr(result)]

@@ -19,7 +19,7 @@ from typing import Any
 
 from oncofed.analyses.base import Result
 from oncofed.analyses.survival import SurvivalAnalysis, SurvivalSpec, group_blocks, lattice_table
-from oncofed.analyses.text import MAX_ROWS
+from oncofed.analyses.text import MAX_ROWS, plural
 
 Z_95 = NormalDist().inv_cdf(0.975)
 
@@ -92,11 +92,11 @@ def _loglog_ci(s: float, v: float) -> tuple[float, float]:
 
 
 def _render(r: dict[str, Any]) -> list[str]:
-    lines = [f"  {r['outcome']} to {r['cutoff']}, lattice {r['step_days']} day(s), {r['estimator']}, "
+    lines = [f"  {r['outcome']} to {r['cutoff']}, lattice {plural(r['step_days'], 'day')}, {r['estimator']}, "
              f"{int(r['ci']['level'] * 100)} % CI {r['ci']['transform']} ({r['ci']['variance']})"]
     if r.get("suppressed_groups"):
         lines.append("  withheld groups (fewer than k, possibly none): " +
-                     ", ".join(f"{g} at {n} centre(s)" for g, n in r["suppressed_groups"].items()))
+                     ", ".join(f"{g} at {plural(n, 'centre')}" for g, n in r["suppressed_groups"].items()))
     for group, curve in r["curves"].items():
         label = f"{r['group_by']} = {group}" if r["group_by"] else "all"
         median = f"{curve['median']} days" if curve["median"] is not None else "not reached"

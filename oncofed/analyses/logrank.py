@@ -14,7 +14,7 @@ from typing import Any
 
 from oncofed.analyses.base import Result
 from oncofed.analyses.survival import SurvivalAnalysis, SurvivalSpec, group_blocks, lattice_table
-from oncofed.analyses.text import num
+from oncofed.analyses.text import num, plural
 from oncofed.query.values import ALL, MISSING
 
 
@@ -56,7 +56,7 @@ def logrank(spec: SurvivalSpec, values: list[int]) -> dict[str, Any]:
     df = k - 1
     return {
         "outcome": spec.outcome, "cutoff": spec.cutoff.isoformat(), "group_by": spec.group_field,
-        "test": f"log-rank, grouped on lattice G (edges every {spec.step_days} day(s) to {spec.horizon_days})",
+        "test": f"log-rank, grouped on lattice G (edges every {plural(spec.step_days, 'day')} to {spec.horizon_days})",
         "groups": groups, "observed": dict(zip(groups, observed, strict=True)),
         "expected": dict(zip(groups, expected, strict=True)),
         "statistic": statistic, "df": df, "p_value": chi2_sf(statistic, df) if k >= 2 else float("nan"),

@@ -14,3 +14,8 @@ def num(x: Any, digits: int = 4) -> str:
     if isinstance(x, float):
         return f"{x:.{digits}f}"
     return f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def plural(n: int, word: str, many: str = "") -> str:
+    """`n` and its noun, singular or plural ("1 centre", "3 centres"), never "centre(s)"."""
+    return f"1 {word}" if n == 1 else f"{num(n)} {many or word + 's'}"

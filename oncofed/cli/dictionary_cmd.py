@@ -29,7 +29,7 @@ def show(extension: Path | None, only: tuple[str, ...], as_json: bool) -> None:
         raise UsageError(str(exc)) from None
     unknown = [n for n in only if n not in d.fields]
     if unknown:
-        raise UsageError(f"unknown field(s): {', '.join(unknown)}")
+        raise UsageError(f"unknown {'field' if len(unknown) == 1 else 'fields'}: {', '.join(unknown)}")
     data = d.to_json()
     if only:
         data["fields"] = [f for f in data["fields"] if f["name"] in only]

@@ -137,22 +137,40 @@ def status(node_dir: Path, as_json: bool) -> None:
 @node_dir_option
 @json_option
 def summary(node_dir: Path, as_json: bool) -> None:
-    """Your own overview of the store (sites, stages, years): local only, never sent anywhere."""
+    """Your own overview of the store (sites, stages, sex, years): local only, never sent anywhere."""
     from oncofed.node.store.summary import local_summary
 
     with open_node(node_dir) as n:
-        s = local_summary(n.conn)
+        s = local_summary(n.conn, n.dictionary)
         node_id = n.config.node_id
     if as_json:
         emit_json(s)
+        return
+    if not s["tumours"]:
+        click.echo(f"node {node_id}: no tumours loaded yet (oncofed node ingest FILE.csv)")
         return
     click.echo(f"node {node_id}: {s['tumours']:,} tumours in {s['patients']:,} patients, "
                f"incidence {s['incidence_from']} to {s['incidence_to']}, "
                f"median age {s['median_age_at_incidence']}, {s['multiple_primaries']:,} later primaries")
     for title, key in (("site (ICD-10)", "by_site"), ("summary stage", "by_stage"), ("sex", "by_sex"),
                        ("vital status", "by_vital_status"), ("centre role", "by_centre_role")):
-        cells = ", ".join(f"{k} {v:,}" for k, v in s[key])
-        click.echo(f"  {title + ':':15} {cells}")
+        _wrapped(title, [f"{c['label']} {c['tumours']:,}" for c in s[key]])
+    _wrapped("incidence year", [f"{y['year'] if y['year'] is not None else '(missing)'}: {y['tumours']:,}"
+                                for y in s["by_year"]])
+
+
+def _wrapped(title: str, cells: list[str], width: int = 100) -> None:
+    """One labelled line of `cells`, wrapped under its title between cells (never inside one)."""
+    head = f"  {title + ':':16}"
+    lines, line = [], head
+    for i, cell in enumerate(cells or ["none"]):
+        piece = cell + ("," if i < len(cells) - 1 else "")
+        if line.strip() and line != head and len(line) + 1 + len(piece) > width:
+            lines.append(line)
+            line = " " * len(head)
+        line += ("" if line.endswith(" ") else " ") + piece
+    lines.append(line)
+    click.echo("\n".join(lines))
 
 
 def _node_logger(paths: NodePaths) -> logging.Logger:

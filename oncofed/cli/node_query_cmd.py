@@ -8,12 +8,28 @@ one centre's vector with the researcher's finaliser. Nothing leaves the machine.
 from __future__ import annotations
 
 import dataclasses
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import click
 
-from oncofed.cli.output import emit_json, json_option
+from oncofed.cli.output import emit_json, json_option, plural
+
+
+def disclosure_notes(disclosure: dict[str, Any]) -> list[str]:
+    """What a newcomer needs to read the figures: small counts under cell key are noise."""
+    from oncofed.analyses.ptable import MAX_DEVIATION
+
+    k, mode, withheld = disclosure.get("k"), disclosure.get("mode"), disclosure.get("cells_suppressed") or 0
+    notes = [f"{plural(withheld, 'value')} withheld (shown as 0) under k = {k}"] if withheld else []
+    if mode == "cell_key":
+        notes.append(f"cell-key perturbation: every count is the true count plus noise of at most "
+                     f"±{MAX_DEVIATION} (0 stays 0), the same each time for the same patients; a small "
+                     f"value such as 2–4 is perturbed noise released by design, not an exact small cell")
+    elif mode == "threshold":
+        notes.append(f"threshold mode: exact counts; a table with any cell from 1 to {k} − 1 is withheld whole")
+    return notes
 
 
 @click.command("query")
@@ -52,7 +68,8 @@ def query(file: Path, node_dir: Path, fmt: str, exact: bool, show_vector: bool, 
                   "tail_censored_at_day": ans.meta.get("tail_censored_at_day")}
     if as_json:
         out: dict[str, Any] = {"result": result,
-                               "disclosure": {k: v for k, v in disclosure.items() if v is not None}}
+                               "disclosure": {k: v for k, v in disclosure.items() if v is not None}
+                               | {"notes": disclosure_notes(disclosure)}}
         if show_vector:
             out["vector"] = [str(v) for v in ans.vector]
         emit_json(out)
@@ -60,5 +77,8 @@ def query(file: Path, node_dir: Path, fmt: str, exact: bool, show_vector: bool, 
     click.echo(render(result))
     mode = "exact (not for release)" if disclosure["mode"] == "none" else f"{disclosure['mode']}, k = {disclosure['k']}"
     click.echo(f"disclosure control: {mode}")
+    for note in disclosure_notes(disclosure):
+        click.echo(textwrap.fill(note, width=100, initial_indent="  ", subsequent_indent="    ",
+                                 break_on_hyphens=False))
     if show_vector:
         click.echo("vector: " + " ".join(str(v) for v in ans.vector))

@@ -61,12 +61,13 @@ class VerifyReport:
         if not self.ok:
             return f"TAMPERED at entry {self.first_bad}: {self.problem}"
         signed = {
-            "verified": f"signed through entry {self.signed_through} by {self.checkpoints} "
-                        f"checkpoint(s); {self.unsigned_tail} later entr(ies) unsigned",
-            "unchecked": f"{self.checkpoints} checkpoint(s) present but NOT checked (no public key)",
+            "verified": f"signed through entry {self.signed_through} by "
+                        f"{_count(self.checkpoints, 'checkpoint')}; "
+                        f"{_count(self.unsigned_tail, 'later entry', 'later entries')} unsigned",
+            "unchecked": f"{_count(self.checkpoints, 'checkpoint')} present but NOT checked (no public key)",
             "none": "not signed (no [identity] key configured, or no checkpoint yet)",
         }[self.signatures]
-        return f"intact: {self.entries} entries, chain unbroken; {signed}"
+        return f"intact: {_count(self.entries, 'entry', 'entries')}, chain unbroken; {signed}"
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "entries": self.entries, "checkpoints": self.checkpoints,
@@ -208,3 +209,8 @@ def export_log(log: AuditLog, path: Path, format: str = "jsonl") -> int:
     finally:
         tmp.unlink(missing_ok=True)
     return count
+
+
+def _count(n: int, one: str, many: str = "") -> str:
+    """"1 entry", "3 entries": never "entr(ies)"."""
+    return f"1 {one}" if n == 1 else f"{n} {many or one + 's'}"
