@@ -147,7 +147,7 @@ class NodeConfig:
 def render_query_defaults() -> str:
     """The [query] settings of a default NodePolicy, each under its comment, as TOML lines."""
     from oncofed.node.query.policy import NodePolicy
-    from oncofed.query.textform import MAX_COHORT_DEPTH
+    from oncofed.query.nesting import MAX_COHORT_DEPTH
 
     lines: list[str] = []
     for f in dataclasses.fields(NodePolicy):
@@ -247,7 +247,7 @@ def _read(raw: dict[str, Any]) -> NodeConfig:
 def check_query_table(table: Any) -> None:
     """Check node.toml's [query] against NodePolicy: every key known, of its type and in range."""
     from oncofed.node.query.policy import NodePolicy
-    from oncofed.query.textform import MAX_COHORT_DEPTH
+    from oncofed.query.nesting import MAX_COHORT_DEPTH
 
     if not isinstance(table, dict):
         raise _Bad("[query] must be a table")

@@ -30,7 +30,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import DecodeError, Message
 
 from oncofed.dictionary import Dictionary
@@ -44,8 +43,8 @@ from oncofed.node.store import db as dbmod
 from oncofed.node.store import nonces
 from oncofed.node.trust import NodeTrust
 from oncofed.query import QUERY_TAG, query_hash
+from oncofed.query.nesting import MAX_BODY_DEPTH, MAX_COHORT_DEPTH, message_depth
 from oncofed.query.refusals import REASONS, Refusal
-from oncofed.query.textform import MAX_COHORT_DEPTH
 from oncofed.v1 import query_pb2
 
 if TYPE_CHECKING:
@@ -58,8 +57,6 @@ MAX_LIFETIME = 24 * 3600    # expires_at ≤ issued_at + 24 h
 NONCE_BYTES = 16
 MAX_QUERY_BYTES = 1024 * 1024
 VERIFY_EVENT = "query.verify"
-#: Messages a well-formed body nests: QueryBody, two per cohort level (Cohort → CohortList), a leaf.
-MAX_BODY_DEPTH = 2 * MAX_COHORT_DEPTH + 2
 #: Names of string fields that hold dictionary field names, wherever they sit in a QueryBody.
 FIELD_NAME_KEYS = frozenset({"field", "fields", "group_by", "is_null", "not_null"})
 
@@ -122,52 +119,6 @@ def analysis_kind(body: query_pb2.QueryBody) -> str:
         if kind:
             return kind
     return ""
-
-
-def message_depth(raw: bytes, desc: Descriptor, stop: int) -> int:
-    """How deep the messages in `raw` nest (the top one is 1), read from the wire format without
-    recursion; counting ends once past `stop`. 0 when `raw` is not a well-formed `desc`."""
-    deepest, stack = 0, [(0, len(raw), desc, 1)]
-    while stack:
-        pos, end, d, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if deepest > stop:
-            return deepest
-        while pos < end:
-            tag, pos = _varint(raw, pos, end)
-            wire = tag & 7
-            if tag < 0 or wire in (3, 4) or wire > 5:
-                return 0
-            if wire == 0:
-                value, pos = _varint(raw, pos, end)
-                if value < 0:
-                    return 0
-            elif wire == 2:
-                length, pos = _varint(raw, pos, end)
-                if length < 0 or pos + length > end:
-                    return 0
-                fd = d.fields_by_number.get(tag >> 3)
-                if fd is not None and fd.message_type is not None:
-                    stack.append((pos, pos + length, fd.message_type, depth + 1))
-                pos += length
-            else:
-                pos += 8 if wire == 1 else 4
-        if pos != end:
-            return 0
-    return deepest
-
-
-def _varint(raw: bytes, pos: int, end: int) -> tuple[int, int]:
-    """(value, next position), or (-1, pos) when no complete varint starts at `pos`."""
-    value = shift = 0
-    while pos < end and shift < 64:
-        byte = raw[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-    return -1, pos
 
 
 class _Refusal(Exception):

@@ -25,6 +25,7 @@ from google.protobuf.message import Message
 
 from oncofed.dictionary import Dictionary
 from oncofed.query.errors import invalid
+from oncofed.query.nesting import MAX_COHORT_DEPTH
 from oncofed.v1 import common_pb2
 from oncofed.v1 import query_pb2 as pb
 
@@ -37,11 +38,6 @@ _LEAF_OPS = ("equals", "in", "prefix", "null", "from", "to")
 _TOP_KEYS = {"cohort", "analysis", "permit_hash", "researcher_key_id", "nonce", "issued_at", "expires_at",
              "targets", "min_participants", "dictionary", "exact_dates", "epsilon"}
 _MAX_TEXT = 1 << 20
-#: The deepest cohort tree (and / or / not levels, the root is level 1) the contract carries.
-#: Protobuf refuses to parse messages nested more than 100 deep; an `and` level is two messages
-#: (Cohort → CohortList), so 32 levels stay well inside that on every side of the wire. A
-#: centre's policy (`[query] max_depth`, default 8) may only lower it.
-MAX_COHORT_DEPTH = 32
 
 
 def loads(text: str | bytes, fmt: str = "auto", *, dictionary: Dictionary | None = None) -> pb.QueryBody:

@@ -18,8 +18,9 @@ from oncofed.node.audit import AuditLog
 from oncofed.node.node import init_node, open_node
 from oncofed.node.query.policy import NodePolicy
 from oncofed.node.service import admin_channel, start_admin_server
-from oncofed.node.verify import MAX_BODY_DEPTH, QueryVerifier, RequestRefused, message_depth
+from oncofed.node.verify import QueryVerifier, RequestRefused
 from oncofed.query import QueryError
+from oncofed.query.nesting import MAX_BODY_DEPTH, message_depth
 from oncofed.v1 import admin_pb2, admin_pb2_grpc, query_pb2
 
 

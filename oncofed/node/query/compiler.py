@@ -24,7 +24,7 @@ from oncofed.node.store.encoding import code_ordinals, day_number, topography_co
 from oncofed.node.store.schema import quote
 from oncofed.query import values as V
 from oncofed.query.errors import invalid
-from oncofed.query.textform import MAX_COHORT_DEPTH
+from oncofed.query.nesting import MAX_COHORT_DEPTH
 from oncofed.v1 import query_pb2 as pb
 
 MAX_DEPTH = 8

@@ -13,7 +13,8 @@ from oncofed import dictionary as dictmod
 from oncofed.cli import main
 from oncofed.node.query.compiler import compile_cohort
 from oncofed.query import QueryError, loads
-from oncofed.query.textform import MAX_COHORT_DEPTH, from_mapping
+from oncofed.query.nesting import MAX_COHORT_DEPTH
+from oncofed.query.textform import from_mapping
 from oncofed.v1 import query_pb2 as pb
 
 D = dictmod.load()
