@@ -86,6 +86,13 @@ listen = "{admin_listen}"
 # [audit]
 # # Sign an audit checkpoint after every N entries (needs [identity]).
 # checkpoint_every = 100
+#
+# [hub]
+# # Where `oncofed node serve` connects out to answer federated queries (needs [identity] and
+# # [tls]); no inbound port is opened here.
+# address = "hub.example.org:7443"
+# server_name = ""            # the name in the hub's certificate, when not the host
+# min_participants = 3        # answer only in participant sets at least this large
 """
 
 #: One comment per [query] setting, written above it in node.toml (a test checks every

@@ -37,7 +37,7 @@ def test_the_generated_node_toml_shows_every_query_setting_with_its_default_and_
         assert QUERY_COMMENTS[name]
     assert max(len(line) for line in lines) <= 100
     # The optional sections are shown commented out, so appending them stays valid TOML.
-    for section in ("identity", "tls", "audit"):
+    for section in ("identity", "tls", "audit", "hub"):
         assert f"# [{section}]" in text and section not in raw
 
 
