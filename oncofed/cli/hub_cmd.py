@@ -108,7 +108,7 @@ def serve(config_path: Path, grace: float) -> None:
 @json_option
 def status(config_path: Path, limit: int, as_json: bool) -> None:
     """Centres online or offline (last seen), queue depth, recent queries — metadata only."""
-    from oncofed.cli.output import emit_json
+    from oncofed.cli.output import emit_json, plural
     from oncofed.federation.hub.config import load
     from oncofed.federation.hub.status import hub_status
 
@@ -116,8 +116,8 @@ def status(config_path: Path, limit: int, as_json: bool) -> None:
     if as_json:
         emit_json(report)
         return
-    click.echo(f"hub {report['hub']}: {len(report['centres'])} centre(s) known, "
-               f"{report['queued_tasks']} task(s) queued")
+    click.echo(f"hub {report['hub']}: {plural(len(report['centres']), 'centre')} known, "
+               f"{plural(report['queued_tasks'], 'task')} queued")
     for c in report["centres"]:
         head = ", audit head kept" if c["audit_head_bytes"] else ""
         click.echo(f"  {c['centre']:<20} {'online ' if c['online'] else 'offline'}  last seen {c['last_seen']}"
