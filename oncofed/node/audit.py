@@ -7,10 +7,19 @@ identity key (envelope tag `oncofed/audit-checkpoint/v1`), stores the signed byt
 `audit_checkpoints` and records the checkpoint as an entry of the chain itself, so removing a
 checkpoint row breaks the chain too.
 
+A chain cannot show that it was cut short, so the log's length is also kept elsewhere: the
+store's `audit_head` row (moved forward in the same transaction as every append), the head
+journal file beside the store (a signed head per checkpoint), and signed heads in every reply
+the node sends (`signed_head()`; oncofed.node.audit_heads). `verify` checks the log against all
+of them.
+
 What this proves (docs/audit.md): anyone who edits, deletes, inserts or reorders entries with
 sqlite3 breaks the chain unless they recompute every later hash — which needs no secret, so only a
-signed checkpoint proves that the entries up to it are the ones the node wrote. Entries after the
-newest checkpoint are protected by the chain alone; `verify` reports how many there are.
+signed checkpoint or head proves that the entries up to it are the ones the node wrote, and only
+a head held outside the node proves that the log was at least that long.
+
+Researcher-chosen text is bounded and made printable before it is stored (oncofed.node.
+audit_text): a refused request can name 900 KB of "field names" and escape codes.
 
 Triggers (oncofed.node.store.audit_table) make the tables append-only for every ordinary writer;
 they stop mistakes, not an attacker who can drop them (which is what the chain and the signatures
@@ -26,6 +35,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import math
 import re
 import sqlite3
@@ -40,6 +50,8 @@ from typing import TYPE_CHECKING, Any
 from oncofed.errors import OncofedError
 from oncofed.keys.envelope import sign
 from oncofed.keys.identity import Identity
+from oncofed.node.audit_heads import JOURNAL_NAME, HeadJournal, sign_head
+from oncofed.node.audit_text import clean_detail, clean_fields, clean_text
 from oncofed.node.store import audit_table as store
 from oncofed.node.store import db as dbmod
 
@@ -48,11 +60,14 @@ if TYPE_CHECKING:
     from oncofed.node.audit_verify import VerifyReport
     from oncofed.node.node import Node
 
+log = logging.getLogger("oncofed.node.audit")
+
 TAG_CHECKPOINT = "oncofed/audit-checkpoint/v1"
 ENTRY_DOMAIN = b"oncofed/audit-entry/v1\n"
 GENESIS = "0" * 64
 LOCAL_ADMIN = "local-admin"
 NODE = "node"
+AUTHORITY = "authority"
 CHECKPOINT_EVENT = "audit.checkpoint"
 #: Columns of an entry, in the order they are hashed (then prev_hash).
 COLUMNS = ("seq", "at_ms", "event", "who", "permit_hash", "query_hash", "analysis", "fields",
@@ -150,22 +165,26 @@ def _check_name(value: str, what: str, *, empty: bool = False) -> str:
 class AuditLog:
     """Append to, read, verify and export the audit log in one node store.
 
-    `signer` is the node's identity (None: checkpoints are not signed); a checkpoint is signed
-    automatically every `checkpoint_every` entries."""
+    `signer` is the node's identity (None: checkpoints and heads are not signed); a checkpoint is
+    signed automatically every `checkpoint_every` entries and, with `head_journal`, a signed head
+    appended to that file after the transaction commits."""
 
     def __init__(self, conn: sqlite3.Connection, signer: Identity | None = None, *,
-                 checkpoint_every: int = 100) -> None:
+                 checkpoint_every: int = 100, head_journal: Path | None = None) -> None:
         if checkpoint_every < 1:
             raise ValueError("checkpoint_every must be at least 1")
         self.conn, self.signer, self.checkpoint_every = conn, signer, checkpoint_every
+        self.journal = HeadJournal(head_journal) if head_journal is not None else None
+        self._pending: list[dict[str, Any]] = []
         self._lock = threading.RLock()
         dbmod.migrate(dbmod.StoreDB(conn), ["audit"])
 
     @classmethod
     def open(cls, store: Path, signer: Identity | None = None, *,
-             checkpoint_every: int = 100) -> AuditLog:
+             checkpoint_every: int = 100, head_journal: Path | None = None) -> AuditLog:
         """An AuditLog on its own connection to the store file (close it when done)."""
-        return cls(dbmod.connect(store).conn, signer, checkpoint_every=checkpoint_every)
+        return cls(dbmod.connect(store).conn, signer, checkpoint_every=checkpoint_every,
+                   head_journal=head_journal)
 
     def close(self) -> None:
         self.conn.close()
@@ -178,8 +197,24 @@ class AuditLog:
             if self.conn.in_transaction:
                 yield self.conn
                 return
-            with dbmod.immediate(self.conn) as conn:
-                yield conn
+            try:
+                with dbmod.immediate(self.conn) as conn:
+                    yield conn
+            except BaseException:
+                self._pending.clear()
+                raise
+            self._write_journal()
+
+    def _write_journal(self) -> None:
+        """Append the heads of checkpoints just committed (after the commit: a crash in between
+        leaves the journal behind the log, never ahead of it)."""
+        pending, self._pending = self._pending, []
+        for line in pending:
+            assert self.journal is not None
+            try:
+                self.journal.append(**line)
+            except OSError as exc:
+                log.warning("audit head journal %s not written: %s", self.journal.path, exc)
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -199,8 +234,8 @@ class AuditLog:
                at: float | None = None) -> AuditEntry:
         """Append one entry (joining the caller's `transaction()` if one is open) and sign a
         checkpoint when one is due. `who` is a researcher id or LOCAL_ADMIN."""
-        if not who or len(who) > 200:
-            raise AuditError("audit entries need a `who` of at most 200 characters")
+        if not who:
+            raise AuditError("audit entries need a `who`")
         for name, value in (("permit hash", permit_hash), ("query hash", query_hash)):
             if not _HASH.fullmatch(value):
                 raise AuditError(f"audit {name} must be 64 lower-case hex digits or empty")
@@ -208,14 +243,16 @@ class AuditLog:
                 or epsilon_spent < 0:
             raise AuditError("cell counts and ε spent must be finite and ≥ 0")
         at_ms = int((time.time() if at is None else at) * 1000)
-        row: dict[str, Any] = {"event": _check_name(event, "event"), "who": who, "permit_hash": permit_hash,
-               "query_hash": query_hash, "analysis": _check_name(analysis, "analysis", empty=True),
-               "fields": canonical_json(sorted(set(fields))),
-               "decision": _check_name(decision, "decision"),
-               "reason": _check_name(reason, "reason", empty=True),
-               "cells_suppressed": int(cells_suppressed), "cells_perturbed": int(cells_perturbed),
-               "epsilon_spent": float(epsilon_spent), "detail": canonical_json(dict(detail or {})),
-               "at_ms": at_ms}
+        row: dict[str, Any] = {
+            "event": _check_name(event, "event"), "who": clean_text(who, 200),
+            "permit_hash": permit_hash, "query_hash": query_hash,
+            "analysis": _check_name(analysis, "analysis", empty=True),
+            "fields": canonical_json(clean_fields(fields)),
+            "decision": _check_name(decision, "decision"),
+            "reason": _check_name(reason, "reason", empty=True),
+            "cells_suppressed": int(cells_suppressed), "cells_perturbed": int(cells_perturbed),
+            "epsilon_spent": float(epsilon_spent),
+            "detail": canonical_json(clean_detail(detail, canonical_json)), "at_ms": at_ms}
         with self.transaction():
             entry = self._insert(row)
             if self.signer is not None and event != CHECKPOINT_EVENT \
@@ -228,6 +265,7 @@ class AuditLog:
         full = {**row, "seq": (last[0] + 1) if last else 1, "prev_hash": last[1] if last else GENESIS}
         full["entry_hash"] = entry_hash(full)
         store.append_entry(self.conn, full)
+        store.advance_head(self.conn, full["seq"], full["entry_hash"])
         return AuditEntry.from_row(full)
 
     def checkpoint(self, who: str = LOCAL_ADMIN, at: float | None = None) -> Checkpoint:
@@ -252,12 +290,34 @@ class AuditLog:
         key_id = self.signer.public.signing_key_id.hex()
         store.append_checkpoint(self.conn, checkpoint_id=cid, seq=seq, entry_hash=hash_, at_ms=at_ms,
                                 signer_key_id=key_id, envelope=envelope)
-        self._insert({"event": CHECKPOINT_EVENT, "who": who, "permit_hash": "", "query_hash": "",
-                      "analysis": "", "fields": "[]", "decision": "signed", "reason": "",
-                      "cells_suppressed": 0, "cells_perturbed": 0, "epsilon_spent": 0.0,
-                      "detail": canonical_json({"checkpoint": cid, "covers": seq,
-                                                "entry_hash": hash_}), "at_ms": at_ms})
+        marker = self._insert({"event": CHECKPOINT_EVENT, "who": who, "permit_hash": "", "query_hash": "",
+                               "analysis": "", "fields": "[]", "decision": "signed", "reason": "",
+                               "cells_suppressed": 0, "cells_perturbed": 0, "epsilon_spent": 0.0,
+                               "detail": canonical_json({"checkpoint": cid, "covers": seq,
+                                                         "entry_hash": hash_}), "at_ms": at_ms})
+        if self.journal is not None:  # the head covers the marker too: cutting it shows
+            store.mark_journaled(self.conn)
+            self._pending.append({"seq": marker.seq, "entry_hash": marker.entry_hash, "checkpoint": cid,
+                                  "at_ms": at_ms,
+                                  "envelope": sign_head(self.signer, marker.seq, marker.entry_hash, at_ms)})
         return Checkpoint(cid, seq, hash_, at_ms, key_id, envelope)
+
+    # --- heads ---------------------------------------------------------------------------------
+    def head(self) -> tuple[int, str]:
+        """(seq, entry hash) of the newest entry; (0, 64 zeros) for an empty log."""
+        with self._lock:
+            last = store.last_entry(self.conn)
+        return (last[0], last[1]) if last else (0, GENESIS)
+
+    def signed_head(self, at: float | None = None) -> bytes:
+        """The node's signed audit head now (envelope bytes, tag `oncofed/audit-head/v1`, body an
+        `AuditHead`): attach it to every signed reply, so that whoever receives one holds evidence
+        of how long this log was. Writes nothing (a head is a statement, not an event)."""
+        if self.signer is None:
+            raise AuditError("no node identity key is configured ([identity] key in node.toml): "
+                             "audit heads cannot be signed")
+        seq, hash_ = self.head()
+        return sign_head(self.signer, seq, hash_, int((time.time() if at is None else at) * 1000))
 
     # --- reading ------------------------------------------------------------------------------
     def raw_rows(self) -> Iterator[dict[str, Any]]:
@@ -274,24 +334,32 @@ class AuditLog:
                            bytes(r["envelope"]))
                 for r in store.checkpoint_rows(self.conn)]
 
-    def verify(self, keys: PublicIdentity | Iterable[PublicIdentity] | None = None) -> VerifyReport:
-        """Check the whole log against the node's public key(s); see `audit_verify.verify_log`."""
+    def verify(self, keys: PublicIdentity | Iterable[PublicIdentity] | None = None, *,
+               heads: Iterable[bytes | tuple[str, bytes]] = (), key_source: str = "") -> VerifyReport:
+        """Check the whole log against the centre's public key(s) and signed heads; see
+        `audit_verify.verify_log`."""
         from oncofed.node.audit_verify import verify_log
 
-        return verify_log(self, keys)
+        return verify_log(self, keys, heads=heads, key_source=key_source)
 
     def export(self, path: Path, format: str = "jsonl") -> int:
         """Write the log to `path` (jsonl: entries then checkpoints; csv: entries); return the
         number of entries written."""
-        from oncofed.node.audit_verify import export_log
+        from oncofed.node.audit_export import export_log
 
         return export_log(self, path, format)
 
 
-def open_audit(node: Node) -> AuditLog:
-    """The audit log of an opened Node, on its own connection, signing with the node's
-    identity key when node.toml names one ([identity] key)."""
+def journal_path(node: Node) -> Path:
+    """Where a node keeps its head journal: `logs/audit-heads.jsonl` in the node directory."""
+    return node.paths.logs / JOURNAL_NAME
+
+
+def open_audit(node: Node, *, signed: bool = True) -> AuditLog:
+    """The audit log of an opened Node, on its own connection, with its head journal, signing
+    with the node's identity key when node.toml names one ([identity] key) and `signed`."""
     from oncofed.node.keyfiles import checkpoint_every, load_node_identity
 
-    signer = load_node_identity(node.config, node.paths.root)
-    return AuditLog.open(node.paths.store, signer, checkpoint_every=checkpoint_every(node.config))
+    signer = load_node_identity(node.config, node.paths.root) if signed else None
+    return AuditLog.open(node.paths.store, signer, checkpoint_every=checkpoint_every(node.config),
+                         head_journal=journal_path(node))

@@ -6,13 +6,16 @@ accepted only when the pinned root signed it, it is newer than the one held, and
 node stops answering once either is stale, so a hub can neither replay an old registry, withhold a
 revocation, nor slip in a member. A permit is usable only after this centre's admin approved it,
 pinning the SHA-256 of its exact signed bytes. `authorise` is the query path's one gate.
+
+Every change (root pinned, document installed or refused, permit added or decided, here or by
+the authority) is audited in the transaction that makes it; the next checkpoint signs it.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +35,10 @@ from oncofed.keys.registry import (
     verify_revocations,
 )
 from oncofed.keys.tls import cert_fingerprint
+from oncofed.node.audit import AUTHORITY, LOCAL_ADMIN, AuditLog
 from oncofed.node.store import db as dbmod
 from oncofed.node.store import trust_state as store
+from oncofed.node.trust_audit import DECISION_EVENTS, DocumentRefused, refusals_audited
 
 T = TypeVar("T")
 
@@ -86,6 +91,7 @@ class NodeTrust:
         self.db, self.conn, self.centre_id, self._lock = db, db.conn, centre_id, threading.Lock()
         self._cache: dict[str, tuple[tuple[str, str, bytes], Any]] = {}
         dbmod.migrate(db, ["trust"])
+        self.audit = AuditLog(self.conn)  # on this connection: joins `_write`'s transactions
 
     @classmethod
     def open(cls, store: Path, centre_id: str, *, create: bool = False) -> NodeTrust:
@@ -101,7 +107,8 @@ class NodeTrust:
             yield conn
 
     # --- the root -----------------------------------------------------------------------------
-    def pin_root(self, cert_pem: bytes, expected_fingerprint: str, at: int | None = None) -> str:
+    def pin_root(self, cert_pem: bytes, expected_fingerprint: str, at: int | None = None, *,
+                 by: str = LOCAL_ADMIN) -> str:
         """Pin the federation root, once. The fingerprint must come from the authority by a
         channel the hub does not control; pinning another root later is refused."""
         fp = cert_fingerprint(cert_pem)
@@ -119,6 +126,7 @@ class NodeTrust:
             raise TrustError(f"already pinned to root {current}: a node has one federation")
         with self._write() as c:
             store.pin_root(c, fp, cert_pem, now() if at is None else at)
+            self.audit.append(event="trust.pin", decision="pinned", who=by, detail={"root_fingerprint": fp})
         return fp
 
     def root_fingerprint(self) -> str | None:
@@ -154,65 +162,79 @@ class NodeTrust:
         return doc
 
     def _accept(self, kind: str, data: bytes, version: int, issued_at: int, next_update: int,
-                at: int) -> bool:
-        """Store a verified document if it is newer; False when it is the one already held."""
+                at: int, *, by: str, detail: Mapping[str, Any]) -> bool:
+        """Store a verified document if it is newer, with its audit entry; False if already held."""
         sha = permit_sha256(data)  # plain SHA-256 of the bytes
         label = "registry" if kind == "registry" else "revocation list"
         if next_update <= at:
             raise StaleTrust(f"{label} v{version} went stale at {iso(next_update)}; refused")
         if issued_at > at + CLOCK_SKEW:
-            raise TrustError(f"{label} version {version} is issued in the future; check the clock")
+            raise DocumentRefused("issued_in_future", f"{label} version {version} is issued in "
+                                  "the future; check the clock")
         with self._write() as c:
             row = store.newest_version(c, kind)
             if row and version < row[0]:
-                raise TrustError(f"{label} version {version} is older than the version "
-                                 f"{row[0]} this node holds; refused")
+                raise DocumentRefused("older_version", f"{label} version {version} is older than "
+                                      f"the version {row[0]} this node holds; refused")
             if row and version == row[0]:
                 if sha == row[1]:
                     return False
-                raise TrustError(f"a different {label} with the same version {version}: refused "
-                                 "(the authority never signs two documents with one version)")
+                raise DocumentRefused("conflicting_version", f"a different {label} with the same "
+                                      f"version {version}: refused (the authority never signs "
+                                      "two documents with one version)")
             store.add_document(c, kind, version=version, sha256=sha, data=data,
                                issued_at=issued_at, next_update=next_update, at=at)
+            self.audit.append(event=f"trust.{kind}", decision="installed", who=by, detail={
+                "version": version, "sha256": sha, "issued_at": issued_at, "next_update": next_update, **detail})
         return True
 
-    def update_registry(self, data: bytes, at: int | None = None) -> RegistryChanges | None:
+    def update_registry(self, data: bytes, at: int | None = None, *, by: str = LOCAL_ADMIN) -> RegistryChanges | None:
         """Accept a newer registry; return what changed (None when it was already held)."""
         at = now() if at is None else at
-        try:
-            reg = verify_registry(*self._root(), data)
-        except InvalidMessage:
-            raise TrustError("not a registry signed by the pinned federation root") from None
-        previous = self.registry()
-        if not self._accept("registry", bytes(data), reg.version, reg.issued_at,
-                            reg.next_update, at):
-            return None
-        return diff(previous, reg)
+        with refusals_audited(self._write, self.audit, "trust.registry", by):
+            try:
+                reg = verify_registry(*self._root(), data)
+            except InvalidMessage:
+                raise DocumentRefused("not_signed_by_root", "not a registry signed by the pinned "
+                                      "federation root") from None
+            changes = diff(self.registry(), reg)
+            ids = {k: [m.member_id for m in getattr(changes, k)] for k in ("added", "removed", "rekeyed")}
+            if not self._accept("registry", bytes(data), reg.version, reg.issued_at,
+                                reg.next_update, at, by=by, detail={"members": len(reg.members), **ids}):
+                return None
+        return changes
 
-    def update_revocations(self, data: bytes, at: int | None = None) -> RevocationList | None:
+    def update_revocations(self, data: bytes, at: int | None = None, *, by: str = LOCAL_ADMIN) -> RevocationList | None:
         """Accept a newer revocation list and apply it to this node's permits at once."""
         at = now() if at is None else at
-        try:
-            rl = verify_revocations(*self._root(), data)
-        except InvalidMessage:
-            raise TrustError("not a revocation list signed by the pinned federation root") from None
-        if not self._accept("revocations", bytes(data), rl.version, rl.issued_at,
-                            rl.next_update, at):
-            return None
+        with refusals_audited(self._write, self.audit, "trust.revocations", by):
+            try:
+                rl = verify_revocations(*self._root(), data)
+            except InvalidMessage:
+                raise DocumentRefused("not_signed_by_root", "not a revocation list signed by the "
+                                      "pinned federation root") from None
+            if not self._accept("revocations", bytes(data), rl.version, rl.issued_at,
+                                rl.next_update, at, by=by,
+                                detail={"permits": len(rl.permits), "keys": len(rl.keys)}):
+                return None
         with self._write() as c:
             for r in rl.permits:
-                store.revoke_permit(c, sha256=r.permit_sha256, permit_id=r.permit_id,
-                                    reason=r.reason or "revoked by the authority", at=at)
+                reason = r.reason or "revoked by the authority"
+                for sha in store.revoke_permit(c, sha256=r.permit_sha256, permit_id=r.permit_id,
+                                               reason=reason, at=at):
+                    self.audit.append(event="permit.revoke", decision="revoked", who=AUTHORITY, permit_hash=sha,
+                                      detail={"permit_id": r.permit_id, "reason": reason, "revocations": rl.version})
         return rl
 
-    def install(self, data: bytes, at: int | None = None
+    def install(self, data: bytes, at: int | None = None, *, by: str = LOCAL_ADMIN
                 ) -> tuple[str, RegistryChanges | RevocationList | None]:
         """Install a registry or a revocation list, whichever the root signed `data` as."""
         try:
-            verify_registry(*self._root(), data)
+            if (pinned := store.root(self.conn)) is not None:  # else update_registry refuses
+                verify_registry(*pinned, data)
         except InvalidMessage:
-            return "revocations", self.update_revocations(data, at)
-        return "registry", self.update_registry(data, at)
+            return "revocations", self.update_revocations(data, at, by=by)
+        return "registry", self.update_registry(data, at, by=by)
 
     def keyring(self, at: int | None = None) -> dict[bytes, PublicIdentity]:
         """Registry members whose keys are not revoked, by signing key id — what signed
@@ -309,7 +331,7 @@ class NodeTrust:
         if registry is not None:
             p.check_researcher(registry)
 
-    def add_permit(self, data: bytes, at: int | None = None) -> PermitRecord:
+    def add_permit(self, data: bytes, at: int | None = None, *, by: str = LOCAL_ADMIN) -> PermitRecord:
         """Record a root-signed permit as pending (idempotent). Nothing is approved by this."""
         at = now() if at is None else at
         try:
@@ -320,10 +342,15 @@ class NodeTrust:
         self._check_usable(signed, at, registry=self.registry(), revocations=self.revocations())
         p = signed.permit
         with self._write() as c:
-            store.add_pending_permit(c, sha256=signed.sha256, permit_id=p.permit_id,
-                                     data=signed.data, researcher_id=p.researcher.member_id,
-                                     project_title=p.project_title, not_before=p.not_before,
-                                     not_after=p.not_after, at=at)
+            if store.permit_row(c, signed.sha256) is None:
+                store.add_pending_permit(c, sha256=signed.sha256, permit_id=p.permit_id,
+                                         data=signed.data, researcher_id=p.researcher.member_id,
+                                         project_title=p.project_title, not_before=p.not_before,
+                                         not_after=p.not_after, at=at)
+                self.audit.append(event="permit.add", decision="pending", who=LOCAL_ADMIN, permit_hash=signed.sha256,
+                                  detail={"permit_id": p.permit_id, "researcher": p.researcher.member_id,
+                                          "project": p.project_title, "not_before": p.not_before,
+                                          "not_after": p.not_after, "by": by})
         return self.permit(signed.sha256)
 
     def _decide(self, ref: str, status: str, allowed_from: tuple[str, ...], by: str,
@@ -333,6 +360,9 @@ class NodeTrust:
                                 f"mark it {status}")
         with self._write() as c:
             store.decide_permit(c, rec.sha256, status=status, by=by, reason=reason, at=at)
+            self.audit.append(event=DECISION_EVENTS[status], decision=status, who=LOCAL_ADMIN,
+                              permit_hash=rec.sha256, detail={"permit_id": rec.permit.permit_id, "by": by,
+                                                              "was": rec.status, "reason": reason})
         return self.permit(rec.sha256)
 
     def approve(self, ref: str, *, by: str, at: int | None = None,

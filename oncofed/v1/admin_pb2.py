@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from oncofed.v1 import common_pb2 as oncofed_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16oncofed/v1/admin.proto\x12\noncofed.v1\x1a\x17oncofed/v1/common.proto\"\x11\n\x0f\x44\x65scribeRequest\"\x93\x01\n\x10\x44\x65scribeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12-\n\ndictionary\x18\x03 \x01(\x0b\x32\x19.oncofed.v1.DictionaryRef\x12%\n\x06\x66ields\x18\x04 \x03(\x0b\x32\x15.oncofed.v1.FieldSpec\"\x0f\n\rStatusRequest\"\xa3\x01\n\rIngestSummary\x12\x11\n\tingest_id\x18\x01 \x01(\x03\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66ile_sha256\x18\x03 \x01(\t\x12\x0c\n\x04rows\x18\x04 \x01(\x03\x12\x10\n\x08inserted\x18\x05 \x01(\x03\x12\x0f\n\x07updated\x18\x06 \x01(\x03\x12\x11\n\tunchanged\x18\x07 \x01(\x03\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\t\"\xd0\x01\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12-\n\ndictionary\x18\x02 \x01(\x0b\x32\x19.oncofed.v1.DictionaryRef\x12\x0f\n\x07tumours\x18\x03 \x01(\x03\x12\x10\n\x08patients\x18\x04 \x01(\x03\x12.\n\x0blast_ingest\x18\x05 \x01(\x0b\x32\x19.oncofed.v1.IngestSummary\x12\x13\n\x0bstore_bytes\x18\x06 \x01(\x03\x12\x16\n\x0eschema_version\x18\x07 \x01(\x03\x32\x93\x01\n\tNodeAdmin\x12\x45\n\x08\x44\x65scribe\x12\x1b.oncofed.v1.DescribeRequest\x1a\x1c.oncofed.v1.DescribeResponse\x12?\n\x06Status\x12\x19.oncofed.v1.StatusRequest\x1a\x1a.oncofed.v1.StatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16oncofed/v1/admin.proto\x12\noncofed.v1\x1a\x17oncofed/v1/common.proto\"\x11\n\x0f\x44\x65scribeRequest\"\xa7\x01\n\x10\x44\x65scribeResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x18\n\x10software_version\x18\x02 \x01(\t\x12-\n\ndictionary\x18\x03 \x01(\x0b\x32\x19.oncofed.v1.DictionaryRef\x12%\n\x06\x66ields\x18\x04 \x03(\x0b\x32\x15.oncofed.v1.FieldSpec\x12\x12\n\naudit_head\x18\x05 \x01(\x0c\"\x0f\n\rStatusRequest\"\xa3\x01\n\rIngestSummary\x12\x11\n\tingest_id\x18\x01 \x01(\x03\x12\x11\n\tfile_name\x18\x02 \x01(\t\x12\x13\n\x0b\x66ile_sha256\x18\x03 \x01(\t\x12\x0c\n\x04rows\x18\x04 \x01(\x03\x12\x10\n\x08inserted\x18\x05 \x01(\x03\x12\x0f\n\x07updated\x18\x06 \x01(\x03\x12\x11\n\tunchanged\x18\x07 \x01(\x03\x12\x13\n\x0b\x66inished_at\x18\x08 \x01(\t\"\xe4\x01\n\x0eStatusResponse\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12-\n\ndictionary\x18\x02 \x01(\x0b\x32\x19.oncofed.v1.DictionaryRef\x12\x0f\n\x07tumours\x18\x03 \x01(\x03\x12\x10\n\x08patients\x18\x04 \x01(\x03\x12.\n\x0blast_ingest\x18\x05 \x01(\x0b\x32\x19.oncofed.v1.IngestSummary\x12\x13\n\x0bstore_bytes\x18\x06 \x01(\x03\x12\x16\n\x0eschema_version\x18\x07 \x01(\x03\x12\x12\n\naudit_head\x18\x08 \x01(\x0c\"\x12\n\x10\x41uditHeadRequest\"\'\n\x11\x41uditHeadResponse\x12\x12\n\naudit_head\x18\x01 \x01(\x0c\x32\xdd\x01\n\tNodeAdmin\x12\x45\n\x08\x44\x65scribe\x12\x1b.oncofed.v1.DescribeRequest\x1a\x1c.oncofed.v1.DescribeResponse\x12?\n\x06Status\x12\x19.oncofed.v1.StatusRequest\x1a\x1a.oncofed.v1.StatusResponse\x12H\n\tAuditHead\x12\x1c.oncofed.v1.AuditHeadRequest\x1a\x1d.oncofed.v1.AuditHeadResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DESCRIBEREQUEST']._serialized_start=63
   _globals['_DESCRIBEREQUEST']._serialized_end=80
   _globals['_DESCRIBERESPONSE']._serialized_start=83
-  _globals['_DESCRIBERESPONSE']._serialized_end=230
-  _globals['_STATUSREQUEST']._serialized_start=232
-  _globals['_STATUSREQUEST']._serialized_end=247
-  _globals['_INGESTSUMMARY']._serialized_start=250
-  _globals['_INGESTSUMMARY']._serialized_end=413
-  _globals['_STATUSRESPONSE']._serialized_start=416
-  _globals['_STATUSRESPONSE']._serialized_end=624
-  _globals['_NODEADMIN']._serialized_start=627
-  _globals['_NODEADMIN']._serialized_end=774
+  _globals['_DESCRIBERESPONSE']._serialized_end=250
+  _globals['_STATUSREQUEST']._serialized_start=252
+  _globals['_STATUSREQUEST']._serialized_end=267
+  _globals['_INGESTSUMMARY']._serialized_start=270
+  _globals['_INGESTSUMMARY']._serialized_end=433
+  _globals['_STATUSRESPONSE']._serialized_start=436
+  _globals['_STATUSRESPONSE']._serialized_end=664
+  _globals['_AUDITHEADREQUEST']._serialized_start=666
+  _globals['_AUDITHEADREQUEST']._serialized_end=684
+  _globals['_AUDITHEADRESPONSE']._serialized_start=686
+  _globals['_AUDITHEADRESPONSE']._serialized_end=725
+  _globals['_NODEADMIN']._serialized_start=728
+  _globals['_NODEADMIN']._serialized_end=949
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,11 @@ class NodeAdminStub:
                 request_serializer=oncofed_dot_v1_dot_admin__pb2.StatusRequest.SerializeToString,
                 response_deserializer=oncofed_dot_v1_dot_admin__pb2.StatusResponse.FromString,
                 _registered_method=True)
+        self.AuditHead = channel.unary_unary(
+                '/oncofed.v1.NodeAdmin/AuditHead',
+                request_serializer=oncofed_dot_v1_dot_admin__pb2.AuditHeadRequest.SerializeToString,
+                response_deserializer=oncofed_dot_v1_dot_admin__pb2.AuditHeadResponse.FromString,
+                _registered_method=True)
 
 
 class NodeAdminServicer:
@@ -65,6 +70,13 @@ class NodeAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuditHead(self, request, context):
+        """The node's current signed audit head, for parties that keep evidence of the log's length.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +89,11 @@ def add_NodeAdminServicer_to_server(servicer, server):
                     servicer.Status,
                     request_deserializer=oncofed_dot_v1_dot_admin__pb2.StatusRequest.FromString,
                     response_serializer=oncofed_dot_v1_dot_admin__pb2.StatusResponse.SerializeToString,
+            ),
+            'AuditHead': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditHead,
+                    request_deserializer=oncofed_dot_v1_dot_admin__pb2.AuditHeadRequest.FromString,
+                    response_serializer=oncofed_dot_v1_dot_admin__pb2.AuditHeadResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +151,33 @@ class NodeAdmin:
             '/oncofed.v1.NodeAdmin/Status',
             oncofed_dot_v1_dot_admin__pb2.StatusRequest.SerializeToString,
             oncofed_dot_v1_dot_admin__pb2.StatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditHead(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/oncofed.v1.NodeAdmin/AuditHead',
+            oncofed_dot_v1_dot_admin__pb2.AuditHeadRequest.SerializeToString,
+            oncofed_dot_v1_dot_admin__pb2.AuditHeadResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,6 +13,7 @@ import threading
 
 import pytest
 from click.testing import CliRunner
+from node_fed_helpers import make_fed
 
 from oncofed.cli import main
 from oncofed.keys.envelope import sign
@@ -30,9 +31,21 @@ from oncofed.node.node import open_node
 
 
 @pytest.fixture
-def signed_node(node_dir):
-    """A node with an identity key named in node.toml ([identity] key)."""
-    identity = Identity.generate("centre", "centre-test")
+def federation(tmp_path):
+    """A real federation in which the node's centre is enrolled (its key in the registry)."""
+    return make_fed(tmp_path / "fed", centres=("centre-test",), researchers=("res-1",))
+
+
+def _attach(node_dir, federation):
+    """Pin the root and install the registry: what `audit verify` takes the centre's key from."""
+    with open_node(node_dir) as node:
+        federation.attach(node.paths.store, "centre-test").close()
+
+
+@pytest.fixture
+def signed_node(node_dir, federation):
+    """A node with an identity key named in node.toml ([identity] key), enrolled in `federation`."""
+    identity = federation.identities["centre-test"]
     save_identity(identity, node_dir / "keys")
     with (node_dir / "node.toml").open("a", encoding="utf-8") as fh:
         fh.write('\n[identity]\nkey = "keys/identity.key"\n\n[audit]\ncheckpoint_every = 4\n')
@@ -238,30 +251,34 @@ def test_concurrent_appenders_on_separate_connections_keep_one_chain(signed_node
 def test_without_an_identity_nothing_is_signed_and_verify_says_so(node_dir):
     with open_node(node_dir) as node:
         log = AuditLog(node.conn)
-        log.append(event="query.preview", decision="answered", who="local-admin")
+        log.append(event="query.local", decision="answered", who="local-admin")
         with pytest.raises(AuditError, match="no node identity key"):
             log.checkpoint()
         report = log.verify()
     assert report.ok and report.signatures == "none" and "not signed" in report.summary()
 
 
-def test_cli_verify_exit_codes_show_export_and_checkpoint(signed_node, tmp_path):
+def test_cli_verify_exit_codes_show_export_and_checkpoint(signed_node, federation, tmp_path):
     node_dir, identity = signed_node
-    _fill(node_dir, identity, n=5)
+    _fill(node_dir, identity, n=5)  # entries 1-6 (a checkpoint after the 4th)
     run = CliRunner().invoke
+    unchecked = run(main, ["node", "audit", "verify", "-n", str(node_dir)])
+    assert unchecked.exit_code == 0 and "NOT checked (no federation root pinned" in unchecked.output
+    _attach(node_dir, federation)  # entries 7-9: trust.pin, trust.registry, trust.revocations
     ok = run(main, ["node", "audit", "verify", "-n", str(node_dir)])
-    assert ok.exit_code == 0 and ok.output.startswith("intact:") and "signed through" in ok.output
+    assert ok.exit_code == 0 and ok.output.startswith("intact: 9 entries")
+    assert "signed through entry 4" in ok.output and "centre-test's key from registry v1" in ok.output
     cp = run(main, ["node", "audit", "checkpoint", "-n", str(node_dir), "--json"])
-    assert cp.exit_code == 0 and json.loads(cp.output)["seq"] == 6
+    assert cp.exit_code == 0 and json.loads(cp.output)["seq"] == 9
     shown = run(main, ["node", "audit", "show", "-n", str(node_dir), "--limit", "3", "--json"])
-    assert [e["seq"] for e in json.loads(shown.output)] == [5, 6, 7]
+    assert [e["seq"] for e in json.loads(shown.output)] == [8, 9, 10]
     assert run(main, ["node", "audit", "export", str(tmp_path / "a.csv"), "--format", "csv",
                       "-n", str(node_dir)]).exit_code == 0
     with (tmp_path / "a.csv").open(newline="") as fh:
-        assert len(list(csv.DictReader(fh))) == 7
+        assert len(list(csv.DictReader(fh))) == 10
     run(main, ["node", "audit", "export", str(tmp_path / "a.jsonl"), "-n", str(node_dir)])
     kinds = [json.loads(line)["type"] for line in (tmp_path / "a.jsonl").read_text().splitlines()]
-    assert kinds.count("entry") == 7 and kinds.count("checkpoint") == 2
+    assert kinds.count("entry") == 10 and kinds.count("checkpoint") == 2
     _tamper(node_dir, "UPDATE audit_log SET analysis = 'crosstab' WHERE seq = 2")
     out = subprocess.run([sys.executable, "-m", "oncofed", "node", "audit", "verify", "-n", str(node_dir)],
                          capture_output=True, text=True, timeout=60)
@@ -277,8 +294,36 @@ def test_cli_verify_with_a_foreign_public_key_is_refused(signed_node, tmp_path):
     other = Identity.generate("centre", "centre-other")
     _, pub = save_identity(other, tmp_path / "other")
     result = CliRunner().invoke(main, ["node", "audit", "verify", "-n", str(node_dir),
-                                       "--public-key", str(pub)])
+                                       "--insecure-public-key", str(pub)])
     assert result.exit_code == 1 and "not this node's" in result.output
+
+
+def test_verify_trusts_the_registry_not_the_key_file_next_to_the_node(signed_node, federation):
+    """Whoever can rewrite the log can also swap keys/identity.pub (and re-sign with their own
+    key): `verify` takes the centre's key from the root-signed registry instead."""
+    node_dir, identity = signed_node
+    _fill(node_dir, identity, n=5)
+    _attach(node_dir, federation)
+    mallory = Identity.generate("centre", "centre-test")
+    for name in ("identity.key", "identity.pub"):
+        (node_dir / "keys" / name).unlink()
+    save_identity(mallory, node_dir / "keys")  # the attacker's key where node.toml points
+    cp = _row_cp(node_dir, 1)
+    forged = sign(mallory, TAG_CHECKPOINT, checkpoint_body("centre-test", 1, cp["seq"],
+                                                            cp["entry_hash"], cp["at_ms"]))
+    _tamper(node_dir, "UPDATE audit_checkpoints SET envelope = ? WHERE id = 1", params=[(forged,)])
+    run = CliRunner().invoke
+    result = run(main, ["node", "audit", "verify", "-n", str(node_dir)])
+    assert result.exit_code == 1 and "checkpoint 1: the signature does not verify" in result.output
+    loud = run(main, ["node", "audit", "verify", "-n", str(node_dir), "--insecure-public-key",
+                      str(node_dir / "keys" / "identity.pub")])
+    assert loud.exit_code == 0 and "INSECURE: key file" in loud.output
+    wrong_root = run(main, ["node", "audit", "verify", "-n", str(node_dir),
+                            "--root-fingerprint", "ab" * 32])
+    assert wrong_root.exit_code == 1 and "not the root you expected" in wrong_root.output
+    right_root = run(main, ["node", "audit", "verify", "-n", str(node_dir),
+                            "--root-fingerprint", federation.authority.root.fingerprint])
+    assert right_root.exit_code == 1 and "TAMPERED" in right_root.output
 
 
 def _row_cp(node_dir, cid):

@@ -40,7 +40,7 @@ EXECUTE = frozenset({"execute", "executemany", "executescript"})
 TABLES = {
     "store": {"node_meta", "ingests"},
     "trust": {"trust_root", "trust_documents", "trust_permits"},
-    "audit": {"audit_log", "audit_checkpoints"},
+    "audit": {"audit_log", "audit_checkpoints", "audit_head"},
     "verify": {"seen_nonces"},
     "query": {"query_rate_events", "query_privacy_budgets", "query_privacy_charges"},
     "federation": {"fed_pending", "fed_answers", "fed_declines"},
@@ -151,7 +151,7 @@ def test_a_fresh_node_has_every_components_tables(tmp_path: Path) -> None:
     assert wanted <= set(store["tables"])
     assert {"tumours", "schema_versions"} <= set(store["tables"])
     assert store["versions"] == {c: len(steps) for c, steps in MIGRATIONS.items()}
-    assert store["versions"] == {"store": 1, "trust": 1, "audit": 1, "verify": 1, "query": 1, "federation": 1}
+    assert store["versions"] == {"store": 1, "trust": 1, "audit": 2, "verify": 1, "query": 1, "federation": 1}
 
 
 def test_audit_rows_hold_exactly_the_hashed_columns() -> None:

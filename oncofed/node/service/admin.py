@@ -9,6 +9,9 @@ socket, whoever can open the 0700 node directory (the centre admin) may.
 While the node's registry or revocation list is missing or stale the node answers no one else,
 as its query verifier does: every other member gets the coarse `declined: BUSY` (UNAVAILABLE),
 since a stale registry may still list a member the authority has since removed.
+
+Every reply carries the node's signed audit head (`audit_head`; docs/audit.md), and AuditHead
+returns it alone, so every caller holds evidence of how long the node's audit log was.
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ if TYPE_CHECKING:
 SERVICE_NAME = "oncofed.v1.NodeAdmin"
 DESCRIBE = f"/{SERVICE_NAME}/Describe"
 STATUS = f"/{SERVICE_NAME}/Status"
+AUDIT_HEAD = f"/{SERVICE_NAME}/AuditHead"
 #: Who may call what over mutual TLS (the handler narrows Status to this centre itself).
-ALLOWED_ROLES: dict[str, set[str]] = {DESCRIBE: {"centre", "hub", "researcher"}, STATUS: {"centre"}}
+ALLOWED_ROLES: dict[str, set[str]] = {DESCRIBE: {"centre", "hub", "researcher"}, STATUS: {"centre"},
+                                      AUDIT_HEAD: {"centre", "hub", "researcher"}}
 
 
 def dictionary_ref(d: Dictionary) -> common_pb2.DictionaryRef:
@@ -81,13 +86,17 @@ def status_response(status: Mapping[str, Any], d: Dictionary) -> admin_pb2.Statu
 
 class NodeAdminService(admin_pb2_grpc.NodeAdminServicer):
     """Thin handlers over an opened Node. `mutual_tls` says whether callers arrive through
-    AuthInterceptor (then `current_peer()` names them) or over the node's Unix socket."""
+    AuthInterceptor (then `current_peer()` names them) or over the node's Unix socket.
+    `audit_head` signs the node's current audit head (AuditLog.signed_head); None: no identity key,
+    replies carry no head."""
 
     def __init__(self, node: Node, *, mutual_tls: bool,
-                 trust_ready: Callable[[], bool] | None = None) -> None:
+                 trust_ready: Callable[[], bool] | None = None,
+                 audit_head: Callable[[], bytes] | None = None) -> None:
         if mutual_tls and trust_ready is None:
             raise ValueError("a mutual-TLS admin API needs the node's trust state (trust_ready)")
         self.node, self.mutual_tls, self.trust_ready = node, mutual_tls, trust_ready
+        self._audit_head = audit_head
         self.node_id: str = node.config.node_id
         self._describe = describe_response(self.node_id, node.dictionary)
         self._lock = threading.Lock()  # one sqlite3 connection, many RPC threads
@@ -96,7 +105,10 @@ class NodeAdminService(admin_pb2_grpc.NodeAdminServicer):
     def Describe(self, request: admin_pb2.DescribeRequest,
                  context: grpc.ServicerContext) -> admin_pb2.DescribeResponse:
         self._require_fresh_trust()
-        return self._describe
+        resp = admin_pb2.DescribeResponse()
+        resp.CopyFrom(self._describe)
+        resp.audit_head = self._head()
+        return resp
 
     @handled
     def Status(self, request: admin_pb2.StatusRequest,
@@ -104,7 +116,19 @@ class NodeAdminService(admin_pb2_grpc.NodeAdminServicer):
         self._require_this_centre()
         with self._lock:
             status = self.node.status()
-        return status_response(status, self.node.dictionary)
+        resp = status_response(status, self.node.dictionary)
+        resp.audit_head = self._head()
+        return resp
+
+    @handled
+    def AuditHead(self, request: admin_pb2.AuditHeadRequest,
+                  context: grpc.ServicerContext) -> admin_pb2.AuditHeadResponse:
+        self._require_fresh_trust()
+        return admin_pb2.AuditHeadResponse(audit_head=self._head())
+
+    def _head(self) -> bytes:
+        """The signed head at the moment of the reply (empty without an identity key)."""
+        return self._audit_head() if self._audit_head is not None else b""
 
     def _require_fresh_trust(self) -> None:
         """Members other than this centre are served only while the trust state is fresh."""

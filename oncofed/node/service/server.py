@@ -35,6 +35,7 @@ from grpc_reflection.v1alpha import reflection
 from oncofed.errors import NodeError
 from oncofed.keys import tls
 from oncofed.keys.registry import Registry, RevocationList
+from oncofed.node.audit import open_audit
 from oncofed.node.keyfiles import ADMIN_SOCKET_NAME, tls_paths
 from oncofed.node.service.admin import ALLOWED_ROLES, SERVICE_NAME, NodeAdminService
 from oncofed.node.store import trust_state
@@ -214,20 +215,24 @@ def _serve_unix(service: Service, path: Path) -> TransportServer:
 def start_admin_server(node: Node, *, listen: str | None = None) -> AdminServer:
     """Start the NodeAdmin API (with health and reflection) for an opened Node."""
     endpoint = resolve_endpoint(node, listen)
-    closers: list[Callable[[], None]] = []
-    if endpoint.kind == "unix":
-        assert endpoint.socket_path is not None
-        impl = NodeAdminService(node, mutual_tls=False)
-        transport = _serve_unix(_service(impl), endpoint.socket_path)
-    else:
-        view = _TrustView(node.paths.store, node.config.node_id)
-        try:
-            service = _service(NodeAdminService(node, mutual_tls=True, trust_ready=view.ready))
+    audit = open_audit(node)  # its own connection; signs the head every reply carries
+    head = audit.signed_head if audit.signer is not None else None
+    closers: list[Callable[[], None]] = [audit.close]
+    try:
+        if endpoint.kind == "unix":
+            assert endpoint.socket_path is not None
+            impl = NodeAdminService(node, mutual_tls=False, audit_head=head)
+            transport = _serve_unix(_service(impl), endpoint.socket_path)
+        else:
+            view = _TrustView(node.paths.store, node.config.node_id)
+            closers.append(view.trust.close)
+            service = _service(NodeAdminService(node, mutual_tls=True, trust_ready=view.ready,
+                                                 audit_head=head))
             transport = _serve_tls(node, service, endpoint, view)
-        except BaseException:
-            view.trust.close()
-            raise
-        closers.append(view.trust.close)
+    except BaseException:
+        for close in closers:
+            close()
+        raise
     log.info("serving %s on %s (%s)", SERVICE_NAME, endpoint.address, endpoint.note)
     return AdminServer(endpoint, transport, closers)
 

@@ -1,10 +1,16 @@
 """The tables behind the audit log (oncofed.node.audit chains, signs and checks; this only
 stores and reads rows).
 
-Triggers make both tables append-only for every ordinary writer; they stop mistakes, not an
-attacker who can drop them — the hash chain and the signed checkpoints are for that. Writes take
-the caller's connection inside its IMMEDIATE transaction, so reading the last entry and
-appending the next cannot interleave with another writer.
+`audit_log` holds the entries, `audit_checkpoints` the signed checkpoints, and `audit_head` one
+row: the newest entry the node wrote (seq, hash), moved forward in the same transaction as every
+append, and whether the node keeps a head journal file. It is the log's length recorded a second
+time, so deleting the tail (or every row) of `audit_log` no longer leaves a log that looks whole.
+
+Triggers make the log tables append-only and the head forward-only for every ordinary writer;
+they stop mistakes, not an attacker who can drop them — the hash chain, the signed checkpoints
+and heads kept outside the store are for that. Writes take the caller's connection inside its
+IMMEDIATE transaction, so reading the last entry and appending the next cannot interleave with
+another writer.
 """
 
 from __future__ import annotations
@@ -35,6 +41,22 @@ def migration_1(conn: sqlite3.Connection) -> None:
         for op in ("UPDATE", "DELETE"):
             conn.execute(f"CREATE TRIGGER {table}_no_{op.lower()} BEFORE {op} ON {table} "
                          "BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END")
+
+
+def migration_2(conn: sqlite3.Connection) -> None:
+    """The recorded head, starting from the newest entry a store made before it already holds."""
+    conn.execute("""CREATE TABLE audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1), seq INTEGER NOT NULL, entry_hash TEXT NOT NULL,
+        journaled INTEGER NOT NULL DEFAULT 0)""")
+    last = last_entry(conn)
+    conn.execute("INSERT INTO audit_head (id, seq, entry_hash) VALUES (1, ?, ?)",
+                 (last[0], last[1]) if last else (0, "0" * 64))
+    conn.execute("CREATE TRIGGER audit_head_no_delete BEFORE DELETE ON audit_head "
+                 "BEGIN SELECT RAISE(ABORT, 'the audit head only moves forward'); END")
+    conn.execute("CREATE TRIGGER audit_head_forward BEFORE UPDATE ON audit_head WHEN "
+                 "NEW.seq < OLD.seq OR (NEW.seq = OLD.seq AND NEW.entry_hash != OLD.entry_hash) "
+                 "OR NEW.journaled < OLD.journaled "
+                 "BEGIN SELECT RAISE(ABORT, 'the audit head only moves forward'); END")
 
 
 def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...] = ()) -> Iterator[dict[str, Any]]:
@@ -70,6 +92,27 @@ def newest_entry_rows(conn: sqlite3.Connection, *, limit: int | None = None,
     if limit is not None:
         sql += f" LIMIT {int(limit)}"
     return list(_rows(conn, sql, params))[::-1]
+
+
+# --- the recorded head ------------------------------------------------------------------------
+def advance_head(conn: sqlite3.Connection, seq: int, entry_hash: str) -> None:
+    """Record entry `seq` as the newest (inside the transaction that appended it)."""
+    conn.execute("UPDATE audit_head SET seq = ?, entry_hash = ? WHERE id = 1", (seq, entry_hash))
+
+
+def mark_journaled(conn: sqlite3.Connection) -> None:
+    """Record that this node keeps a head journal, so a journal that disappears is noticed."""
+    conn.execute("UPDATE audit_head SET journaled = 1 WHERE id = 1 AND journaled = 0")
+
+
+def recorded_head(conn: sqlite3.Connection) -> tuple[int, str, bool] | None:
+    """(seq, entry_hash, journaled) as recorded, or None when the row or its table is gone."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                          "AND name = 'audit_head'").fetchone()
+    if exists is None:
+        return None
+    row = conn.execute("SELECT seq, entry_hash, journaled FROM audit_head WHERE id = 1").fetchone()
+    return (int(row[0]), str(row[1]), bool(row[2])) if row else None
 
 
 # --- checkpoints ------------------------------------------------------------------------------

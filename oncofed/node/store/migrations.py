@@ -20,7 +20,8 @@ from oncofed.node.store.db import Migration
 MIGRATIONS: Mapping[str, Sequence[Migration]] = {
     "store": (meta.migration_1,),           # node identity, dictionary identity, ingest log
     "trust": (trust_state.migration_1,),    # pinned root, registry/revocations, permit decisions
-    "audit": (audit_table.migration_1,),    # hash-chained audit log and its signed checkpoints
+    "audit": (audit_table.migration_1,      # hash-chained audit log and its signed checkpoints
+              audit_table.migration_2),     # the recorded head (a truncated log shows)
     "verify": (nonces.migration_1,),        # nonces of accepted or refused queries (replays)
     "query": (budgets.migration_1,),        # rate limits and the privacy ledger
     "federation": (federation.migration_1,),  # accepted queries, sent answers and declines (connector)

@@ -29,3 +29,13 @@ def record_if_fresh(conn: sqlite3.Connection, *, signer: str, nonce: bytes, keep
 def prune(conn: sqlite3.Connection, at: int) -> int:
     """Forget nonces kept until before `at`; return how many."""
     return conn.execute("DELETE FROM seen_nonces WHERE keep_until < ?", (at,)).rowcount
+
+
+def query_hashes(conn: sqlite3.Connection) -> set[str]:
+    """Query hashes of every nonce still kept. Each was recorded in the same transaction as an
+    audit entry of that query, so the audit log must hold one for each (a cut log does not)."""
+    exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                          "AND name = 'seen_nonces'").fetchone()
+    if exists is None:
+        return set()
+    return {row[0] for row in conn.execute("SELECT query_hash FROM seen_nonces")}

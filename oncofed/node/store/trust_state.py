@@ -117,8 +117,12 @@ def decide_permit(conn: sqlite3.Connection, sha256: str, *, status: str, by: str
 
 
 def revoke_permit(conn: sqlite3.Connection, *, sha256: str, permit_id: str, reason: str,
-                  at: int) -> None:
-    """Mark revoked by the authority every permit with this hash or id not revoked already."""
-    conn.execute("UPDATE trust_permits SET status = 'revoked', decided_at = ?, "
-                 "decided_by = 'authority', reason = ? WHERE (sha256 = ? OR permit_id = ?) "
-                 "AND status != 'revoked'", (at, reason, sha256, permit_id))
+                  at: int) -> list[str]:
+    """Mark revoked by the authority every permit with this hash or id not revoked already;
+    return the hashes of the permits this changed (for their audit entries)."""
+    where = "(sha256 = ? OR permit_id = ?) AND status != 'revoked'"
+    changed = [sha for (sha,) in conn.execute(
+        f"SELECT sha256 FROM trust_permits WHERE {where} ORDER BY sha256", (sha256, permit_id))]
+    conn.execute(f"UPDATE trust_permits SET status = 'revoked', decided_at = ?, "
+                 f"decided_by = 'authority', reason = ? WHERE {where}", (at, reason, sha256, permit_id))
+    return changed
