@@ -71,7 +71,8 @@ def start_connector(node_dir: Path, node: Node) -> Connector | None:
         own.close()
         raise
     return Connector(pipeline, identity, tls, HubLink(hub["address"], hub["server_name"]),
-                     min_participants=hub["min_participants"]).start()
+                     min_participants=hub["min_participants"],
+                     audit_head=verifier.audit.signed_head).start()  # on every reply (docs/audit.md)
 
 
 @click.command("serve")

@@ -1,0 +1,78 @@
+"""The hub as a witness (DESIGN §10): through a real hub on 127.0.0.1 with mutual TLS, every
+connector reply carries the node's signed audit head, the hub keeps the newest per centre, and a
+log cut short afterwards — with every record inside the node rewound — fails `verify` against it."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import pytest
+from federation_world import make_world
+
+from oncofed.keys.tls import load_tls_files
+from oncofed.node.audit import AuditLog
+from oncofed.node.audit_heads import open_head
+from oncofed.node.connector import Connector, HubLink
+from oncofed.node.trust import NodeTrust
+from oncofed.node.trust_audit import centre_keys
+
+
+@pytest.fixture
+def world(tmp_path):
+    w = make_world(tmp_path / "fed", centres=("centre-a", "centre-b"), patients=60)
+    w.start_hub()
+    logs = []
+    for c in w.centres.values():
+        identity = w.fed.identities[c.centre_id]
+        log = AuditLog.open(c.node.paths.store, identity)  # what `node serve` gives its connector
+        logs.append(log)
+        tls = load_tls_files(w.fed.cert_path("centre", c.centre_id), w.fed.tls_keys[c.centre_id],
+                             w.fed.directory / "root.cert.pem")
+        c.connector = Connector(c.pipeline, identity, tls, HubLink(w.target), min_participants=2,
+                                audit_head=log.signed_head).start()
+    w.wait_connected()
+    yield w
+    w.close()
+    for log in logs:
+        log.close()
+
+
+def _verify(node, heads=()):
+    keys = centre_keys(NodeTrust(node.db, node.config.node_id), node.config.node_id)
+    return AuditLog(node.conn).verify(keys.keys, heads=heads)
+
+
+def test_the_hub_keeps_each_centres_head_and_a_later_cut_fails_against_it(world):
+    client = world.client()
+    sub = client.submit(world.body("count"))
+    assert client.follow(sub, timeout=60) is not None
+    centre = world.centres["centre-a"]
+    node = centre.node
+    keyring = {k.signing_key_id: k for k in centre_keys(NodeTrust(node.db, "centre-a"), "centre-a").keys}
+    newest = AuditLog(node.conn).head()[0]
+    deadline = time.monotonic() + 30
+    while True:  # the next poll after the answer carries the head that covers it
+        held = {c: h for c, _, h in world.hub.store.centres() if h}
+        head = open_head(held["centre-a"], keyring, "centre-a") if "centre-a" in held else None
+        if (head is not None and head.seq >= newest) or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert head is not None and head.seq >= newest > 3
+    entries = AuditLog(node.conn).entries()
+    assert {"query.verify", "query.answer"} <= {e.event for e in entries if e.seq <= head.seq}
+    assert _verify(node, heads=[held["centre-a"]]).ok
+    world.centres["centre-a"].stop()  # nothing appends while we cut
+    conn = sqlite3.connect(node.paths.store, isolation_level=None)
+    for name in ("audit_log_no_delete", "audit_head_forward"):
+        conn.execute(f"DROP TRIGGER {name}")
+    keep = 3  # the trust entries; the query's entries go
+    kept_hash = conn.execute("SELECT entry_hash FROM audit_log WHERE seq = ?", (keep,)).fetchone()[0]
+    conn.execute("DELETE FROM audit_log WHERE seq > ?", (keep,))
+    conn.execute("UPDATE audit_head SET seq = ?, entry_hash = ?", (keep, kept_hash))
+    conn.execute("DELETE FROM seen_nonces")
+    conn.close()
+    assert _verify(node).ok  # nothing inside the node remembers the query any more
+    report = _verify(node, heads=[("the hub's head for centre-a", held["centre-a"])])
+    assert not report.ok and report.first_bad == keep + 1
+    assert f"the hub's head for centre-a says the log held entry {head.seq}" in report.problem
