@@ -7,8 +7,8 @@ node's signed statement (`AuditHead` in protos/oncofed/v1/audit.proto, envelope 
 `oncofed/audit-head/v1`): "my log holds `seq` entries and entry `seq` has hash `entry_hash`".
 
 Where heads are kept (docs/audit.md, "Heads"):
-- in every signed reply the node sends (`AuditLog.signed_head()`; the admin API's replies now,
-  the federation connector's answers later), so the hub and researchers hold them;
+- in every reply the node sends (`AuditLog.signed_head()`: the hub connector's pulls, accepts
+  and answers, the admin API's replies), so the hub and other callers hold them;
 - in the node's **head journal** (`logs/audit-heads.jsonl`), one line per checkpoint, appended
   with O_APPEND and fsync: a file beside the store, which `chattr +a` can make impossible to
   shorten for the node's own OS user;

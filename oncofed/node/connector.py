@@ -41,6 +41,7 @@ from oncofed.keys.registry import Registry
 from oncofed.keys.sealing import open_sealed_from, seal
 from oncofed.keys.tls import TlsFiles, channel_credentials
 from oncofed.node.answering import AnsweringPipeline
+from oncofed.node.audit import NODE
 from oncofed.node.store import federation as fedstore
 from oncofed.node.store.db import immediate, immediate_unsynced
 from oncofed.query import QUERY_TAG
@@ -164,7 +165,7 @@ class Connector:
         for data in (docs.registry, docs.revocations):
             if data:
                 try:
-                    trust.install(bytes(data))
+                    trust.install(bytes(data), by=NODE)  # audited: installed, or refused
                 except Exception as exc:        # an older or equal version: keep ours
                     log.debug("trust document from hub not installed: %s", exc)
 
