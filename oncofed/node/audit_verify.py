@@ -106,9 +106,10 @@ class VerifyReport:
             limit = ("no signed head held outside the store vouches for any entry: a cut made "
                      "together with the store's head record would not show; check against a "
                      "head the hub or a reply holds (--head FILE)")
+        ending = "" if self.recorded_head is None else \
+            f", ending at the node's recorded head (entry {self.recorded_head})"
         return "\n".join([
-            f"intact: {_entries(self.entries)}, chain unbroken, ending at the node's recorded "
-            f"head (entry {self.recorded_head})",
+            f"intact: {_entries(self.entries)}, chain unbroken{ending}",
             f"  checkpoints: {signed}",
             f"  heads: {journal}, {self.heads_given} given; witnessed through entry "
             f"{self.witnessed_through}",

@@ -35,10 +35,10 @@ from oncofed.keys.registry import (
     verify_revocations,
 )
 from oncofed.keys.tls import cert_fingerprint
+from oncofed.node import trust_audit as audited
 from oncofed.node.audit import AUTHORITY, LOCAL_ADMIN, AuditLog
 from oncofed.node.store import db as dbmod
 from oncofed.node.store import trust_state as store
-from oncofed.node.trust_audit import DECISION_EVENTS, DocumentRefused, refusals_audited
 
 T = TypeVar("T")
 
@@ -169,19 +169,19 @@ class NodeTrust:
         if next_update <= at:
             raise StaleTrust(f"{label} v{version} went stale at {iso(next_update)}; refused")
         if issued_at > at + CLOCK_SKEW:
-            raise DocumentRefused("issued_in_future", f"{label} version {version} is issued in "
-                                  "the future; check the clock")
+            raise audited.DocumentRefused(
+                "issued_in_future", f"{label} version {version} is issued in the future; check the clock")
         with self._write() as c:
             row = store.newest_version(c, kind)
             if row and version < row[0]:
-                raise DocumentRefused("older_version", f"{label} version {version} is older than "
-                                      f"the version {row[0]} this node holds; refused")
+                raise audited.DocumentRefused("older_version", f"{label} version {version} is older than "
+                                              f"the version {row[0]} this node holds; refused")
             if row and version == row[0]:
                 if sha == row[1]:
                     return False
-                raise DocumentRefused("conflicting_version", f"a different {label} with the same "
-                                      f"version {version}: refused (the authority never signs "
-                                      "two documents with one version)")
+                raise audited.DocumentRefused("conflicting_version", f"a different {label} with the same version "
+                                              f"{version}: refused (the authority never signs two documents "
+                                              "with one version)")
             store.add_document(c, kind, version=version, sha256=sha, data=data,
                                issued_at=issued_at, next_update=next_update, at=at)
             self.audit.append(event=f"trust.{kind}", decision="installed", who=by, detail={
@@ -191,30 +191,28 @@ class NodeTrust:
     def update_registry(self, data: bytes, at: int | None = None, *, by: str = LOCAL_ADMIN) -> RegistryChanges | None:
         """Accept a newer registry; return what changed (None when it was already held)."""
         at = now() if at is None else at
-        with refusals_audited(self._write, self.audit, "trust.registry", by):
+        with audited.refusals_audited(self._write, self.audit, "trust.registry", by):
             try:
                 reg = verify_registry(*self._root(), data)
             except InvalidMessage:
-                raise DocumentRefused("not_signed_by_root", "not a registry signed by the pinned "
-                                      "federation root") from None
+                raise audited.DocumentRefused("not_signed_by_root",
+                                              "not a registry signed by the pinned federation root") from None
             changes = diff(self.registry(), reg)
-            ids = {k: [m.member_id for m in getattr(changes, k)] for k in ("added", "removed", "rekeyed")}
             if not self._accept("registry", bytes(data), reg.version, reg.issued_at,
-                                reg.next_update, at, by=by, detail={"members": len(reg.members), **ids}):
+                                reg.next_update, at, by=by, detail=audited.registry_detail(reg, changes)):
                 return None
         return changes
 
     def update_revocations(self, data: bytes, at: int | None = None, *, by: str = LOCAL_ADMIN) -> RevocationList | None:
         """Accept a newer revocation list and apply it to this node's permits at once."""
         at = now() if at is None else at
-        with refusals_audited(self._write, self.audit, "trust.revocations", by):
+        with audited.refusals_audited(self._write, self.audit, "trust.revocations", by):
             try:
                 rl = verify_revocations(*self._root(), data)
             except InvalidMessage:
-                raise DocumentRefused("not_signed_by_root", "not a revocation list signed by the "
-                                      "pinned federation root") from None
-            if not self._accept("revocations", bytes(data), rl.version, rl.issued_at,
-                                rl.next_update, at, by=by,
+                raise audited.DocumentRefused("not_signed_by_root",
+                                              "not a revocation list signed by the pinned federation root") from None
+            if not self._accept("revocations", bytes(data), rl.version, rl.issued_at, rl.next_update, at, by=by,
                                 detail={"permits": len(rl.permits), "keys": len(rl.keys)}):
                 return None
         with self._write() as c:
@@ -347,10 +345,8 @@ class NodeTrust:
                                          data=signed.data, researcher_id=p.researcher.member_id,
                                          project_title=p.project_title, not_before=p.not_before,
                                          not_after=p.not_after, at=at)
-                self.audit.append(event="permit.add", decision="pending", who=LOCAL_ADMIN, permit_hash=signed.sha256,
-                                  detail={"permit_id": p.permit_id, "researcher": p.researcher.member_id,
-                                          "project": p.project_title, "not_before": p.not_before,
-                                          "not_after": p.not_after, "by": by})
+                self.audit.append(event="permit.add", decision="pending", who=LOCAL_ADMIN,
+                                  permit_hash=signed.sha256, detail=audited.permit_detail(p, by))
         return self.permit(signed.sha256)
 
     def _decide(self, ref: str, status: str, allowed_from: tuple[str, ...], by: str,
@@ -360,7 +356,7 @@ class NodeTrust:
                                 f"mark it {status}")
         with self._write() as c:
             store.decide_permit(c, rec.sha256, status=status, by=by, reason=reason, at=at)
-            self.audit.append(event=DECISION_EVENTS[status], decision=status, who=LOCAL_ADMIN,
+            self.audit.append(event=audited.DECISION_EVENTS[status], decision=status, who=LOCAL_ADMIN,
                               permit_hash=rec.sha256, detail={"permit_id": rec.permit.permit_id, "by": by,
                                                               "was": rec.status, "reason": reason})
         return self.permit(rec.sha256)

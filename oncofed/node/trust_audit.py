@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 from oncofed.keys.errors import NotPinned, StaleTrust, TrustError
 from oncofed.keys.identity import PublicIdentity
+from oncofed.keys.permits import Permit
+from oncofed.keys.registry import Registry, RegistryChanges
 
 if TYPE_CHECKING:
     from oncofed.node.audit import AuditLog
@@ -38,6 +40,18 @@ def refusal_reason(exc: TrustError) -> str:
     if isinstance(exc, DocumentRefused):
         return exc.reason
     return {NotPinned: "not_pinned", StaleTrust: "stale"}.get(type(exc), "refused")
+
+
+def registry_detail(reg: Registry, changes: RegistryChanges) -> dict[str, Any]:
+    """What an installed registry's entry records: its size and who joined, left or rekeyed."""
+    return {"members": len(reg.members),
+            **{k: [m.member_id for m in getattr(changes, k)] for k in ("added", "removed", "rekeyed")}}
+
+
+def permit_detail(p: Permit, by: str) -> dict[str, Any]:
+    """What a newly added permit's entry records (the permit itself stays in the trust tables)."""
+    return {"permit_id": p.permit_id, "researcher": p.researcher.member_id, "project": p.project_title,
+            "not_before": p.not_before, "not_after": p.not_after, "by": by}
 
 
 @contextmanager

@@ -84,8 +84,12 @@ def test_trust_pin_with_a_wrong_fingerprint_never_prints_the_real_one(node_dir, 
 def test_counts_are_worded_for_people_not_as_entr_ies():
     from oncofed.node.audit_verify import VerifyReport
 
-    one = VerifyReport(ok=True, entries=1, checkpoints=1, signatures="verified", signed_through=1).summary()
-    assert one == "intact: 1 entry, chain unbroken; signed through entry 1 by 1 checkpoint; 0 later entries unsigned"
+    one = VerifyReport(ok=True, entries=1, checkpoints=1, signatures="verified", signed_through=1,
+                       recorded_head=1).summary().splitlines()
+    assert one[:2] == ["intact: 1 entry, chain unbroken, ending at the node's recorded head (entry 1)",
+                       "  checkpoints: 1 checkpoint, signatures verified; signed through entry 1, "
+                       "0 entries after it unsigned"]
+    one = "\n".join(one)
     many = VerifyReport(ok=True, entries=7, checkpoints=2, signatures="verified", signed_through=6).summary()
-    assert "7 entries" in many and "2 checkpoints; 1 later entry unsigned" in many
+    assert "7 entries" in many and "2 checkpoints, signatures verified; signed through entry 6, 1 entry after" in many
     assert "(s)" not in one + many and "(ies)" not in one + many
