@@ -119,7 +119,7 @@ def status(config_path: Path, limit: int, as_json: bool) -> None:
     click.echo(f"hub {report['hub']}: {plural(len(report['centres']), 'centre')} known, "
                f"{plural(report['queued_tasks'], 'task')} queued")
     for c in report["centres"]:
-        head = ", audit head kept" if c["audit_head_bytes"] else ""
+        head = f", signed audit head at entry {c['audit_head_seq']}" if c["audit_head_seq"] is not None else ""
         click.echo(f"  {c['centre']:<20} {'online ' if c['online'] else 'offline'}  last seen {c['last_seen']}"
                    f"  ({c['queued']} queued{head})")
     click.echo("recent queries:" if report["queries"] else "no queries yet")
@@ -127,3 +127,25 @@ def status(config_path: Path, limit: int, as_json: bool) -> None:
         took = f"{q['seconds']:.2f} s" if q["seconds"] is not None else "open"
         click.echo(f"  {q['query_hash'][:16]}  {q['researcher']:<12} {q['state']:<10} "
                    f"{q['participants']}/{len(q['targets'])} centres  {took}  {q['created']}")
+
+
+@hub.command("head")
+@click.argument("centre")
+@config_option
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the head here (hex) for `oncofed node audit verify --head FILE`.")
+def head_cmd(centre: str, config_path: Path, out: Path | None) -> None:
+    """The newest signed audit head CENTRE sent the hub: evidence, held outside the centre, of
+    how long its audit log was (the centre admin checks it with `node audit verify --head`)."""
+    from oncofed.federation.hub.config import load
+    from oncofed.federation.hub.status import hub_status
+
+    report = hub_status(load(config_path), limit=1)
+    held = next((c for c in report["centres"] if c["centre"] == centre), None)
+    if held is None or not held["audit_head"]:
+        raise UsageError(f"the hub holds no audit head of {centre}")
+    if out is None:
+        click.echo(held["audit_head"])
+        return
+    out.write_text(held["audit_head"] + "\n", "utf-8")
+    click.echo(f"wrote the head of {centre} at entry {held['audit_head_seq']} to {out}")

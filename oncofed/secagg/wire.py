@@ -19,6 +19,7 @@ from oncofed.errors import OncofedError
 from oncofed.keys.envelope import sign, verify_from
 from oncofed.keys.errors import InvalidMessage
 from oncofed.keys.identity import Identity, PublicIdentity
+from oncofed.v1 import audit_pb2 as fapb
 from oncofed.v1 import federation_pb2 as fpb
 
 DECLINE_TAG = "oncofed/decline/v1"
@@ -77,6 +78,25 @@ def read_failure(data: bytes, keyring: Mapping[bytes, PublicIdentity], query_has
     if body.query_hash != query_hash or body.centre != signer.member_id:
         raise ProtocolError(f"a failure notice from {signer.member_id} does not match this query")
     return Decline(body.query_hash, body.centre, body.coarse)
+
+
+AUDIT_HEAD_TAG = "oncofed/audit-head/v1"
+
+
+def read_audit_head(data: bytes, centre: PublicIdentity | None, centre_id: str) -> fapb.AuditHead:
+    """A centre's signed audit head (oncofed.node.audit_heads writes them), verified against the
+    centre's registry key; ProtocolError otherwise. For the hub and the client, which keep the
+    newest head of each centre as evidence of its log's length."""
+    if centre is None:
+        raise ProtocolError(f"{centre_id} is not in the registry")
+    try:
+        v = verify_from(data, tag=AUDIT_HEAD_TAG, keyring={centre.signing_key_id: centre}, max_bytes=4096)
+        head = fapb.AuditHead.FromString(v.body)
+    except (InvalidMessage, DecodeError):
+        raise ProtocolError(f"an audit head that is not {centre_id}'s") from None
+    if head.node_id != centre_id:
+        raise ProtocolError(f"an audit head of {head.node_id}, not {centre_id}")
+    return head
 
 
 def answer_context(query_hash: bytes, round_: int, digest: bytes) -> str:

@@ -53,7 +53,7 @@ def test_the_hub_keeps_each_centres_head_and_a_later_cut_fails_against_it(world)
     newest = AuditLog(node.conn).head()[0]
     deadline = time.monotonic() + 30
     while True:  # the next poll after the answer carries the head that covers it
-        held = {c: h for c, _, h in world.hub.store.centres() if h}
+        held = {c: h for c, _, h, _seq in world.hub.store.centres() if h}
         head = open_head(held["centre-a"], keyring, "centre-a") if "centre-a" in held else None
         if (head is not None and head.seq >= newest) or time.monotonic() > deadline:
             break
@@ -62,6 +62,10 @@ def test_the_hub_keeps_each_centres_head_and_a_later_cut_fails_against_it(world)
     entries = AuditLog(node.conn).entries()
     assert {"query.verify", "query.answer"} <= {e.event for e in entries if e.seq <= head.seq}
     assert _verify(node, heads=[held["centre-a"]]).ok
+    from oncofed.federation.hub.status import hub_status  # what the operator sees and hands out
+    shown = {c["centre"]: c for c in hub_status(world.hub_config)["centres"]}
+    assert shown["centre-a"]["audit_head_seq"] >= head.seq      # polls go on: the same or a newer head
+    assert open_head(bytes.fromhex(shown["centre-a"]["audit_head"]), keyring, "centre-a").seq >= head.seq
     world.centres["centre-a"].stop()  # nothing appends while we cut
     conn = sqlite3.connect(node.paths.store, isolation_level=None)
     for name in ("audit_log_no_delete", "audit_head_forward"):

@@ -23,7 +23,7 @@ from oncofed.federation.hub.store import ANSWER, OPEN_STATES, HubStore, now_ms
 from oncofed.keys.errors import InvalidMessage
 from oncofed.keys.registry import Registry
 from oncofed.secagg import InvalidParticipantSet, open_accept
-from oncofed.secagg.wire import ProtocolError, read_decline, read_failure
+from oncofed.secagg.wire import ProtocolError, read_audit_head, read_decline, read_failure
 from oncofed.transport.interceptor import current_peer
 from oncofed.v1 import federation_pb2 as fpb
 from oncofed.v1 import federation_pb2_grpc as fgrpc
@@ -136,7 +136,7 @@ class HubService(fgrpc.HubServicer):
     # ------------------------------------------------------------------ centres
     def Pull(self, request: fpb.PullRequest, context: grpc.ServicerContext) -> fpb.PullReply:
         centre = current_peer().member_id
-        self.store.seen(centre, bytes(request.audit_head) or None)
+        self._seen(centre, bytes(request.audit_head))
         self._wait(lambda: self.store.has_tasks(centre), request.wait_ms, context)
         reply = fpb.PullReply()
         for qh, kind, payload in self.store.take_tasks(centre):
@@ -149,7 +149,7 @@ class HubService(fgrpc.HubServicer):
 
     def Push(self, request: fpb.PushRequest, context: grpc.ServicerContext) -> fpb.PushReply:
         centre = current_peer().member_id
-        self.store.seen(centre, bytes(request.audit_head) or None)
+        self._seen(centre, bytes(request.audit_head))
         qh = request.query_hash
         row = self.store.query(qh)
         if row is None or centre not in row.targets:
@@ -193,6 +193,19 @@ class HubService(fgrpc.HubServicer):
     def GetTrust(self, request: fpb.GetTrustRequest, context: grpc.ServicerContext) -> fpb.TrustDocuments:
         _, registry, revocations = self.trust()
         return fpb.TrustDocuments(registry=registry, revocations=revocations)
+
+    def _seen(self, centre: str, head: bytes) -> None:
+        """Record the call, and the centre's signed audit head when it verifies against the
+        centre's registry key (the hub keeps outside evidence of each log's length, DESIGN §10)."""
+        seq = None
+        if head:
+            member = self.trust()[0].member(centre)
+            try:
+                seq = read_audit_head(head, member.identity if member else None, centre).seq
+            except ProtocolError as exc:
+                log.warning("audit head from %s ignored: %s", centre, exc)
+                head = b""
+        self.store.seen(centre, head or None, seq)
 
     # ------------------------------------------------------------------ the flow
     def advance(self, qh: bytes) -> None:

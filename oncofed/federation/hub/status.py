@@ -22,8 +22,8 @@ def hub_status(config: HubConfig, *, limit: int = 10) -> dict[str, Any]:
         depth = store.queue_depth()
         at = now_ms()
         centres = [{"centre": c, "online": at - seen < ONLINE_MS, "last_seen": _iso(seen),
-                    "queued": depth.get(c, 0), "audit_head_bytes": len(head) if head else 0}
-                   for c, seen, head in store.centres()]
+                    "queued": depth.get(c, 0), "audit_head_seq": seq, "audit_head": head.hex() if head else None}
+                   for c, seen, head, seq in store.centres()]
         queries = []
         for q in store.recent_queries(limit):
             joined = sum(1 for p in store.progress(q.query_hash) if p.accept is not None)

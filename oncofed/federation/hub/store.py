@@ -40,7 +40,7 @@ SCHEMA = (
         at_ms INTEGER NOT NULL, accept BLOB, decline BLOB, answer BLOB, failure BLOB,
         PRIMARY KEY (query_hash, centre))""",
     """CREATE TABLE IF NOT EXISTS centres (
-        centre TEXT PRIMARY KEY, last_seen_ms INTEGER NOT NULL, audit_head BLOB)""",
+        centre TEXT PRIMARY KEY, last_seen_ms INTEGER NOT NULL, audit_head BLOB, audit_seq INTEGER)""",
 )
 PREPARE, ANSWER = 1, 2
 OPEN_STATES = ("preparing", "answering")
@@ -221,17 +221,20 @@ class HubStore:
                       "VALUES (?, ?, ?, ?, 'queued', ?)", (query_hash, centre, ANSWER, payload, at))
 
     # ------------------------------------------------------------------ centres
-    def seen(self, centre: str, audit_head: bytes | None) -> None:
+    def seen(self, centre: str, audit_head: bytes | None = None, audit_seq: int | None = None) -> None:
+        """The centre called now; keep its signed audit head when it is the longest seen (a
+        replayed older head never replaces a newer one)."""
         with self.tx() as c:
-            c.execute("INSERT INTO centres (centre, last_seen_ms, audit_head) VALUES (?, ?, ?) "
-                      "ON CONFLICT(centre) DO UPDATE SET last_seen_ms = excluded.last_seen_ms, "
-                      "audit_head = COALESCE(excluded.audit_head, centres.audit_head)",
-                      (centre, now_ms(), audit_head or None))
+            c.execute("INSERT INTO centres (centre, last_seen_ms) VALUES (?, ?) "
+                      "ON CONFLICT(centre) DO UPDATE SET last_seen_ms = excluded.last_seen_ms", (centre, now_ms()))
+            if audit_head and audit_seq is not None:
+                c.execute("UPDATE centres SET audit_head = ?, audit_seq = ? WHERE centre = ? "
+                          "AND (audit_seq IS NULL OR audit_seq <= ?)", (audit_head, audit_seq, centre, audit_seq))
 
-    def centres(self) -> list[tuple[str, int, bytes | None]]:
+    def centres(self) -> list[tuple[str, int, bytes | None, int | None]]:
         with self.lock:
-            rows = self.conn.execute("SELECT centre, last_seen_ms, audit_head FROM centres ORDER BY centre")
-            return [(r[0], int(r[1]), bytes(r[2]) if r[2] is not None else None) for r in rows.fetchall()]
+            rows = self.conn.execute("SELECT centre, last_seen_ms, audit_head, audit_seq FROM centres ORDER BY centre")
+            return [(r[0], int(r[1]), bytes(r[2]) if r[2] is not None else None, r[3]) for r in rows.fetchall()]
 
     def queue_depth(self) -> dict[str, int]:
         with self.lock:
