@@ -48,6 +48,13 @@ def release(analysis: Analysis[S, R], spec: S, raw: R, rules: Rules) -> Release:
     return analysis.protect(spec, raw, rules, meta)
 
 
+def withheld(spec: Any, meta: dict[str, Any] | None = None) -> Release:
+    """Everything withheld, every flag set: what a cohort below k gives (and the release ledger's
+    answer when it cannot tell which rows an earlier release rested on)."""
+    n_flags = len(spec.flags)
+    return Release([0] * spec.n_values, [1] * n_flags, {**(meta or {}), "cells_suppressed": spec.n_values})
+
+
 def table(cells: list[Cell], rules: Rules, meta: dict[str, Any]) -> Release:
     """A table of counts, flags (centres, suppressed): perturbed, or withheld whole in threshold mode."""
     if rules.mode == "threshold":

@@ -3,8 +3,10 @@
     verify (signature over the exact bytes, permit, freshness, nonce, scope; audited)
       → the analysis' local step (through the cohort compiler and the store's reader)
       → its disclosure step (cell key, threshold or DP, under the centre's policy and the permit)
-      → the vector mod 2^128
-      → the audit entry of the outcome (`query.answer`: answered, or refused with its reason)
+      → the vector mod 2^128, through the release ledger (node/query/differencing: a cohort within
+        fewer than ~k rows of an earlier release is answered as that release, byte for byte)
+      → the audit entry of the outcome (`query.answer`: answered, or refused with its reason; the
+        ledger's decision only in its local detail, so the entries are the same on every path)
 
 One query hash — `oncofed.query.query_hash` of the envelope bytes as received — is carried from
 verification through the engine (rate key, privacy charge) into both audit entries. A refusal at
@@ -40,7 +42,8 @@ LOCAL_EVENT = "query.local"
 
 def _outcome(ans: Answer) -> dict[str, Any]:
     """What the audit entry of an answer records besides its counters (local only)."""
-    keep = ("mode", "k", "rows", "values", "suppressed", "mechanism", "epsilon_remaining", "seconds")
+    keep = ("mode", "k", "rows", "values", "suppressed", "mechanism", "epsilon_remaining", "seconds",
+            "ledger", "ledger_entry", "ledger_release", "ledger_delta", "ledger_reused")
     return {k: ans.meta[k] for k in keep if k in ans.meta}
 
 

@@ -10,7 +10,10 @@ permit approval, nonce and scope) and the admin's preview call. It reads like th
     2. the researcher's rate limit;
     3. ε charged durably to the permit (DP permits), BEFORE any computation;
     4. the analysis' local step over a `StoreReader` on the compiled cohort (one grouped SQL pass);
-    5. the analysis' disclosure step (or DP noise), then the vector mod 2^128 (values, then flags).
+    5. the analysis' disclosure step (or DP noise), then the vector mod 2^128 (values, then flags);
+    6. for a permit holder outside DP, steps 4–5 pass the release ledger (node/query/differencing):
+       the answer is computed over the rows of the release the cohort resolves to, and the vector
+       released before for that release and analysis is what goes out, byte for byte.
 
 Nothing here knows one analysis from another: the catalogue (oncofed.analyses) does. Every
 refusal is a QueryError raised before step 4, so no refusal can depend on the rows; the one that
@@ -33,7 +36,9 @@ from oncofed.keys.secrets import load_secret_file
 from oncofed.node.config import PERTURBATION_KEY
 from oncofed.node.node import Node
 from oncofed.node.query.compiler import CompiledCohort, compile_cohort
+from oncofed.node.query.differencing import Guard, scope_of
 from oncofed.node.query.policy import NodePolicy
+from oncofed.node.store import db as dbmod
 from oncofed.node.store import tumours
 from oncofed.node.store.budgets import PrivacyLedger, RateLimiter
 from oncofed.node.store.cohort_reads import StoreReader
@@ -144,12 +149,14 @@ def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
 
 
 def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy: NodePolicy,
-           now: int | None = None, query_hash: str = "", signer: str = "") -> Answer:
+           now: int | None = None, query_hash: str = "", signer: str = "", differencing: bool = True) -> Answer:
     """Answer `body` at this centre. `permit` None is the centre's own admin (every field, no
-    rate limit, no budget); otherwise the permit must already be verified and approved here.
-    `query_hash` is the request's one hash (oncofed.query.query_hash of the bytes it arrived in);
-    a direct call without it stands for a local preview of the serialised body. `signer` is the
-    verified signing key's fingerprint (the rate limit counts it; see `rate_key`)."""
+    rate limit, no budget, no release ledger); otherwise the permit must already be verified and
+    approved here. `query_hash` is the request's one hash (oncofed.query.query_hash of the bytes it
+    arrived in); a direct call without it stands for a local preview of the serialised body.
+    `signer` is the verified signing key's fingerprint (the rate limit counts it; see `rate_key`).
+    `differencing=False` bypasses the release ledger: for measuring attacks only (bench, tests),
+    never reachable from a request."""
     started = time.perf_counter()
     spec, cohort = prepare(node, body, permit, policy)
     conn = node.conn
@@ -171,14 +178,27 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
         charge = PrivacyLedger(conn).charge(permit.permit_id, permit.epsilon, body.epsilon, qhash, now)
         restrict = per_patient_limit(cohort, policy.dp_rows_per_patient)
     the = analysis(spec.kind)
-    reader = StoreReader(conn, node.dictionary, cohort.where, cohort.params, cohort.fields, restrict)
-    raw = the.local(spec, reader, clamp=dp_mode)
     rules = policy.rules(permit_k=permit.min_cell_count if permit is not None else None,
                          epsilon=body.epsilon if dp_mode else None)
-    out = release(the, spec, raw, rules)
-    vector = [encode(v) for v in (*out.values, *out.flags)]
-    meta = {**out.meta, "analysis": spec.kind, "query_hash": qhash, "values": spec.n_values,
-            "cohort_nodes": cohort.nodes, "seconds": round(time.perf_counter() - started, 6)}
+    guard = Guard.open(node) if permit is not None and not dp_mode and differencing else None
+    try:
+        with dbmod.snapshot(conn):                   # the ledger's rows and the answer's: one view
+            where, params = cohort.where, cohort.params
+            if guard is not None:
+                assert permit is not None
+                where, params = guard.resolve(node, the, spec, cohort, scope_of(permit.permit_id), rules.k, now)
+            reader = StoreReader(conn, node.dictionary, where, params, cohort.fields, restrict)
+            raw = the.local(spec, reader, clamp=dp_mode)
+        out = release(the, spec, raw, rules)
+        vector = [encode(v) for v in (*out.values, *out.flags)]
+        if guard is not None:
+            vector = guard.keep(vector, the, spec, raw, body, rules, qhash, now)
+    finally:
+        if guard is not None:
+            guard.close()
+    meta = {**out.meta, **(guard.meta if guard is not None else {}), "analysis": spec.kind, "query_hash": qhash,
+            "values": spec.n_values, "cohort_nodes": cohort.nodes,
+            "seconds": round(time.perf_counter() - started, 6)}
     if "rows" not in meta:
         meta["rows"] = the.total(raw)
     if charge is not None:

@@ -127,8 +127,10 @@ def _q(*names: str) -> list[str]:
 
 
 def survival_statement(question: SurvivalQuestion, d: Dictionary, where: str, params: Sequence[Any],
-                       cohort_fields: frozenset[str], restrict: Restrict = None) -> Statement:
-    """SQL grouping the cohort by (group ordinal, α, κ, event) with counts and key sums."""
+                       cohort_fields: frozenset[str], restrict: Restrict = None, *, rowids: bool = False) -> Statement:
+    """SQL grouping the cohort by (group ordinal, α, κ, event) with counts and key sums; with
+    `rowids`, the same rows' ids instead, as one group_concat (the release ledger's view of what
+    the answer rests on: oncofed.node.store.rowsets)."""
     c = day_number(question.cutoff)
     step, m = question.step_days, question.n_edges - 1
     role_here = code_ordinals(d.fields["centre_role"])["diagnosed_here"]
@@ -137,9 +139,12 @@ def survival_statement(question: SurvivalQuestion, d: Dictionary, where: str, pa
         "centre_role", "first_contact_date", "dco")
     group = quote(question.group_field) if question.group_field else "0"
     b = _Sql()
-    b.add("SELECT g, CASE WHEN e = 0 THEN 0 ELSE e / ? + 1 END AS a, "
-          "CASE WHEN t > ? THEN NULL ELSE (t + ? - 1) / ? END AS k, ev, COUNT(*), SUM(rk) FROM (SELECT ",
-          step, m * step, step, step)
+    if rowids:
+        b.add("SELECT group_concat(rid) FROM (SELECT ")
+    else:
+        b.add("SELECT g, CASE WHEN e = 0 THEN 0 ELSE e / ? + 1 END AS a, "
+              "CASE WHEN t > ? THEN NULL ELSE (t + ? - 1) / ? END AS k, ev, COUNT(*), SUM(rk) FROM (SELECT ",
+              step, m * step, step, step)
     b.add(f"{group} AS g, ")
     if question.outcome == "OS":
         passive = code_ordinals(d.fields["vs_source"])["passive"]
@@ -158,7 +163,7 @@ def survival_statement(question: SurvivalQuestion, d: Dictionary, where: str, pa
         b.add(f"CASE WHEN {rec_in} OR {dth_in} THEN 1 ELSE 0 END AS ev, ", c, c)
         origin = surg
     b.add(f"CASE WHEN {role} <> ? AND {first} IS NOT NULL AND {first} > {origin} "
-          f"THEN {first} - {origin} ELSE 0 END AS e, {quote(RECORD_KEY)} AS rk ", role_here)
+          f"THEN {first} - {origin} ELSE 0 END AS e, {quote(RECORD_KEY)} AS rk, rowid AS rid ", role_here)
     b.add(f"FROM {TUMOURS} WHERE ({where})", *params)
     b.add(f" AND {dco} = 0")
     if "tumour_seq" not in cohort_fields:
@@ -168,6 +173,7 @@ def survival_statement(question: SurvivalQuestion, d: Dictionary, where: str, pa
         b.add(f" AND {quote('disease_free_after_treatment')} = ? AND {origin} IS NOT NULL", yes)
     if restrict is not None:
         b.add(f" AND ({restrict[0]})", *restrict[1])
-    b.add(") WHERE t IS NOT NULL AND t >= 0 AND (e = 0 OR e < t) AND (e = 0 OR e / ? + 1 <= ?) "
-          "GROUP BY 1, 2, 3, 4", step, m)
+    b.add(") WHERE t IS NOT NULL AND t >= 0 AND (e = 0 OR e < t) AND (e = 0 OR e / ? + 1 <= ?)", step, m)
+    if not rowids:
+        b.add(" GROUP BY 1, 2, 3, 4")
     return b.sql(), b.params
