@@ -64,6 +64,8 @@ class RawSummary:
     sum_xx: int         # Σ round(x² · 2^s)
     missing: Cell
     bins: list[Cell]
+    top_x: int = 0      # the largest |round(x · 2^s)| of a row: the magnitude perturbation's scale
+    top_xx: int = 0     # the largest round(x² · 2^s)
 
     @property
     def total(self) -> int:

@@ -13,13 +13,19 @@ With k = max(the centre's minimum cell count, the permit's) — a permit can onl
 
 Cell-key perturbation: published = value + table[value][⌊key · 100⌋] (ptable.py), with the cell key
 the sum of the rows' secret record keys — same rows, same value, however the query is phrased.
+Magnitudes (a summary's Σx, Σx²) get the ABS cell-key method for magnitude tables: published =
+total + round(D · m · u), m the cell's largest single contribution, D = 1/2, u from a published
+table indexed by the same cell key (`perturb_magnitude`).
 Differential privacy replaces all of this per permit (dp.py); mode "none" (exact) is for the
 centre's own admin and for tests, never for a permit holder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
+from fractions import Fraction
+from functools import lru_cache
 from typing import Any, TypeVar
 
 from oncofed.analyses import ptable
@@ -28,6 +34,9 @@ from oncofed.analyses.cells import EMPTY, Cell
 
 S = TypeVar("S")
 R = TypeVar("R")
+
+#: D: a magnitude moves by at most this fraction of its cell's largest single contribution.
+MAGNITUDE_DEVIATION = Fraction(1, 2)
 
 
 def release(analysis: Analysis[S, R], spec: S, raw: R, rules: Rules) -> Release:
@@ -122,3 +131,28 @@ def roundmid(value: int, k: int) -> int:
     if value <= 0:
         return 0
     return math.ceil(value / k) * k - k // 2
+
+
+@lru_cache(maxsize=1)
+def magnitude_table() -> tuple[tuple[Fraction, ...], ...]:
+    """The published magnitude perturbation table: two rows (Σx, Σx²) of 100 entries, one per
+    cell-key bucket, each row the grid u_b = (2b − 99)/99 (b = 0 … 99: uniform on [−1, 1], mean
+    exactly 0, variance 9999/29403 ≈ 0.340) in a row-specific order fixed by a public hash, so
+    the two sums of one cell get different deviations. Public: the secret is the record keys."""
+    grid = [Fraction(2 * b - 99, 99) for b in range(ptable.COLUMNS)]
+    rows = []
+    for r in range(2):
+        ranks = {b: hashlib.sha256(f"ptable-magnitude-v1/{r}/{b}".encode()).digest() for b in range(ptable.COLUMNS)}
+        rows.append(tuple(grid[i] for i in sorted(ranks, key=ranks.__getitem__)))
+    return tuple(rows)
+
+
+def perturb_magnitude(total: int, largest: int, cell_key: int, row: int) -> int:
+    """A magnitude cell (a sum of fixed-point values) as published under cell key:
+    total + round(D · largest · u[row][⌊key · 100⌋]), D = MAGNITUDE_DEVIATION. The noise scales
+    with the largest single contribution, so it hides any one row's value — an outlier's most of
+    all — and a cell keeps its noise whenever its rows are the same (the key is the count cell's).
+    The mean Σx/n moves by at most D · max|x| / n (SD ≈ 0.29 · max|x| / n); a sum of values of one
+    sign keeps its sign (|noise| ≤ D · largest ≤ |total|/2)."""
+    u = magnitude_table()[row][ptable.bucket(cell_key)]
+    return total + round(MAGNITUDE_DEVIATION * largest * u)

@@ -6,9 +6,11 @@ flags (centres, moments_withheld, bins_withheld). Reals are fixed point per row,
 cover the dictionary range outside DP (rows are clamped to it only under a DP permit).
 
 Disclosure: (n, Σx, Σx²) withheld together when n < k or when the table below is withheld; n
-perturbed like a count (so a summary cannot be used to read an exact count); the bins and the
-missing count as a table, the bins first bottom- and top-coded so no tail bin rests on fewer than
-k rows; never min or max. DP: three blocks, each spending ε/3 — the counts [n, missing, bins]
+perturbed like a count (so a summary cannot be used to read an exact count); under cell key Σx and
+Σx² get a magnitude perturbation keyed like the cells (disclosure.perturb_magnitude: at most half
+the largest single contribution, from the n cell's key); the bins and the missing count as a table,
+the bins first bottom- and top-coded so no tail bin rests on fewer than k rows; never min or max.
+DP: three blocks, each spending ε/3 — the counts [n, missing, bins]
 (L1 = 2L), Σx·2^s (L·B·2^s) and Σx²·2^s (L·B²·2^s), B the query's bound.
 
 Finaliser: variance = (nΣx² − (Σx)²) / (n(n − 1)) (the unbiased sample variance); quantiles are
@@ -127,7 +129,7 @@ class Summary(Analysis[SummarySpec, RawSummary]):
     def local(self, spec: SummarySpec, reader: Reader, *, clamp: bool) -> RawSummary:
         s, bound = spec.scale_bits, Fraction(spec.bound)
         n, missing = EMPTY, EMPTY
-        sum_x = sum_xx = 0
+        sum_x = sum_xx = top_x = top_xx = 0
         bins = [EMPTY] * spec.n_bins
         for (x,), cell in reader.groups((spec.field,)):
             if x is None:
@@ -137,12 +139,14 @@ class Summary(Analysis[SummarySpec, RawSummary]):
             v = Fraction(x)
             if clamp:                                       # DP only: rows beyond the bound are clamped
                 v = min(max(v, -bound), bound)
-            sum_x += cell.n * fixed(v, s)
-            sum_xx += cell.n * fixed(v * v, s)
+            fx, fxx = fixed(v, s), fixed(v * v, s)
+            sum_x += cell.n * fx
+            sum_xx += cell.n * fxx
+            top_x, top_xx = max(top_x, abs(fx)), max(top_xx, fxx)
             if bins:
                 i = bin_of(spec.edges, x)
                 bins[i] = bins[i] + cell
-        return RawSummary(n=n, sum_x=sum_x, sum_xx=sum_xx, missing=missing, bins=bins)
+        return RawSummary(n=n, sum_x=sum_x, sum_xx=sum_xx, missing=missing, bins=bins, top_x=top_x, top_xx=top_xx)
 
     def total(self, raw: RawSummary) -> int:
         return raw.total
@@ -166,13 +170,16 @@ class Summary(Analysis[SummarySpec, RawSummary]):
         if raw.n.n < k or table.flags[1]:
             head = [0, 0, 0]
             flags[1] = 1
+        elif rules.mode == "threshold":
+            head = [raw.n.n, raw.sum_x, raw.sum_xx]
         else:
-            n = raw.n.n if rules.mode == "threshold" else ptable.perturb(raw.n.n, raw.n.key)
-            head = [n, raw.sum_x, raw.sum_xx]
+            key = raw.n.key
+            head = [ptable.perturb(raw.n.n, key), disclosure.perturb_magnitude(raw.sum_x, raw.top_x, key, 0),
+                    disclosure.perturb_magnitude(raw.sum_xx, raw.top_xx, key, 1)]
         out = {**table.meta, "moments_withheld": bool(flags[1])}
         out["cells_suppressed"] = out.get("cells_suppressed", 0) + 3 * flags[1]
         if rules.mode == "cell_key" and not flags[1]:
-            out["cells_perturbed"] = out.get("cells_perturbed", 0) + 1      # n
+            out["cells_perturbed"] = out.get("cells_perturbed", 0) + 3      # n, Σx, Σx²
         return Release(head + table.values, flags, out)
 
     def dp_blocks(self, spec: SummarySpec, raw: RawSummary, rows_per_patient: int) -> list[Block]:
