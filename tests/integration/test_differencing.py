@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from differencing_attack import Ask, count_attack, crosstab_attack, summary_attack, unique_targets
+from differencing_attack import Ask, count_attack, crosstab_attack, summary_attack, u_of, unique_targets
 from node_fed_helpers import make_fed, query_body, signed
 
 from oncofed import dictionary as dictmod
@@ -126,3 +126,95 @@ def test_summary_differencing_learns_nothing(centre: Any, mode: str) -> None:
         assert control.rate == 1.0
     else:                     # Σx under the magnitude perturbation: the difference is noise
         assert control.rate <= out.baseline_rate + 0.1
+
+
+def ledger_counts(node: Any) -> tuple[int, int]:
+    entries = node.conn.execute("SELECT count(*) FROM ledger_entries").fetchone()[0]
+    releases = node.conn.execute("SELECT count(*) FROM ledger_entries WHERE release_id IS NULL").fetchone()[0]
+    return int(entries), int(releases)
+
+
+def test_the_same_rows_stay_answerable_and_a_near_duplicate_is_the_earlier_rows(centre: Any) -> None:
+    """Newton-style: the identical row set under new parameters is computed afresh; a cohort one
+    row away under new parameters is computed over the earlier release's rows (threshold: exact)."""
+    ask = asker(centre, "threshold")
+    target = unique_targets(centre["rows"], 1, lambda r: r["topography"].startswith("C50")
+                            and r["tumour_size_mm"] is not None)[0]
+    plain = {"summary": {"field": "tumour_size_mm"}}
+    scaled = {"summary": {"field": "tumour_size_mm", "scale_bits": 3}}
+    v0, r0 = ask(BREAST, plain)
+    v3, r3 = ask(BREAST, scaled)
+    assert v3 != v0 and v3[1] == 8 * v0[1] and r3["n"] == r0["n"]          # same rows, new parameters
+    without = {"and": [BREAST, {"not": u_of(target)}]}
+    w3, _ = ask(without, scaled)
+    assert w3 == v3                                   # near duplicate, same analysis: the same bytes
+    w5, r5 = ask(without, {"summary": {"field": "tumour_size_mm", "scale_bits": 5}})
+    assert w5[1] == 32 * v0[1] and r5["n"] == r0["n"]  # new parameters: still over the earlier rows
+
+
+def test_rows_an_analysis_never_reads_do_not_pad_the_distance(centre: Any) -> None:
+    """Kaplan–Meier reads first primaries only: removing the target and every later primary
+    changes the cohort by ~130 rows but the rows read by one — still a near duplicate."""
+    fed, d = centre["fed"], centre["d"]
+    permit = fed.permit(centre["trust"], analyses=["kaplan_meier"], fields=[*FIELDS, "tumour_seq"], min_cell_count=10)
+    pipeline = AnsweringPipeline(centre["node"], centre["verifier"], policy("cell_key"))
+    target = unique_targets(centre["rows"], 1, lambda r: r["tumour_seq"] == 1 and r["dco"] == 0
+                            and r["topography"].startswith("C50"))[0]
+    later = sum(1 for r in centre["rows"] if r["tumour_seq"] > 1)
+    assert later >= 2 * 10
+    km = {"kaplan_meier": {"outcome": "OS", "cutoff": "2025-12-31"}}
+    padded = {"and": [{"not": u_of(target)}, {"field": "tumour_seq", "equals": 1}]}
+
+    def ask(cohort: dict[str, Any] | None) -> list[int]:
+        body = query_body(permit, targets=(CENTRE,), d=d)
+        body.ClearField("cohort")
+        if cohort is not None:
+            body.cohort.CopyFrom(cohort_from(cohort, "cohort"))
+        body.analysis.CopyFrom(analysis_from(km, "analysis"))
+        return pipeline.answer_envelope(signed(fed.identities["res-1"], body)).vector
+
+    everyone = ask(None)
+    assert ask(padded) == everyone
+
+
+def test_dp_and_the_local_admin_are_not_ledgered(centre: Any) -> None:
+    from oncofed.node.answering import preview
+    from oncofed.query.textform import from_mapping
+
+    fed, d, node = centre["fed"], centre["d"], centre["node"]
+    before = ledger_counts(node)
+    permit = fed.permit(centre["trust"], analyses=["count"], fields=FIELDS, min_cell_count=10, epsilon=5.0)
+    pipeline = AnsweringPipeline(node, centre["verifier"], policy("cell_key"))
+    vectors = []
+    for _ in range(2):
+        body = query_body(permit, targets=(CENTRE,), d=d)
+        body.epsilon = 0.5
+        vectors.append(pipeline.answer_envelope(signed(fed.identities["res-1"], body)).vector)
+    preview(node, from_mapping({"analysis": "count"}, dictionary=d), policy=policy("cell_key"))
+    assert ledger_counts(node) == before                 # DP permits stay as they are: fresh noise, paid ε
+
+
+def test_the_audit_log_looks_the_same_on_every_ledger_path(centre: Any) -> None:
+    """A fresh release and one served from the ledger leave the same entries (event, decision,
+    counters' presence); only the local detail names the ledger's decision."""
+    from oncofed.query import query_hash
+
+    fed, d = centre["fed"], centre["d"]
+    permit = fed.permit(centre["trust"], analyses=["count"], fields=FIELDS, min_cell_count=10)
+    pipeline = AnsweringPipeline(centre["node"], centre["verifier"], policy("cell_key"))
+    target = unique_targets(centre["rows"], 1, lambda r: True)[0]
+    entries = []
+    for cohort in (None, {"not": u_of(target)}):
+        body = query_body(permit, targets=(CENTRE,), d=d)
+        body.ClearField("cohort")
+        if cohort is not None:
+            body.cohort.CopyFrom(cohort_from(cohort, "cohort"))
+        envelope = signed(fed.identities["res-1"], body)
+        pipeline.answer_envelope(envelope)
+        entries.append(pipeline.verifier.audit.entries(query_hash=query_hash(envelope)))
+    fresh, served = entries
+    shape = [[(e.event, e.decision, e.reason, e.who, e.analysis) for e in es] for es in entries]
+    assert shape[0] == shape[1] and [s[:2] for s in shape[0]] == [("query.verify", "accepted"),
+                                                                 ("query.answer", "answered")]
+    assert (fresh[-1].detail["ledger"], served[-1].detail["ledger"]) == ("new", "near_duplicate")
+    assert served[-1].detail["ledger_release"] == fresh[-1].detail["ledger_entry"]
