@@ -51,7 +51,10 @@ def combination(row: dict[str, Any]) -> tuple[Any, ...]:
     return (row["sex"], row["age_at_incidence"], row["incidence_date"][:7], row["topography"])
 
 
-def unique_targets(rows: Sequence[dict[str, Any]], n: int, keep: Callable[[dict[str, Any]], bool]) -> list[dict[str, Any]]:
+Row = dict[str, Any]
+
+
+def unique_targets(rows: Sequence[Row], n: int, keep: Callable[[Row], bool]) -> list[Row]:
     """n tumours (spread over the store, deterministic) whose combination U is unique in it."""
     counts = Counter(map(combination, rows))
     pool = sorted((r for r in rows if counts[combination(r)] == 1 and keep(r)), key=lambda r: r["tumour_id"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -125,7 +126,7 @@ def test_a_replaced_store_does_not_inherit_the_cache(tmp_path: Path) -> None:
     led.conn.close()
 
 
-def _race(path: str, cohort: list[int], barrier: multiprocessing.synchronize.Barrier, out: multiprocessing.Queue) -> None:
+def _race(path: str, cohort: list[int], barrier: Any, out: Any) -> None:
     led = ReleaseLedger(dbmod.connect(Path(path)).conn, LedgerKeys(KEY))
     barrier.wait()
     out.put(led.resolve("permit:p", RowSet.of(np.array(cohort, dtype=np.int64), LedgerKeys(KEY)), K).decision)

@@ -23,6 +23,8 @@ release went out under another set, and the caller decides.
 
 Decisions are made in one IMMEDIATE transaction (two racing queries cannot both become releases
 near each other) and every vector is committed (synchronous=FULL) before the engine returns it.
+Each of the two transactions writes on every path (a new entry, or a use counted; a query row),
+so a commit's cost does not tell a near duplicate from the same rows.
 Scans of the scope's entries come from an in-process cache refreshed from the table on every
 decision, so the check stays in milliseconds at 10,000 releases (bench/differencing.py).
 """
@@ -58,6 +60,7 @@ def migration_1(conn: sqlite3.Connection) -> None:
         sketch BLOB NOT NULL,
         release_id INTEGER REFERENCES ledger_entries (entry_id),
         to_release BLOB,
+        uses INTEGER NOT NULL DEFAULT 1,
         created_at INTEGER NOT NULL,
         UNIQUE (scope, digest))""")
     conn.execute("CREATE INDEX ledger_entries_by_scope ON ledger_entries (scope, entry_id)")
@@ -114,7 +117,7 @@ class _ScopeCache:
     def reset(self) -> None:
         self.ids = np.zeros(0, dtype=np.int64)
         self.n = np.zeros(0, dtype=np.int64)
-        self.pre = np.zeros((0, 64), dtype=np.int8)
+        self.pre = np.zeros((0, 64), dtype=np.uint8)
         self.digests: list[bytes] = []
 
     def refresh(self, conn: sqlite3.Connection, scope: str) -> None:
@@ -130,22 +133,22 @@ class _ScopeCache:
             return
         self.ids = np.concatenate([self.ids, np.array([r[0] for r in rows], dtype=np.int64)])
         self.n = np.concatenate([self.n, np.array([r[1] for r in rows], dtype=np.int64)])
-        pre = np.frombuffer(b"".join(bytes(r[3]) for r in rows), dtype=np.int8).reshape(len(rows), 64)
+        pre = np.frombuffer(b"".join(bytes(r[3]) for r in rows), dtype=np.uint8).reshape(len(rows), 64)
         self.pre = np.concatenate([self.pre, pre])
         self.digests.extend(bytes(r[2]) for r in rows)
 
     def candidates(self, rows: RowSet, reach: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Indices of entries that may lie within `reach` of `rows`, with a lower bound on the
         distance of each, nearest bound first: |n − n'| and Σ|Δcount| of sub-table 0 mod 256."""
-        near_size = np.flatnonzero(np.abs(self.n - rows.n) < reach)
-        if not len(near_size):
-            return near_size, near_size
-        d = (self.pre[near_size] - rows.sketch.prefilter).astype(np.int16)   # int8 wraps: |d| ≤ |true|
-        bound = np.maximum(np.abs(d).sum(axis=1), np.abs(self.n[near_size] - rows.n))
-        keep = bound < reach
-        idx, bound = near_size[keep], bound[keep]
-        order = np.lexsort((self.ids[idx], bound))
-        return idx[order], bound[order]
+        size_gap = np.abs(self.n - rows.n)
+        if not (size_gap < reach).any():
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        d = self.pre - rows.sketch.prefilter.view(np.uint8)       # mod 256; |d| as min(d, −d): never
+        np.minimum(d, -d, out=d)                                  # more than the true |Δcount|
+        bound = np.maximum(d.sum(axis=1, dtype=np.int64), size_gap)
+        idx = np.flatnonzero(bound < reach)
+        order = np.lexsort((self.ids[idx], bound[idx]))
+        return idx[order], bound[idx][order]
 
 
 _caches: OrderedDict[tuple[str, str], _ScopeCache] = OrderedDict()
@@ -176,8 +179,9 @@ class ReleaseLedger:
             same = conn.execute("SELECT entry_id, release_id, to_release FROM ledger_entries WHERE scope = ? "
                                 "AND digest = ?", (scope, rows.digest)).fetchone()
             if same is not None:
-                self._verify(rows, NO_CHANGE, rows.digest)            # the same work on every path
+                self._verify(rows, NO_CHANGE, rows.digest)     # the same work on every path, and a write
                 entry_id, release_id, to_release = same
+                conn.execute("UPDATE ledger_entries SET uses = uses + 1 WHERE entry_id = ?", (entry_id,))
                 if release_id is None:
                     return Resolution(scope, entry_id, entry_id, rows.digest, NO_CHANGE, "same_rows")
                 return Resolution(scope, entry_id, release_id, self._digest_of(release_id),

@@ -90,8 +90,16 @@ class RowSet:
 
     @classmethod
     def of(cls, ids: Ids, keys: LedgerKeys) -> RowSet:
-        ids = np.unique(np.asarray(ids, dtype=np.int64))
+        ids = sorted_distinct(np.asarray(ids, dtype=np.int64))
         return cls(ids, keys.rowset_digest(ids), build_sketch(ids, keys))
+
+
+def sorted_distinct(ids: Ids) -> Ids:
+    """Sorted, each id once (np.unique hashes in numpy 2.x: ~100× slower on a sorted million)."""
+    out = ids if len(ids) < 2 or bool((ids[1:] > ids[:-1]).all()) else np.sort(ids)
+    if len(out) > 1 and not (out[1:] != out[:-1]).all():
+        out = out[np.concatenate(([True], out[1:] != out[:-1]))]
+    return out
 
 
 @dataclass(frozen=True)
@@ -236,7 +244,7 @@ def read_rowids(conn: sqlite3.Connection, d: Dictionary, reads: PlannedReads, wh
     parts = [_ids(conn.execute(sql, ps).fetchone()[0]) for sql, ps in statements]
     if not parts:
         return np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate(parts)) if len(parts) > 1 else np.sort(parts[0])
+    return sorted_distinct(np.concatenate(parts))
 
 
 def _ids(text: str | None) -> Ids:
