@@ -241,8 +241,23 @@ def attacks(tmp: Path, *, controls: bool) -> dict[str, Any]:
     stages = ["localised", "regional", "distant"]
     bc = {"field": "topography", "prefix": "C50"}
 
+    pad_level = "localised"
+    by_month = Counter(r["incidence_date"][:7] for r in rows if r["stage_summary"] == pad_level)
+    pads, months = [], sorted(by_month)
+    while months and len(pads) < len(any_t):          # disjoint runs of months, ≥ 2k known-level rows each
+        run_of, n = [], 0
+        while months and n < 2 * K:
+            run_of.append(months.pop(0))
+            n += by_month[run_of[-1]]
+        if n >= 2 * K:
+            pads.append({"and": [{"field": "stage_summary", "equals": pad_level},
+                                 {"field": "incidence_date", "from": run_of[0], "to": run_of[-1]}]})
+    assert len(pads) == len(any_t)
+
     def run(ask: Any) -> dict[str, Any]:
         return {"crosstab": atk.crosstab_attack(ask, None, any_t, "stage_summary", mode_stage).to_json(),
+                "crosstab_padded": atk.padded_crosstab_attack(ask, None, any_t, "stage_summary", pads,
+                                                              pad_level).to_json(),
                 "count": atk.count_attack(ask, None, crc_t, "stage_summary", stages, mode_stage).to_json(),
                 "summary": atk.summary_attack(ask, bc, size_t, "tumour_size_mm", mode_size).to_json()}
 

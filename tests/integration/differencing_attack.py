@@ -57,7 +57,7 @@ Row = dict[str, Any]
 def unique_targets(rows: Sequence[Row], n: int, keep: Callable[[Row], bool]) -> list[Row]:
     """n tumours (spread over the store, deterministic) whose combination U is unique in it."""
     counts = Counter(map(combination, rows))
-    pool = sorted((r for r in rows if counts[combination(r)] == 1 and keep(r)), key=lambda r: r["tumour_id"])
+    pool = sorted((r for r in rows if counts[combination(r)] == 1 and keep(r)), key=combination)
     if len(pool) < n:
         raise ValueError(f"only {len(pool)} unique targets")
     step = len(pool) / n
@@ -93,6 +93,30 @@ def crosstab_attack(ask: Ask, cohort: dict[str, Any] | None, targets: Sequence[d
         base += mode_level == truth
         same += v1 == v2
     return Outcome("crosstab", len(targets), wins, base, same)
+
+
+def padded_crosstab_attack(ask: Ask, cohort: dict[str, Any] | None, targets: Sequence[dict[str, Any]], field: str,
+                           pads: Sequence[dict[str, Any]], pad_level: str) -> Outcome:
+    """The crosstab attack with the second cohort padded by rows P of a known level (one pad per
+    target, each a cohort node selecting ≥ 2k rows, all of `pad_level`, disjoint from the others so
+    the padded cohorts are far from each other too): C and C ∧ ¬U ∧ ¬P differ in more than the
+    ledger's radius, yet every cell but P's is unchanged unless it holds the target. A known limit
+    of a ledger of whole row sets (docs/security.md, "Differencing"); the guess when no other cell
+    changed is the pad's level."""
+    analysis = {"crosstab": {"fields": [field]}}
+    wins = base = same = 0
+    for t, pad in zip(targets, pads, strict=True):
+        v1, r1 = ask(cohort, analysis)
+        v2, r2 = ask(_and(cohort, {"not": u_of(t)}, {"not": pad}), analysis)
+        before = {c["levels"][field]: c["count"] for c in r1["cells"]}
+        after = {c["levels"][field]: c["count"] for c in r2["cells"]}
+        drops = {lv: before[lv] - after[lv] for lv in before if lv != pad_level and before[lv] != after[lv]}
+        guess = max(drops, key=lambda lv: (drops[lv], lv)) if drops else pad_level
+        truth = t[field] or "(missing)"
+        wins += guess == truth
+        base += pad_level == truth
+        same += v1 == v2
+    return Outcome("crosstab_padded", len(targets), wins, base, same)
 
 
 def count_attack(ask: Ask, cohort: dict[str, Any] | None, targets: Sequence[dict[str, Any]], field: str,
