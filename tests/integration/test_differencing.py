@@ -95,7 +95,7 @@ def test_crosstab_differencing_learns_nothing(centre: Any, mode: str) -> None:
     assert out.successes == out.baseline             # ... so the attacker only has the baseline guess
     control = crosstab_attack(asker(centre, mode, ledger=False), None, targets, "stage_summary", mode_stage)
     assert control.unchanged == 0 if mode == "threshold" else control.unchanged < TARGETS
-    assert control.rate >= 0.85 and control.rate > out.baseline_rate + 0.2
+    assert control.rate >= 0.6 and control.rate > out.baseline_rate + 0.2   # cell key: ≈ 0.87 expected
 
 
 @pytest.mark.parametrize("mode", ["cell_key", "threshold"])
@@ -218,3 +218,24 @@ def test_the_audit_log_looks_the_same_on_every_ledger_path(centre: Any) -> None:
                                                                  ("query.answer", "answered")]
     assert (fresh[-1].detail["ledger"], served[-1].detail["ledger"]) == ("new", "near_duplicate")
     assert served[-1].detail["ledger_release"] == fresh[-1].detail["ledger_entry"]
+
+
+def test_the_participant_set_is_kept_with_the_release(centre: Any) -> None:
+    """The federation's hook: the same release answered under another participant set is flagged
+    for the caller; under the same set it is the stored bytes."""
+    fed, d, node = centre["fed"], centre["d"], centre["node"]
+    permit = fed.permit(centre["trust"], analyses=["count"], fields=FIELDS, min_cell_count=10)
+    target = unique_targets(centre["rows"], 1, lambda r: True)[0]
+    flags, vectors = [], []
+    for cohort, participants in ((None, b"S1"), ({"not": u_of(target)}, b"S1"), (None, b"S2")):
+        body = query_body(permit, targets=(CENTRE,), d=d)
+        body.ClearField("cohort")
+        if cohort is not None:
+            body.cohort.CopyFrom(cohort_from(cohort, "cohort"))
+        verified = centre["verifier"].verify(signed(fed.identities["res-1"], body))
+        ans = answer(node, verified.body, verified.permit, policy=policy("cell_key"), query_hash=verified.query_hash,
+                     participants=participants)
+        flags.append(ans.meta["ledger_other_participants"])
+        vectors.append(ans.vector)
+    assert flags == [False, False, True]
+    assert vectors[0] == vectors[1] == vectors[2]

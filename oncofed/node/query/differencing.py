@@ -93,15 +93,17 @@ class Guard:
         return rowsets.substituted(cohort.where, cohort.params, res.diff or rowsets.NO_CHANGE)
 
     def keep(self, vector: list[int], the: Analysis[Any, Any], spec: Any, raw: Any, body: pb.QueryBody,
-             rules: Rules, query_hash: str, now: int | None) -> list[int]:
+             rules: Rules, query_hash: str, now: int | None, *, participants: bytes | None = None) -> list[int]:
         """Step 4: the vector to send. When the difference to the release is not known (a chain of
         sketches that did not peel), the answer just computed — over the cohort's own rows — must
-        not go out: the release's stored answer does, else a withheld one."""
+        not go out: the release's stored answer does, else a withheld one. `participants` (the
+        federation's participant-set id) is kept with the answer; whether the same release went
+        out under another set is in `meta["ledger_other_participants"]`, for the caller to act on."""
         res, rows = self.resolution, self.rows
         assert res is not None and rows is not None, "resolve() comes first"
         key = spec_hash(body, rules)
         if res.diff is None:
-            before = self.ledger.stored(res, key)
+            before = self.ledger.stored(res, key, participants)
             if before is None:
                 out = withheld(spec)
                 vector = [encode(v) for v in (*out.values, *out.flags)]
@@ -110,6 +112,8 @@ class Guard:
             # The rows an answer rests on must be the rows its reads return (an analysis must not
             # drop rows it read): otherwise the ledger would compare the wrong sets.
             raise AssertionError(f"{spec.kind}: the answer rests on {the.total(raw)} rows, its reads on {rows.n}")
-        kept = self.ledger.keep(res, key, vector, query_hash, now=now)
+        kept = self.ledger.keep(res, key, vector, query_hash, participants=participants, now=now)
         self.meta["ledger_reused"] = kept.reused
+        if participants is not None:
+            self.meta["ledger_other_participants"] = kept.other_participants
         return kept.vector

@@ -149,14 +149,17 @@ def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
 
 
 def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy: NodePolicy,
-           now: int | None = None, query_hash: str = "", signer: str = "", differencing: bool = True) -> Answer:
+           now: int | None = None, query_hash: str = "", signer: str = "", participants: bytes | None = None,
+           differencing: bool = True) -> Answer:
     """Answer `body` at this centre. `permit` None is the centre's own admin (every field, no
     rate limit, no budget, no release ledger); otherwise the permit must already be verified and
     approved here. `query_hash` is the request's one hash (oncofed.query.query_hash of the bytes it
     arrived in); a direct call without it stands for a local preview of the serialised body.
     `signer` is the verified signing key's fingerprint (the rate limit counts it; see `rate_key`).
-    `differencing=False` bypasses the release ledger: for measuring attacks only (bench, tests),
-    never reachable from a request."""
+    `participants` is the federation's participant-set id, kept with the release in the ledger
+    (`meta["ledger_other_participants"]` says when the same release went out under another set;
+    None: a node-local answer). `differencing=False` bypasses the release ledger: for measuring
+    attacks only (bench, tests), never reachable from a request."""
     started = time.perf_counter()
     spec, cohort = prepare(node, body, permit, policy)
     conn = node.conn
@@ -192,7 +195,7 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
         out = release(the, spec, raw, rules)
         vector = [encode(v) for v in (*out.values, *out.flags)]
         if guard is not None:
-            vector = guard.keep(vector, the, spec, raw, body, rules, qhash, now)
+            vector = guard.keep(vector, the, spec, raw, body, rules, qhash, now, participants=participants)
     finally:
         if guard is not None:
             guard.close()
