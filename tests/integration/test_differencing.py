@@ -239,3 +239,18 @@ def test_the_participant_set_is_kept_with_the_release(centre: Any) -> None:
         vectors.append(ans.vector)
     assert flags == [False, False, True]
     assert vectors[0] == vectors[1] == vectors[2]
+
+
+def test_when_the_rows_of_the_release_are_unknown_only_its_stored_answer_or_nothing_goes_out(
+        centre: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from oncofed.node.store import ledger as ledgermod
+
+    ask = asker(centre, "threshold")
+    target = unique_targets(centre["rows"], 1, lambda r: r["topography"].startswith("C50"))[0]
+    before, _ = ask(BREAST, "count")
+    monkeypatch.setattr(ledgermod, "MAX_DECODES", 0)                  # the next near duplicate: unknown rows
+    without = {"and": [BREAST, {"not": u_of(target)}]}
+    same, _ = ask(without, "count")
+    assert same == before                                             # the stored answer of the release
+    _, result = ask(without, {"crosstab": {"fields": ["stage_summary"]}})
+    assert result["suppressed_centres"] == 1 and result["total"] == 0  # never an answer over the cohort's own rows

@@ -149,3 +149,15 @@ def test_two_processes_racing_with_near_duplicates_make_one_release(tmp_path: Pa
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM ledger_entries WHERE release_id IS NULL").fetchone()[0] == 1
     conn.close()
+
+
+def test_a_difference_the_ledger_cannot_follow_counts_as_near(ledger: ReleaseLedger,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its decoding budget (or when a difference does not peel) the ledger takes a candidate
+    as near without knowing the difference: the cautious side, and `diff` says it is unknown."""
+    release = ledger.resolve("permit:p", rows(BASE), K)
+    monkeypatch.setattr(ledgermod, "MAX_DECODES", 0)
+    res = ledger.resolve("permit:p", rows(BASE - {5}), K)
+    assert (res.decision, res.release_id, res.diff) == ("near_duplicate", release.entry_id, None)
+    again = ledger.resolve("permit:p", rows(BASE - {5}), K)          # remembered as such
+    assert (again.release_id, again.diff) == (release.entry_id, None)
