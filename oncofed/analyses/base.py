@@ -73,6 +73,10 @@ class Reader(Protocol):
 
     Categorical values come as their level's position among the field's dictionary codes
     (booleans: 0 false, 1 true), None when missing; numeric values as stored numbers.
+
+    Two rules the release ledger relies on (oncofed.node.store.rowsets): which reads a local step
+    makes depends on its spec alone, never on the rows; and every row a read returns counts in the
+    answer (`total`) — a step that leaves rows out asks the reader not to return them.
     """
 
     def groups(self, fields: Sequence[str]) -> list[tuple[tuple[Any, ...], Cell]]:
