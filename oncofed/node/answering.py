@@ -71,17 +71,22 @@ class AnsweringPipeline:
             raise
         return verified
 
-    def answer_accepted(self, envelope: bytes, *, at: int | None = None) -> tuple[VerifiedQuery, Answer]:
+    def answer_accepted(self, envelope: bytes, *, at: int | None = None,
+                        participants: bytes | None = None) -> tuple[VerifiedQuery, Answer]:
         """The answer step of a query accepted earlier: verify it again (all but the nonce) and
-        answer it through the same engine."""
+        answer it through the same engine, under the participant set `participants` (H(S)):
+        the release ledger keeps the answer per set and says when the same release already went
+        out under another set (`Answer.meta["ledger_other_participants"]`)."""
         verified = self.verifier.recheck(envelope, at=at)
-        return verified, self.answer_verified(verified, at=at)
+        return verified, self.answer_verified(verified, at=at, participants=participants)
 
-    def answer_verified(self, verified: VerifiedQuery, *, at: int | None = None) -> Answer:
+    def answer_verified(self, verified: VerifiedQuery, *, at: int | None = None,
+                        participants: bytes | None = None) -> Answer:
         """Answer a verified query and audit the outcome (`query.answer`)."""
         try:
             ans = answer(self.node, verified.body, verified.permit, policy=self.policy, now=at,
-                         query_hash=verified.query_hash, signer=verified.researcher.signing_fingerprint)
+                         query_hash=verified.query_hash, signer=verified.researcher.signing_fingerprint,
+                         participants=participants)
         except Refusal as exc:
             self._refused(verified, exc)
             raise
@@ -94,6 +99,11 @@ class AnsweringPipeline:
                              cells_suppressed=ans.cells_suppressed, cells_perturbed=ans.cells_perturbed,
                              epsilon_spent=ans.epsilon_spent, detail=_outcome(ans))
         return ans
+
+    def withhold(self, verified: VerifiedQuery, why: str) -> None:
+        """Audit an answer computed but not sent (the caller sends a coarse failure instead)."""
+        self.verifier.record(verified, event=ANSWER_EVENT, decision="withheld", reason="node_policy",
+                             detail={"why": why})
 
     def _refused(self, verified: VerifiedQuery, exc: Refusal) -> None:
         self.verifier.record(verified, event=ANSWER_EVENT, decision="refused", reason=exc.reason,

@@ -25,6 +25,7 @@ the log's length, DESIGN §10).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
@@ -254,7 +255,16 @@ class Connector:
             participants.check(query_hash=qh.hex(), me=self.me, targets=body.target_centres,
                                my_mask_key=key.public_key,
                                min_size=max(body.min_participants, self.min_participants))
-            verified, ans = self.pipeline.answer_accepted(envelope, at=int(self.clock()))
+            # The ledger keys a release by the *centres* it was summed with: a new set of the same
+            # centres (fresh mask keys, so a new H(S)) differences nothing; another set would.
+            centres = hashlib.sha256("\n".join(participants.centre_ids).encode()).digest()
+            verified, ans = self.pipeline.answer_accepted(envelope, at=int(self.clock()), participants=centres)
+            if ans.meta.get("ledger_other_participants"):
+                # The same release went out under another participant set: answering again would
+                # let the two sums be differenced (DESIGN §4 step 4). Signed abstentions that would
+                # allow a retry are later work; the refusal says only POLICY.
+                self.pipeline.withhold(verified, "the same release went out under another participant set")
+                return self._fail(qh, "POLICY")
             masked = mask(ans.vector, key=key, me=self.me, participants=participants, query_hash=qh.hex(),
                           round=0)
         except InvalidParticipantSet as exc:

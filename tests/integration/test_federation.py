@@ -364,3 +364,18 @@ def test_under_default_disclosure_the_sum_is_the_centres_own_releases(tmp_path_f
             assert result.result == expected and result.result["centres"] == 3
     finally:
         w.close()
+
+
+def test_the_same_rows_under_another_set_of_centres_are_refused(world: World) -> None:
+    """C = (A + B + C) − (A + B): once a cohort was summed over {a, b, c}, a and b do not release
+    it again summed over {a, b} — the query fails with a coarse POLICY, nothing is summed."""
+    from oncofed.federation.client.client import ClientError
+
+    cohort = {"field": "her2", "equals": "pos"}
+    full = world.client().run(world.body("count", cohort=cohort), dictionary=dictmod.load(), timeout=60)
+    assert full.participants == ("centre-a", "centre-b", "centre-c")
+    again = world.client().run(world.body("count", cohort=cohort), dictionary=dictmod.load(), timeout=60)
+    assert again.result == full.result                      # the same set again: the same release
+    with pytest.raises(ClientError, match="failed after the participant set was fixed"):
+        world.client().run(world.body("count", cohort=cohort, targets=("centre-a", "centre-b")),
+                           dictionary=dictmod.load(), timeout=60)
