@@ -128,7 +128,11 @@ def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b"
         keys[member] = save_identity(fed.identities[member], folder)[0]
     policy = policy or NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=10_000, rate_per_day=100_000)
     d = dictmod.load()
-    files = write_all(base / "csv", len(centres), patients, seed, d)
+    # The generator models at most 26 distinct centres; a larger federation reuses their extracts.
+    from oncofed.synth import MAX_CENTRES
+
+    made = write_all(base / "csv", min(len(centres), MAX_CENTRES), patients, seed, d)
+    files = [made[i % len(made)] for i in range(len(centres))]
     now = int(time.time())
     _, permit_doc = fed.authority.issue_permit(
         researcher_id="res-1", project_title="Federated end-to-end tests", analyses=ANALYSES, fields=FIELDS,
