@@ -60,7 +60,8 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
     d = dictmod.load()
     t0 = time.perf_counter()
     centres = tuple(f"centre-{i:03d}" for i in range(n_centres))
-    world = make_world(tmp / "world", centres=centres, patients=max(int(size / 1.035), 10), policy=policy())
+    world = make_world(tmp / "world", centres=centres, patients=max(int(size / 1.035), 10), policy=policy(),
+                       prepare_seconds=120, answer_seconds=300)
     setup = time.perf_counter() - t0
     pooled = None
     if with_pooled:

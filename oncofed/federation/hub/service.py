@@ -56,6 +56,8 @@ class HubService(fgrpc.HubServicer):
         self.store, self.trust = store, trust
         self.prepare_seconds, self.answer_seconds = prepare_seconds, answer_seconds
         self.changed = threading.Condition()
+        self._work: dict[str, threading.Event] = {}     # per centre: set when a task is queued for it
+        self._work_lock = threading.Lock()
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="oncofed-hub-sweeper", daemon=True)
         self._sweeper.start()
@@ -64,11 +66,23 @@ class HubService(fgrpc.HubServicer):
         self._stop.set()
         with self.changed:
             self.changed.notify_all()
+        with self._work_lock:
+            for ev in self._work.values():
+                ev.set()
         self._sweeper.join(timeout=5)
 
-    def _notify(self) -> None:
+    def _notify(self, centres: list[str] | tuple[str, ...] = ()) -> None:
+        """Wake the researchers' watches, and the long polls of the centres that got work (one
+        event per centre: with a hundred centres polling, waking all of them on every change
+        would cost a hundred store reads per change)."""
         with self.changed:
             self.changed.notify_all()
+        for centre in centres:
+            self._work_event(centre).set()
+
+    def _work_event(self, centre: str) -> threading.Event:
+        with self._work_lock:
+            return self._work.setdefault(centre, threading.Event())
 
     def _wait(self, ready: Callable[[], bool], wait_ms: int, context: grpc.ServicerContext) -> None:
         deadline = time.monotonic() + min(max(wait_ms, 0), MAX_WAIT_MS) / 1000
@@ -81,6 +95,21 @@ class HubService(fgrpc.HubServicer):
                 if left <= 0:
                     return
                 self.changed.wait(min(left, 1.0))
+
+    def _wait_for_work(self, centre: str, wait_ms: int, context: grpc.ServicerContext) -> None:
+        event = self._work_event(centre)
+        deadline = time.monotonic() + min(max(wait_ms, 0), MAX_WAIT_MS) / 1000
+        remaining = context.time_remaining()
+        if remaining is not None:
+            deadline = min(deadline, time.monotonic() + max(remaining - 0.5, 0))
+        while not self._stop.is_set() and context.is_active():
+            event.clear()
+            if self.store.has_tasks(centre):
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            event.wait(min(left, 1.0))
 
     # ------------------------------------------------------------------ researchers
     def Submit(self, request: fpb.SubmitRequest, context: grpc.ServicerContext) -> fpb.SubmitReply:
@@ -100,7 +129,7 @@ class HubService(fgrpc.HubServicer):
             context.abort(grpc.StatusCode.ALREADY_EXISTS, "this query was submitted before")
         log.info("query %s from %s to %d centre(s), %d sealed bytes", request.query_hash.hex()[:16],
                  peer.member_id, len(targets), sum(len(v) for v in request.sealed.values()))
-        self._notify()
+        self._notify(targets)
         return fpb.SubmitReply(query_hash=request.query_hash)
 
     def Watch(self, request: fpb.WatchRequest, context: grpc.ServicerContext) -> fpb.QueryState:
@@ -137,7 +166,7 @@ class HubService(fgrpc.HubServicer):
     def Pull(self, request: fpb.PullRequest, context: grpc.ServicerContext) -> fpb.PullReply:
         centre = current_peer().member_id
         self._seen(centre, bytes(request.audit_head))
-        self._wait(lambda: self.store.has_tasks(centre), request.wait_ms, context)
+        self._wait_for_work(centre, request.wait_ms, context)
         reply = fpb.PullReply()
         for qh, kind, payload in self.store.take_tasks(centre):
             if kind == ANSWER:
@@ -215,13 +244,14 @@ class HubService(fgrpc.HubServicer):
         if row is None or row.state not in OPEN_STATES:
             return
         progress = {p.centre: p for p in self.store.progress(qh)}
+        woken: list[str] = []
         with self.store.tx() as c:
             if int(time.time()) > row.expires_at:
                 self.store.set_state(c, qh, "expired", "the query expired before it completed")
             elif row.state == "preparing":
                 replied = all(p.state in ("accepted", "declined", "failed") for p in progress.values())
                 if replied or now_ms() >= row.prepare_until_ms:
-                    self._fix(c, row, progress)
+                    woken = self._fix(c, row, progress)
             else:
                 members = set(self._members(qh))
                 failed = sorted(m for m in members if progress[m].state == "failed")
@@ -234,7 +264,7 @@ class HubService(fgrpc.HubServicer):
                 elif row.answer_until_ms is not None and now_ms() >= row.answer_until_ms:
                     self.store.set_state(c, qh, "failed", f"{', '.join(silent)} did not answer in time after "
                                          "the participant set was fixed; no partial sum exists")
-        self._notify()
+        self._notify(woken)
 
     def _members(self, qh: bytes) -> list[str]:
         """The participant set's centres: those whose accept made it in before it was fixed."""
@@ -243,17 +273,19 @@ class HubService(fgrpc.HubServicer):
             return []
         return [p.centre for p in self.store.progress(qh) if p.accept is not None]
 
-    def _fix(self, c: Any, row: Any, progress: dict[str, Any]) -> None:
+    def _fix(self, c: Any, row: Any, progress: dict[str, Any]) -> list[str]:
+        """Fix the participant set (or fail the query); return the centres that got work."""
         accepts = sorted((p.centre, p.accept) for p in progress.values() if p.state == "accepted")
         if len(accepts) < row.min_participants:
             self.store.set_state(c, row.query_hash, "failed", f"too few participants: {len(accepts)} accepted, "
                                  f"{row.min_participants} needed")
-            return
+            return []
         signed = [a for _, a in accepts]
         self.store.set_state(c, row.query_hash, "answering", participants=signed,
                              answer_until_ms=now_ms() + self.answer_seconds * 1000)
         payload = fpb.QueryState(participants=signed).SerializeToString()
         self.store.add_answer_tasks(c, row.query_hash, [cid for cid, _ in accepts], payload)
+        return [cid for cid, _ in accepts]
 
     def _sweep(self) -> None:
         """Deadlines pass without anyone calling: fix sets whose prepare time is up, expire the dead."""
