@@ -13,7 +13,9 @@ touches the data.
  6. the nonce (16 bytes) was never seen — recorded in the same SQLite transaction as the
     decision's audit entry, so two concurrent copies cannot both pass;
  7. this centre is a target, the dictionary is the node's, the analysis and every field the
-    cohort and analysis name are allowed by the permit (exact dates only if the permit says so).
+    cohort and analysis name are allowed by the permit, and so is every survival outcome they
+    follow (a survival analysis' outcome, a derived status field's); exact dates only if the
+    permit says so.
 
 Every decision is appended to the audit log with a fine-grained reason from the one refusal
 vocabulary (oncofed.query.refusals: `REASONS`); what may go back to the hub and researcher is only
@@ -108,6 +110,24 @@ def referenced_fields(msg: Message) -> set[str]:
                 found |= referenced_fields(item)
         elif fd.name in FIELD_NAME_KEYS and fd.type == fd.TYPE_STRING:
             found.update(v for v in items if v)
+    return found
+
+
+def referenced_outcomes(msg: Message, d: Dictionary) -> set[str]:
+    """Every survival outcome a query follows, lower-cased as permits name them ("os", "rfs"):
+    the value of each Outcome enum in the message tree (found by type, so it follows the contract
+    as it grows) and the outcome of each derived status field it names."""
+    found = {d.fields[f].at_query for f in referenced_fields(msg) if f in d.fields and d.fields[f].at_query}
+    stack = [msg]
+    while stack:
+        m = stack.pop()
+        for fd, value in m.ListFields():
+            items = list(value) if fd.is_repeated else [value]
+            if fd.message_type is not None:
+                stack.extend(items)
+            elif fd.enum_type is not None and fd.enum_type.full_name == "oncofed.v1.Outcome":
+                found.update(fd.enum_type.values_by_number[v].name.removeprefix("OUTCOME_").lower()
+                             for v in items if v and v in fd.enum_type.values_by_number)
     return found
 
 
@@ -275,6 +295,10 @@ class QueryVerifier:
             permit.check_fields(ctx.fields)
         except PermitRefused as exc:
             return _Refusal("field_not_allowed", str(exc))
+        try:
+            permit.check_outcomes(referenced_outcomes(body, self.dictionary))
+        except PermitRefused as exc:
+            return _Refusal("outcome_not_allowed", str(exc))
         if getattr(body, "exact_dates", False) and not permit.allow_exact_dates:
             return _Refusal("exact_dates_not_allowed", "the permit allows month precision only")
         return None

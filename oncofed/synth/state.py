@@ -42,7 +42,7 @@ CORE_COLUMNS: tuple[str, ...] = (
 # Breast-network extension fields this generator knows how to fill (breast rows only).
 EXT_COLUMNS: tuple[str, ...] = (
     "tumour_size_mm", "positive_nodes", "nodes_examined", "menopausal_status", "er_percent",
-    "pr_percent", "ki67_percent",
+    "pr_percent", "ki67_percent", "er_fmol", "pr_fmol",
 )
 MAX_CENTRES = 26
 # Values of the yes/no/unknown fields (treatments, disease-free, receptors unknown).
