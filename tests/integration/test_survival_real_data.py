@@ -139,3 +139,19 @@ def test_logrank_spread_over_30_perturbation_keys_is_at_most_0_3(tmp_path):
     assert sd["survival"] <= 0.3
     assert sd["survival"] < sd["counts"] < 0.73
     assert abs(statistics.mean(chi2["survival"]) - 8.56) < 0.5       # exact on the lattice: 8.56
+
+
+def test_the_ingest_command_prints_the_follow_up_warning(tmp_path):
+    from click.testing import CliRunner
+
+    from oncofed.cli import main
+
+    csv_path = write_gbsg2(tmp_path / "extract.csv", followup="vital_status", vs_source="passive")
+    runner = CliRunner()
+    node_dir = tmp_path / "node"
+    assert runner.invoke(main, ["node", "init", str(node_dir), "--id", "centre-w",
+                                "--extension", str(BREAST_EXTENSION)]).exit_code == 0
+    res = runner.invoke(main, ["node", "ingest", str(csv_path), "-n", str(node_dir), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    censored = int((GBSG2.cens == 0).sum())
+    assert f"warning: {censored} disease-free tumour(s)" in res.output and "left out of it" in res.output
