@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import DecodeError
 
 from oncofed.dictionary import Dictionary
 from oncofed.keys.envelope import unverified_signer_key_id, verify_from
@@ -46,6 +46,7 @@ from oncofed.node.store import nonces
 from oncofed.node.trust import NodeTrust
 from oncofed.query import QUERY_TAG, query_hash
 from oncofed.query.nesting import MAX_BODY_DEPTH, MAX_COHORT_DEPTH, message_depth
+from oncofed.query.references import referenced_fields, referenced_outcomes
 from oncofed.query.refusals import REASONS, Refusal
 from oncofed.v1 import query_pb2
 
@@ -59,8 +60,6 @@ MAX_LIFETIME = 24 * 3600    # expires_at ≤ issued_at + 24 h
 NONCE_BYTES = 16
 MAX_QUERY_BYTES = 1024 * 1024
 VERIFY_EVENT = "query.verify"
-#: Names of string fields that hold dictionary field names, wherever they sit in a QueryBody.
-FIELD_NAME_KEYS = frozenset({"field", "fields", "group_by", "is_null", "not_null"})
 
 
 class RequestRefused(Refusal):
@@ -97,38 +96,6 @@ class VerifiedQuery:
     @property
     def researcher_id(self) -> str:
         return self.researcher.member_id
-
-
-def referenced_fields(msg: Message) -> set[str]:
-    """Every dictionary field name a message tree names (cohort predicates, analysis fields),
-    found by field name so it follows the query contract as it grows."""
-    found: set[str] = set()
-    for fd, value in msg.ListFields():
-        items = list(value) if fd.is_repeated else [value]
-        if fd.message_type is not None:
-            for item in items:
-                found |= referenced_fields(item)
-        elif fd.name in FIELD_NAME_KEYS and fd.type == fd.TYPE_STRING:
-            found.update(v for v in items if v)
-    return found
-
-
-def referenced_outcomes(msg: Message, d: Dictionary) -> set[str]:
-    """Every survival outcome a query follows, lower-cased as permits name them ("os", "rfs"):
-    the value of each Outcome enum in the message tree (found by type, so it follows the contract
-    as it grows) and the outcome of each derived status field it names."""
-    found = {d.fields[f].at_query for f in referenced_fields(msg) if f in d.fields and d.fields[f].at_query}
-    stack = [msg]
-    while stack:
-        m = stack.pop()
-        for fd, value in m.ListFields():
-            items = list(value) if fd.is_repeated else [value]
-            if fd.message_type is not None:
-                stack.extend(items)
-            elif fd.enum_type is not None and fd.enum_type.full_name == "oncofed.v1.Outcome":
-                found.update(fd.enum_type.values_by_number[v].name.removeprefix("OUTCOME_").lower()
-                             for v in items if v and v in fd.enum_type.values_by_number)
-    return found
 
 
 def analysis_kind(body: query_pb2.QueryBody) -> str:

@@ -83,3 +83,17 @@ def test_a_derived_at_query_field_must_be_a_code_that_is_neither_read_nor_stored
           b'input = false\nstore = false\ndescription = "d"\n'
     with pytest.raises(dictmod.DictionaryError, match="derived at query time"):
         dictmod.load(ext)
+
+
+def test_the_outcomes_a_query_follows_are_found_by_type_and_from_status_fields():
+    from oncofed.query.references import referenced_fields, referenced_outcomes
+
+    km = from_mapping({"analysis": {"kaplan_meier": {"outcome": "RFS", "cutoff": "2025-12-31", "by": "cT"}}})
+    assert referenced_outcomes(km, D) == {"rfs"} and referenced_fields(km) == {"cT"}
+    status = from_mapping({"status_cutoff": "2024-06", "analysis": {"crosstab": {"fields": ["sex"]}},
+                           "cohort": {"not": {"field": "os_status_at_cutoff", "equals": "dead"}}})
+    assert referenced_outcomes(status, D) == {"os"}
+    both = from_mapping({"status_cutoff": "2024-06", "analysis": {"logrank": {
+        "outcome": "OS", "cutoff": "2025-12-31", "by": "rfs_status_at_cutoff"}}})
+    assert referenced_outcomes(both, D) == {"os", "rfs"}
+    assert referenced_outcomes(from_mapping({"analysis": "count"}), D) == set()
