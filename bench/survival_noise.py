@@ -19,7 +19,7 @@ change (no `levels`, one table), which is how the "before" figure was measured.
 With `--differencing` it also measures what cell-key noise does against a researcher who
 differences two releases (RFS Kaplan–Meier of everyone, and of everyone but one patient with a
 recurrence): for 40 such patients, how often the first edge where the released cumulative events
-differ is that patient's exit interval, per table (decision D17).
+differ is that patient's exit interval, per table (decision D19).
 """
 
 from __future__ import annotations

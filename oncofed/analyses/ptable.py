@@ -12,7 +12,7 @@ fixed multiset in a row-specific order, so the table satisfies, exactly over a u
 The table is public: its protection comes from the secret record keys, not from the table.
 `generate()` documents how the file was made; the file, not this function, is authoritative.
 
-`data/ptable-survival-v1.csv` is the survival series' table (decision D17): same shape and
+`data/ptable-survival-v1.csv` is the survival series' table (decision D19): same shape and
 rules, smaller noise — maximum deviation 1, variance 0.2 for every v ≥ 1
 (−1 ×10, 0 ×80, +1 ×10; v = 1 may become 0). A node policy may choose the counts table instead.
 """

@@ -148,6 +148,7 @@ class CentreState:
         self.ytab = self._year_table()
         self.bg = tuple(background_hazard(a) / YEAR_DAYS for a in range(131))
         self.r = Random(0).random  # replaced per chunk
+        self.fr = Random(0).random  # the extension's receptor-content stream, replaced per chunk
 
     def _year_table(self) -> tuple[tuple[Any, ...], ...]:
         """Coding conventions by incidence year (index year - 1900): BoD scheme, TNM edition

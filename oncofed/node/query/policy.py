@@ -24,7 +24,7 @@ class NodePolicy:
     mode: str = "cell_key"                # cell_key | threshold | none (exact: local admin, tests)
     survival_counts: str = "auto"         # auto (cell_key, or round in threshold mode) | cell_key | round
     survival_table: str = "survival"      # cell-key table of survival series: survival (ptable-survival-v1,
-                                          # variance 0.2) | counts (ptable-v1, variance 1); decision D17
+                                          # variance 0.2) | counts (ptable-v1, variance 1); decision D19
     allowed_analyses: tuple[str, ...] = KINDS
     max_values: int = 50_000              # largest answer vector (values)
     min_step_days: int = 30               # coarsest-allowed survival lattice step, unless exact
