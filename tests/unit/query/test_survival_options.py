@@ -94,6 +94,13 @@ def test_the_outcomes_a_query_follows_are_found_by_type_and_from_status_fields()
                            "cohort": {"not": {"field": "os_status_at_cutoff", "equals": "dead"}}})
     assert referenced_outcomes(status, D) == {"os"}
     both = from_mapping({"status_cutoff": "2024-06", "analysis": {"logrank": {
-        "outcome": "OS", "cutoff": "2025-12-31", "by": "rfs_status_at_cutoff"}}})
+        "outcome": "OS", "cutoff": "2025-12-31", "by": "sex"}},
+        "cohort": {"field": "rfs_status_at_cutoff", "in": ["recurrence", "death"]}})
     assert referenced_outcomes(both, D) == {"os", "rfs"}
     assert referenced_outcomes(from_mapping({"analysis": "count"}), D) == set()
+
+
+def test_a_status_field_cannot_group_a_survival_analysis():
+    with pytest.raises(QueryError, match="outcome's own status") as exc:
+        spec_of({"kaplan_meier": {"outcome": "OS", "cutoff": "2025-12-31", "by": "os_status_at_cutoff"}})
+    assert exc.value.path == "analysis.kaplan_meier.group_by"
