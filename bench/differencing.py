@@ -185,7 +185,7 @@ def asker(c: dict[str, Any], mode: str, *, epsilon: float | None = None, ledger:
     from oncofed.query.textform import analysis_from, cohort_from
 
     permit = c["fed"].permit(c["trust"], analyses=["count", "crosstab", "summary", "kaplan_meier"], fields=FIELDS,
-                             min_cell_count=K, epsilon=None if epsilon is None else 100_000.0)
+                             outcomes=["os", "rfs"], min_cell_count=K, epsilon=None if epsilon is None else 100_000.0)
     pipeline = AnsweringPipeline(c["node"], c["verifier"], NodePolicy(mode=mode, rate_per_minute=10**6,
                                                                       rate_per_day=10**7))
 

@@ -111,6 +111,7 @@ def trust(out: Path) -> None:
     permit = out / "survival-study.permit"
     oncofed("authority", "permits", "issue", "-a", str(auth), "--researcher", "res-1",
             "--title", "Breast cancer survival by stage", "--analysis", "count", "--analysis", "kaplan_meier",
+            "--outcome", "os",
             "--field", "topography", "--field", "stage_summary", "--field", "incidence_date",
             "--min-cell-count", "10", "--valid-until", "2027-12-31", "--out", str(permit))
     for c in ("a", "b"):

@@ -53,18 +53,21 @@ class SurvivalQuestion:
     step_days: int
     n_edges: int
     group_field: str | None
+    levels: tuple[int, ...] = ()  # the group levels read (positions: codes, then missing); () every one
 
 
 @dataclass(frozen=True)
 class SurvivalRow:
     """One group of the cohort's rows on the lattice: entry interval α, exit interval κ (None:
-    beyond the horizon), whether the exit is an event, and the rows' cell."""
+    beyond the horizon), whether the exit is an event, and the rows' cell. `excluded` rows are
+    in the outcome's population but have no follow-up end: they are counted, never placed."""
 
     group: int | None
     alpha: int
     kappa: int | None
     event: bool
     cell: Cell
+    excluded: bool = False
 
 
 class Reader(Protocol):
@@ -96,6 +99,7 @@ class Grants:
     dp: bool = False                  # a differentially private permit
     exact_times: bool = False         # a 1-day lattice: the permit's exact dates and the centre's policy
     min_step_days: int = 30           # the coarsest lattice step the centre requires otherwise
+    outcomes: frozenset[str] | None = None  # survival outcomes the permit allows ("os", "rfs"); None: every
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class Rules:
     mode: str = "cell_key"            # cell_key | threshold | none (exact) | dp
     k: int = 10
     survival_counts: str = "cell_key"  # cell_key | round (OpenSAFELY's midpoint rounding)
+    survival_table: str = "survival"   # survival (ptable-survival-v1) | counts (ptable-v1), under cell_key
     epsilon: float = 0.0              # dp only
     dp_mechanism: str = "laplace"
     dp_delta: float = 1e-9

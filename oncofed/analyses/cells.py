@@ -91,8 +91,9 @@ class RawSurvival:
     """kaplan_meier and logrank: one GroupSurvival per group of the spec."""
 
     groups: list[GroupSurvival] = field(default_factory=list)
+    excluded: Cell = EMPTY            # the population's rows without a follow-up end
 
     @property
     def total(self) -> int:
-        return sum(g.total for g in self.groups)
+        return sum(g.total for g in self.groups) + self.excluded.n
 

@@ -8,6 +8,10 @@ Node side and vector: oncofed.analyses.survival. Finaliser, from the summed latt
 - S(g_j) = Π_{i≤j} (1 − d_i/n'_i), computed exactly; Greenwood: Var S = S² Σ d_i/(n'_i(n'_i − d_i));
 - CI: the log-log transform (lifelines' default) at 95 %: exp(−exp(log(−log S) ∓ z·√V / log S));
 - median: the first edge where S ≤ 0.5.
+
+Each curve's table ends at its last edge with anyone at risk (after tail censoring, where the
+centres stopped reporting); `late_entries` counts patients entering after time 0 (left
+truncation), and the result's notes explain both.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from statistics import NormalDist
 from typing import Any
 
 from oncofed.analyses.base import Result
-from oncofed.analyses.survival import SurvivalAnalysis, SurvivalSpec, group_blocks, lattice_table
+from oncofed.analyses.survival import SurvivalAnalysis, SurvivalSpec, group_blocks, lattice_table, survival_notes
 from oncofed.analyses.text import MAX_ROWS, plural
 
 Z_95 = NormalDist().inv_cdf(0.975)
@@ -38,18 +42,21 @@ def kaplan_meier(spec: SurvivalSpec, values: list[int]) -> dict[str, Any]:
     """One survival curve per group (a single "all" curve without group_by)."""
     product_limit = spec.step_days == 1
     curves: dict[str, Any] = {}
+    late = 0
     for g, (a, d, c) in group_blocks(spec, values).items():
         table = lattice_table(spec, a, d, c)
         if not any(r["at_risk"] for r in table):
             continue
         curves[g] = _curve(table, product_limit)
+        late += curves[g]["late_entries"]
     return {
         "outcome": spec.outcome, "cutoff": spec.cutoff.isoformat(), "step_days": spec.step_days,
-        "horizon_days": spec.horizon_days, "group_by": spec.group_field,
+        "horizon_days": spec.horizon_days, "group_by": spec.group_field, "levels": list(spec.groups),
         "estimator": "product-limit" if product_limit else "actuarial (life table)",
         "ci": {"transform": "log-log", "level": 0.95, "variance": "Greenwood"},
         "median_definition": "first lattice edge where S ≤ 0.5",
-        "curves": curves,
+        "curves": curves, **survival_notes(spec, values, late, any(
+            c["reported_to"] is not None and c["reported_to"] < spec.horizon_days for c in curves.values())),
     }
 
 
@@ -70,7 +77,9 @@ def _curve(table: list[dict[str, int]], product_limit: bool) -> dict[str, Any]:
         points.append({**r, "survival": sf, "se": sf * math.sqrt(greenwood), "ci_lower": lower, "ci_upper": upper})
         if median is None and s <= Fraction(1, 2):
             median = r["time"]
-    return {"median": median, "points": _trim(points)}
+    kept = _trim(points)
+    return {"median": median, "late_entries": sum(p["entered"] for p in kept[1:]),
+            "reported_to": kept[-1]["time"] if kept else None, "points": kept}
 
 
 def _trim(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -100,16 +109,20 @@ def _render(r: dict[str, Any]) -> list[str]:
     for group, curve in r["curves"].items():
         label = f"{r['group_by']} = {group}" if r["group_by"] else "all"
         median = f"{curve['median']} days" if curve["median"] is not None else "not reached"
-        lines.append(f"  {label}: median {median}")
+        late = f", {curve['late_entries']} entering after day 0" if curve["late_entries"] else ""
+        lines.append(f"  {label}: median {median}, reported to day {curve['reported_to']}{late}")
         points = curve["points"]
         stride = max(1, -(-len(points) // MAX_ROWS))
-        lines.append("    to day   at risk   events  censored  S(t)    95% CI")
+        entering = "  entered" if curve["late_entries"] else ""
+        lines.append(f"    to day   at risk{entering}   events  censored  S(t)    95% CI")
         for i in range(0, len(points), stride):
-            window = points[i:i + stride]        # events and censorings summed over the rows not shown
+            window = points[i:i + stride]        # entries, events, censorings summed over the rows not shown
             p = window[-1]
             events, censored = sum(w["events"] for w in window), sum(w["censored"] for w in window)
-            lines.append(f"    {p['time']:<8} {window[0]['at_risk']:>8} {events:>8} {censored:>9}  "
+            entered = f" {sum(w['entered'] for w in window):>8}" if entering else ""
+            lines.append(f"    {p['time']:<8} {window[0]['at_risk']:>8}{entered} {events:>8} {censored:>9}  "
                          f"{p['survival']:.4f}  [{p['ci_lower']:.4f}, {p['ci_upper']:.4f}]")
+    lines.extend(f"  note: {n}" for n in r["notes"])
     return lines
 
 

@@ -2,7 +2,8 @@
 
 Node side and vector: oncofed.analyses.survival. Finaliser: at every interval, expected events
 per group from the *summed* counts (E_g = d·n_g/n, hypergeometric covariance), χ² on G − 1
-degrees of freedom over the groups present (rows with the grouping field missing are left out).
+degrees of freedom over the groups present: the levels asked for (`group_levels`), by default every
+code (rows with the grouping field missing are then left out).
 It is "grouped on lattice G": on a 1-day lattice it equals lifelines' (multivariate_)logrank_test;
 summing per-centre O − E instead would give the centre-stratified test, a different number.
 """
@@ -13,7 +14,7 @@ import math
 from typing import Any
 
 from oncofed.analyses.base import Result
-from oncofed.analyses.survival import SurvivalAnalysis, SurvivalSpec, group_blocks, lattice_table
+from oncofed.analyses.survival import SurvivalAnalysis, SurvivalSpec, group_blocks, lattice_table, survival_notes
 from oncofed.analyses.text import num, plural
 from oncofed.query.values import ALL, MISSING
 
@@ -32,8 +33,9 @@ class LogRank(SurvivalAnalysis):
 
 def logrank(spec: SurvivalSpec, values: list[int]) -> dict[str, Any]:
     """The log-rank test across groups, grouped on the lattice, from summed counts."""
+    left_out = (ALL,) if spec.levels_chosen else (MISSING, ALL)
     tables = {g: lattice_table(spec, a, d, c) for g, (a, d, c) in group_blocks(spec, values).items()
-              if g not in (MISSING, ALL)}
+              if g not in left_out}
     groups = [g for g, t in tables.items() if any(r["at_risk"] for r in t)]
     k = len(groups)
     observed = [0] * k
@@ -60,7 +62,8 @@ def logrank(spec: SurvivalSpec, values: list[int]) -> dict[str, Any]:
         "groups": groups, "observed": dict(zip(groups, observed, strict=True)),
         "expected": dict(zip(groups, expected, strict=True)),
         "statistic": statistic, "df": df, "p_value": chi2_sf(statistic, df) if k >= 2 else float("nan"),
-        "missing_group": "left out",
+        "missing_group": "compared" if MISSING in groups else "left out",
+        **survival_notes(spec, values, sum(r["entered"] for t in tables.values() for r in t[1:])),
     }
 
 
@@ -108,6 +111,7 @@ def _render(r: dict[str, Any]) -> list[str]:
              f"χ² = {num(r['statistic'])}, df = {r['df']}, p = {r['p_value']:.3g}"]
     for g in r["groups"]:
         lines.append(f"    {g}: observed {r['observed'][g]}, expected {r['expected'][g]:.2f}")
+    lines.extend(f"  note: {n}" for n in r["notes"])
     return lines
 
 ANALYSIS = LogRank()

@@ -17,7 +17,7 @@ from oncofed.cli.keys_cmd import passphrase_option, read_passphrase
 from oncofed.cli.output import emit_json, json_option
 from oncofed.errors import UsageError
 from oncofed.keys.authority import DEFAULT_VALID_DAYS, Authority, Published
-from oncofed.keys.permits import KNOWN_ANALYSES, verify_permit
+from oncofed.keys.permits import KNOWN_ANALYSES, KNOWN_OUTCOMES, verify_permit
 from oncofed.keys.registry import iso, verify_registry
 from oncofed.keys.tls import cert_fingerprint
 
@@ -214,7 +214,11 @@ def permits() -> None:
 @click.option("--analysis", "analyses", multiple=True, required=True,
               type=click.Choice(KNOWN_ANALYSES), help="An allowed analysis (repeatable).")
 @click.option("--field", "fields", multiple=True, required=True,
-              help="An allowed dictionary field (repeatable).")
+              help="An allowed dictionary field, spelled as the dictionary does (cT, pN; repeatable).")
+@click.option("--outcome", "outcomes", multiple=True, type=click.Choice(KNOWN_OUTCOMES),
+              help="A survival outcome the permit may follow (repeatable): os reads death and vital "
+                   "status, rfs also surgery, recurrence and disease assessment. Required with "
+                   "kaplan_meier or logrank.")
 @click.option("--min-cell-count", type=click.IntRange(1), required=True,
               help="Smallest cell count a released figure may rest on.")
 @click.option("--epsilon", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -232,7 +236,7 @@ def permits() -> None:
 @passphrase_option
 @json_option
 def permits_issue(researcher_id: str, title: str, analyses: tuple[str, ...],
-                  fields: tuple[str, ...], min_cell_count: int, epsilon: float | None,
+                  fields: tuple[str, ...], outcomes: tuple[str, ...], min_cell_count: int, epsilon: float | None,
                   valid_from: str | None, valid_until: str, data_holders: tuple[str, ...],
                   allow_exact_dates: bool, extension: Path | None, out: Path | None,
                   directory: Path, passphrase_file: Path | None, as_json: bool) -> None:
@@ -251,7 +255,7 @@ def permits_issue(researcher_id: str, title: str, analyses: tuple[str, ...],
         min_cell_count=min_cell_count, epsilon=epsilon,
         not_before=start if start is not None else int(dt.datetime.now(dt.UTC).timestamp()),
         not_after=_utc(valid_until), data_holders=data_holders,
-        allow_exact_dates=allow_exact_dates)
+        allow_exact_dates=allow_exact_dates, outcomes=outcomes)
     if out is not None:
         out.write_bytes(signed.data)
     info = {"permit_id": signed.permit.permit_id, "sha256": signed.sha256, "file": str(path),

@@ -83,6 +83,8 @@ def ingest(files: tuple[Path, ...], node_dir: Path, progress: bool | None, as_js
             log.info("ingest ok file=%s sha256=%s rows=%d inserted=%d updated=%d unchanged=%d seconds=%.2f",
                      result.file_name, result.file_sha256, result.rows, result.inserted,
                      result.updated, result.unchanged, result.seconds)
+            for warning in result.warnings:
+                log.warning("ingest file=%s warning: %s", result.file_name, warning)
             results.append(result)
             if not as_json:
                 click.echo(
@@ -90,6 +92,8 @@ def ingest(files: tuple[Path, ...], node_dir: Path, progress: bool | None, as_js
                     f"{result.updated} updated, {result.unchanged} unchanged) in {result.seconds:.2f} s "
                     f"({result.rows_per_second:,.0f} rows/s)"
                 )
+                for warning in result.warnings:
+                    click.echo(f"  warning: {warning}")
     if as_json:
         emit_json([{**r.__dict__, "rows_per_second": round(r.rows_per_second)} for r in results])
 

@@ -65,6 +65,7 @@ def _show_record(rec: PermitRecord, as_json: bool) -> None:
     click.echo(f"  valid            {iso(p.not_before)} – {iso(p.not_after)}")
     click.echo(f"  analyses         {', '.join(p.allowed_analyses)}")
     click.echo(f"  fields           {', '.join(p.allowed_fields)}")
+    click.echo(f"  outcomes         {', '.join(p.allowed_outcomes) or '— (no survival)'}")
     click.echo(f"  min cell count   {p.min_cell_count}")
     click.echo(f"  ε                {p.epsilon if p.epsilon is not None else '— (cell-key)'}")
     click.echo(f"  exact dates      {'allowed' if p.allow_exact_dates else 'month precision'}")

@@ -49,6 +49,7 @@ class Field:
     bins: tuple[int | float, ...] = ()
     source: str = ""
     extension: bool = False
+    at_query: str = ""          # "os" / "rfs": derived per query from that outcome's fields, never stored
 
     @property
     def column(self) -> str:
@@ -58,6 +59,11 @@ class Field:
     @property
     def is_categorical(self) -> bool:
         return self.type in {"code", "boolean"}
+
+    @property
+    def queryable(self) -> bool:
+        """Stored, or derived when a query asks (a status at the query's cutoff)."""
+        return self.store or bool(self.at_query)
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,7 @@ def _field_json(f: Field) -> dict[str, Any]:
     for key, value in (
         ("unit", f.unit), ("code_set", f.code_set), ("min", f.minimum), ("max", f.maximum),
         ("edition_field", f.edition_field), ("source_column", f.source),
+        ("derived_at_query_from_outcome", f.at_query),
     ):
         if value not in ("", None):
             out[key] = value
@@ -160,6 +167,10 @@ def _build_field(raw: dict[str, Any], code_sets: dict[str, dict[str, str]], *, e
         raise DictionaryError(f"field {name!r} has codes that are not plain tokens: {bad[:5]}")
     if ftype == "boolean":
         codes = {"0": "no", "1": "yes"}
+    at_query = str(raw.get("at_query", ""))
+    if at_query and (ftype != "code" or raw.get("store", True) or raw.get("input", True)):
+        raise DictionaryError(f"field {name!r}: a field derived at query time is a code field with "
+                              "input = false and store = false")
     return Field(
         name=name, type=ftype, description=desc,
         required=bool(raw.get("required", False)), input=bool(raw.get("input", True)),
@@ -167,7 +178,7 @@ def _build_field(raw: dict[str, Any], code_sets: dict[str, dict[str, str]], *, e
         unit=raw.get("unit", ""), codes={str(k): str(v) for k, v in codes.items()},
         code_set=raw.get("code_set", ""), minimum=raw.get("min"), maximum=raw.get("max"),
         edition_field=raw.get("edition_field", ""), bins=tuple(raw.get("bins", ())),
-        source=raw.get("source", ""), extension=extension,
+        source=raw.get("source", ""), extension=extension, at_query=at_query,
     )
 
 

@@ -277,7 +277,7 @@ class Authority:
                      analyses: Sequence[str], fields: Sequence[str], min_cell_count: int,
                      not_before: int, not_after: int, epsilon: float | None = None,
                      data_holders: Sequence[str] = (), allow_exact_dates: bool = False,
-                     at: int | None = None) -> tuple[Path, SignedPermit]:
+                     outcomes: Sequence[str] = (), at: int | None = None) -> tuple[Path, SignedPermit]:
         """Sign a permit for an enrolled researcher and keep a copy under permits/."""
         entry = self._state["members"].get(check_member_id(researcher_id))
         if entry is None or entry["role"] != "researcher":
@@ -299,7 +299,7 @@ class Authority:
                 allowed_fields=tuple(dict.fromkeys(fields)), min_cell_count=min_cell_count,
                 epsilon=epsilon, not_before=not_before, not_after=not_after, issued_at=at,
                 data_holders=tuple(sorted(set(data_holders))),
-                allow_exact_dates=allow_exact_dates)
+                allow_exact_dates=allow_exact_dates, allowed_outcomes=tuple(dict.fromkeys(outcomes)))
         except ValueError as exc:
             raise AuthorityError(str(exc)) from None
         data = issue_permit(self.root, permit)

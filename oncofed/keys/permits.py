@@ -7,9 +7,13 @@ the hash a query carries, a revocation entry — is the SHA-256 of those bytes. 
 has a single valid encoding (x509ca stores low-S r‖s), so nobody can make a second byte string
 that verifies as the same permit and slips past a pinned hash.
 
-Deny by default: an empty list of analyses or fields allows nothing, and `Permit.check_*` refuse
-anything not named. The checks a centre makes with its own state (approved here? revoked here?)
-live in oncofed.node.trust; this module checks what the permit itself says.
+Deny by default: an empty list of analyses, fields or outcomes allows nothing, and
+`Permit.check_*` refuse anything not named. A survival analysis (or a status derived at a cutoff)
+reads the death, vital-status, recurrence and follow-up fields of its outcome: the permit names
+the outcome ("os", "rfs") instead of those fields, and a permit that allows a survival analysis
+must name at least one. Field names keep the dictionary's case (cT, pN …). The checks a centre
+makes with its own state (approved here? revoked here?) live in oncofed.node.trust; this module
+checks what the permit itself says.
 """
 
 from __future__ import annotations
@@ -32,8 +36,13 @@ TAG_PERMIT = "oncofed/permit/v1"
 #: The analysis catalogue of DESIGN §4–§5. A permit naming anything else is refused at issue.
 KNOWN_ANALYSES = ("count", "crosstab", "histogram", "summary", "kaplan_meier", "logrank",
                   "logistic", "cox", "cox_pooled", "poisson")
+#: Survival outcomes (DESIGN §6): overall and recurrence-free survival.
+KNOWN_OUTCOMES = ("os", "rfs")
+#: Analyses that follow an outcome: a permit allowing one must name an outcome.
+SURVIVAL_ANALYSES = ("kaplan_meier", "logrank", "cox", "cox_pooled", "poisson")
 PERMIT_ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
-_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_ANALYSIS_RE = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")   # the dictionary's own rule (cT, pN, er …)
 
 
 def permit_sha256(data: bytes) -> str:
@@ -59,6 +68,7 @@ class Permit:
     issued_at: int
     data_holders: tuple[str, ...] = ()
     allow_exact_dates: bool = False
+    allowed_outcomes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not PERMIT_ID_RE.fullmatch(self.permit_id):
@@ -69,9 +79,15 @@ class Permit:
             raise ValueError("a permit is issued to a researcher")
         if not self.project_title.strip():
             raise ValueError("a permit needs a project title")
-        for name in (*self.allowed_analyses, *self.allowed_fields):
-            if not _NAME_RE.fullmatch(name):
-                raise ValueError(f"invalid analysis or field name {name!r}")
+        for name in self.allowed_analyses:
+            if not _ANALYSIS_RE.fullmatch(name):
+                raise ValueError(f"invalid analysis name {name!r}")
+        for name in self.allowed_fields:
+            if not _FIELD_RE.fullmatch(name):
+                raise ValueError(f"invalid field name {name!r}")
+        for name in self.allowed_outcomes:
+            if name not in KNOWN_OUTCOMES:
+                raise ValueError(f"unknown outcome {name!r}; known: {', '.join(KNOWN_OUTCOMES)}")
         for centre in self.data_holders:
             check_member_id(centre)
         if self.min_cell_count < 1:
@@ -103,6 +119,11 @@ class Permit:
             raise PermitRefused(
                 f"permit {self.permit_id} does not allow field(s) {', '.join(extra)}")
 
+    def check_outcomes(self, outcomes: Iterable[str]) -> None:
+        extra = sorted(set(outcomes) - set(self.allowed_outcomes))
+        if extra:
+            raise PermitRefused(f"permit {self.permit_id} does not allow outcome(s) {', '.join(extra)}")
+
     def check_researcher(self, registry: Registry) -> None:
         """The researcher must still be in the registry with the keys the permit names."""
         member = registry.member(self.researcher.member_id)
@@ -120,6 +141,7 @@ class Permit:
             "epsilon": self.epsilon, "not_before": self.not_before, "not_after": self.not_after,
             "issued_at": self.issued_at, "data_holders": list(self.data_holders),
             "allow_exact_dates": self.allow_exact_dates, "root_fingerprint": self.root_fingerprint,
+            "allowed_outcomes": list(self.allowed_outcomes),
         }
 
 
@@ -135,6 +157,7 @@ def encode_permit(p: Permit) -> bytes:
         allowed_fields=list(p.allowed_fields), min_cell_count=p.min_cell_count,
         not_before=p.not_before, not_after=p.not_after, issued_at=p.issued_at,
         data_holders=list(p.data_holders), allow_exact_dates=p.allow_exact_dates,
+        allowed_outcomes=list(p.allowed_outcomes),
     )
     if p.epsilon is not None:
         msg.epsilon = p.epsilon
@@ -155,7 +178,8 @@ def decode_permit(body: bytes) -> Permit:
             allowed_fields=tuple(m.allowed_fields), min_cell_count=m.min_cell_count,
             epsilon=m.epsilon if m.HasField("epsilon") else None,
             not_before=m.not_before, not_after=m.not_after, issued_at=m.issued_at,
-            data_holders=tuple(m.data_holders), allow_exact_dates=m.allow_exact_dates)
+            data_holders=tuple(m.data_holders), allow_exact_dates=m.allow_exact_dates,
+            allowed_outcomes=tuple(m.allowed_outcomes))
     except (DecodeError, ValueError) as exc:
         raise TrustError(f"permit is signed by the root but malformed: {exc}") from None
 
@@ -168,6 +192,10 @@ def issue_permit(root: DocumentSigner, permit: Permit) -> bytes:
             f"unknown analyses {', '.join(unknown)}; known: {', '.join(KNOWN_ANALYSES)}")
     if not permit.allowed_analyses or not permit.allowed_fields:
         raise TrustError("a permit must allow at least one analysis and one field")
+    survival = sorted(set(permit.allowed_analyses) & set(SURVIVAL_ANALYSES))
+    if survival and not permit.allowed_outcomes:
+        raise TrustError(f"a permit allowing {', '.join(survival)} must name the outcome(s) it may follow "
+                         f"({' or '.join(KNOWN_OUTCOMES)})")
     if permit.root_fingerprint != root.fingerprint:
         raise ValueError("permit names another root")
     return root.sign_document(TAG_PERMIT, encode_permit(permit))

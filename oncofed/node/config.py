@@ -103,6 +103,8 @@ QUERY_COMMENTS: dict[str, str] = {
     "mode": "cell_key (every count carries small, repeatable noise), threshold (tables with a cell "
             "0 < n < k are withheld whole) or none (exact: for the local admin only, never a permit).",
     "survival_counts": "Survival counts: auto (cell_key; rounding in threshold mode), cell_key or round.",
+    "survival_table": "Cell-key table of survival series: survival (deviations within 1, variance 0.2) or "
+                      "counts (the tables' own: within 2, variance 1). See docs/decisions.md D19.",
     "allowed_analyses": "The analyses this centre answers at all.",
     "max_values": "The largest answer vector (values) this centre sends.",
     "min_step_days": "The finest survival lattice step (days) a permit holder may ask for.",

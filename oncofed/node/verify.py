@@ -13,7 +13,9 @@ touches the data.
  6. the nonce (16 bytes) was never seen — recorded in the same SQLite transaction as the
     decision's audit entry, so two concurrent copies cannot both pass;
  7. this centre is a target, the dictionary is the node's, the analysis and every field the
-    cohort and analysis name are allowed by the permit (exact dates only if the permit says so).
+    cohort and analysis name are allowed by the permit, and so is every survival outcome they
+    follow (a survival analysis' outcome, a derived status field's); exact dates only if the
+    permit says so.
 
 Every decision is appended to the audit log with a fine-grained reason from the one refusal
 vocabulary (oncofed.query.refusals: `REASONS`); what may go back to the hub and researcher is only
@@ -30,7 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf.message import DecodeError, Message
+from google.protobuf.message import DecodeError
 
 from oncofed.dictionary import Dictionary
 from oncofed.keys.envelope import unverified_signer_key_id, verify_from
@@ -44,6 +46,7 @@ from oncofed.node.store import nonces
 from oncofed.node.trust import NodeTrust
 from oncofed.query import QUERY_TAG, query_hash
 from oncofed.query.nesting import MAX_BODY_DEPTH, MAX_COHORT_DEPTH, message_depth
+from oncofed.query.references import referenced_fields, referenced_outcomes
 from oncofed.query.refusals import REASONS, Refusal
 from oncofed.v1 import query_pb2
 
@@ -57,8 +60,6 @@ MAX_LIFETIME = 24 * 3600    # expires_at ≤ issued_at + 24 h
 NONCE_BYTES = 16
 MAX_QUERY_BYTES = 1024 * 1024
 VERIFY_EVENT = "query.verify"
-#: Names of string fields that hold dictionary field names, wherever they sit in a QueryBody.
-FIELD_NAME_KEYS = frozenset({"field", "fields", "group_by", "is_null", "not_null"})
 
 
 class RequestRefused(Refusal):
@@ -95,20 +96,6 @@ class VerifiedQuery:
     @property
     def researcher_id(self) -> str:
         return self.researcher.member_id
-
-
-def referenced_fields(msg: Message) -> set[str]:
-    """Every dictionary field name a message tree names (cohort predicates, analysis fields),
-    found by field name so it follows the query contract as it grows."""
-    found: set[str] = set()
-    for fd, value in msg.ListFields():
-        items = list(value) if fd.is_repeated else [value]
-        if fd.message_type is not None:
-            for item in items:
-                found |= referenced_fields(item)
-        elif fd.name in FIELD_NAME_KEYS and fd.type == fd.TYPE_STRING:
-            found.update(v for v in items if v)
-    return found
 
 
 def analysis_kind(body: query_pb2.QueryBody) -> str:
@@ -275,6 +262,10 @@ class QueryVerifier:
             permit.check_fields(ctx.fields)
         except PermitRefused as exc:
             return _Refusal("field_not_allowed", str(exc))
+        try:
+            permit.check_outcomes(referenced_outcomes(body, self.dictionary))
+        except PermitRefused as exc:
+            return _Refusal("outcome_not_allowed", str(exc))
         if getattr(body, "exact_dates", False) and not permit.allow_exact_dates:
             return _Refusal("exact_dates_not_allowed", "the permit allows month precision only")
         return None

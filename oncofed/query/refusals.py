@@ -77,7 +77,8 @@ REASONS: Mapping[str, Reason] = {
     "bad_lifetime": _coarse(_I), "replayed_nonce": _coarse(_I),
     "not_a_target": _coarse(_I), "dictionary_mismatch": _coarse(_I),
     "no_analysis": _coarse(_I), "analysis_not_allowed": _coarse(_P),
-    "field_not_allowed": _coarse(_P), "exact_dates_not_allowed": _coarse(_P),
+    "field_not_allowed": _coarse(_P), "outcome_not_allowed": _coarse(_P),
+    "exact_dates_not_allowed": _coarse(_P),
     # the query contract and the engine (oncofed.query.errors.QueryError): decided from the
     # query, dictionary, permit and published policy only, so their message may go outward
     "invalid_query": Reason(_I, "INVALID_ARGUMENT", query_only=True),

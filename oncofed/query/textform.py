@@ -30,13 +30,13 @@ from oncofed.v1 import common_pb2
 from oncofed.v1 import query_pb2 as pb
 
 #: Text-form names that differ from the proto field (read → proto); _SHOWN writes them back.
-_ALIASES = {"by": "group_by"}
-_SHOWN = {"group_by": "by"}
-#: String fields that hold a value (dates may be TOML dates), not a name.
-_VALUE_FIELDS = frozenset({"cutoff"})
+_ALIASES = {"by": "group_by", "levels": "group_levels"}
+_SHOWN = {"group_by": "by", "group_levels": "levels"}
+#: String fields that hold a value (dates may be TOML dates, levels numbers), not a name.
+_VALUE_FIELDS = frozenset({"cutoff", "group_levels"})
 _LEAF_OPS = ("equals", "in", "prefix", "null", "from", "to")
 _TOP_KEYS = {"cohort", "analysis", "permit_hash", "researcher_key_id", "nonce", "issued_at", "expires_at",
-             "targets", "min_participants", "dictionary", "exact_dates", "epsilon"}
+             "targets", "min_participants", "dictionary", "exact_dates", "epsilon", "status_cutoff"}
 _MAX_TEXT = 1 << 20
 
 
@@ -88,6 +88,8 @@ def from_mapping(doc: Any, *, dictionary: Dictionary | None = None) -> pb.QueryB
     body.target_centres.extend(_text(t, f"targets[{i}]") for i, t in enumerate(targets))
     body.min_participants = _int(doc.get("min_participants", 0), "min_participants")
     body.exact_dates = _bool(doc.get("exact_dates", False), "exact_dates")
+    if "status_cutoff" in doc:
+        body.status_cutoff = _value(doc["status_cutoff"], "status_cutoff")
     eps = doc.get("epsilon", 0.0)
     if isinstance(eps, bool) or not isinstance(eps, int | float) or eps < 0:
         raise invalid("epsilon", "a number ≥ 0")
@@ -166,8 +168,8 @@ def analysis_from(node: Any, path: str) -> pb.Analysis:
     The text form mirrors the proto contract, read by reflection so that a new analysis needs no
     code here: the key is the `Analysis` oneof member, its parameters are the message's fields by
     name; fields of a singular sub-message may be written flat (`scale_bits` for
-    `fixed_point.scale_bits`), enums by their short name (`OS` for `OUTCOME_OS`), and `by` is
-    `group_by`. Meanings are checked against the dictionary by the analysis' own parser.
+    `fixed_point.scale_bits`), enums by their short name (`OS` for `OUTCOME_OS`), `by` is
+    `group_by` and `levels` is `group_levels`. Meanings are checked against the dictionary by the analysis' own parser.
     """
     kinds = _analysis_kinds()
     if isinstance(node, str):
@@ -278,7 +280,8 @@ def to_mapping(body: pb.QueryBody) -> dict[str, Any]:
         out["permit_hash"] = body.permit_hash.hex()
     if body.nonce:
         out["nonce"] = body.nonce.hex()
-    for key in ("researcher_key_id", "issued_at", "expires_at", "min_participants", "exact_dates", "epsilon"):
+    for key in ("researcher_key_id", "issued_at", "expires_at", "min_participants", "exact_dates", "epsilon",
+                "status_cutoff"):
         if getattr(body, key):
             out[key] = getattr(body, key)
     if body.target_centres:

@@ -37,9 +37,10 @@ def lookup_field(d: Dictionary, name: str, path: str, allowed: Collection[str] |
 
     `allowed` is the permit's field list (None: the centre's own admin, who may use every field).
     Identifiers are never queryable: a predicate on a pseudonym would single out one patient.
+    A field derived at query time (a status at the query's cutoff) is queryable like a stored one.
     """
     f = d.fields.get(name) if name else None
-    if f is None or not f.store:
+    if f is None or not f.queryable:
         raise invalid(path, f"unknown field {name!r} (not a stored field of {d.label()})")
     if f.type not in QUERYABLE_TYPES:
         raise invalid(path, f"field {name!r} is an identifier and cannot be queried")

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from random import Random
 
 from oncofed.synth.days import YEAR_DAYS
-from oncofed.synth.draws import Z_STEPS, Z_TABLE
+from oncofed.synth.draws import Z_STEPS, Z_TABLE, derive_seed
 from oncofed.synth.extension import ExtensionDraws
 from oncofed.synth.sitetables import SiteTables
 from oncofed.synth.state import EXT_COLUMNS, NO, UNKNOWN, UNKNOWN3, YES
@@ -27,6 +27,8 @@ class RowAssembler(TumourDraws, ExtensionDraws):
     def _rows(self, first: int, last: int, rng: Random) -> Iterator[list[str]]:
         """Rows of patients `first`..`last` (one per primary) from the chunk's own stream."""
         self.r = r = rng.random
+        # receptor content draws from a stream of their own: the other columns stay as they were
+        self.fr = Random(derive_seed(self.seed, self.centre_index, f"extension-fmol/{first}")).random
         log = math.log
         p = self.profile
         iso = self.iso

@@ -42,7 +42,7 @@ CORE_COLUMNS: tuple[str, ...] = (
 # Breast-network extension fields this generator knows how to fill (breast rows only).
 EXT_COLUMNS: tuple[str, ...] = (
     "tumour_size_mm", "positive_nodes", "nodes_examined", "menopausal_status", "er_percent",
-    "pr_percent", "ki67_percent",
+    "pr_percent", "ki67_percent", "er_fmol", "pr_fmol",
 )
 MAX_CENTRES = 26
 # Values of the yes/no/unknown fields (treatments, disease-free, receptors unknown).
@@ -148,6 +148,7 @@ class CentreState:
         self.ytab = self._year_table()
         self.bg = tuple(background_hazard(a) / YEAR_DAYS for a in range(131))
         self.r = Random(0).random  # replaced per chunk
+        self.fr = Random(0).random  # the extension's receptor-content stream, replaced per chunk
 
     def _year_table(self) -> tuple[tuple[Any, ...], ...]:
         """Coding conventions by incidence year (index year - 1900): BoD scheme, TNM edition

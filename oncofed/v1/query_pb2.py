@@ -25,45 +25,45 @@ _sym_db = _symbol_database.Default()
 from oncofed.v1 import common_pb2 as oncofed_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16oncofed/v1/query.proto\x12\noncofed.v1\x1a\x17oncofed/v1/common.proto\"\xc4\x02\n\tQueryBody\x12\x13\n\x0bpermit_hash\x18\x01 \x01(\x0c\x12\x19\n\x11researcher_key_id\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x11\n\tissued_at\x18\x04 \x01(\x03\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\x12\x16\n\x0etarget_centres\x18\x06 \x03(\t\x12\x18\n\x10min_participants\x18\x07 \x01(\r\x12-\n\ndictionary\x18\x08 \x01(\x0b\x32\x19.oncofed.v1.DictionaryRef\x12\"\n\x06\x63ohort\x18\t \x01(\x0b\x32\x12.oncofed.v1.Cohort\x12&\n\x08\x61nalysis\x18\n \x01(\x0b\x32\x14.oncofed.v1.Analysis\x12\x13\n\x0b\x65xact_dates\x18\x0b \x01(\x08\x12\x0f\n\x07\x65psilon\x18\x0c \x01(\x01\"\xc6\x02\n\x06\x43ohort\x12$\n\x06\x65quals\x18\x01 \x01(\x0b\x32\x12.oncofed.v1.EqualsH\x00\x12#\n\x06in_set\x18\x02 \x01(\x0b\x32\x11.oncofed.v1.InSetH\x00\x12\"\n\x05range\x18\x03 \x01(\x0b\x32\x11.oncofed.v1.RangeH\x00\x12$\n\x06prefix\x18\x04 \x01(\x0b\x32\x12.oncofed.v1.PrefixH\x00\x12\x11\n\x07is_null\x18\x05 \x01(\tH\x00\x12\x12\n\x08not_null\x18\x06 \x01(\tH\x00\x12(\n\x06\x61ll_of\x18\x07 \x01(\x0b\x32\x16.oncofed.v1.CohortListH\x00\x12(\n\x06\x61ny_of\x18\x08 \x01(\x0b\x32\x16.oncofed.v1.CohortListH\x00\x12$\n\x06negate\x18\t \x01(\x0b\x32\x12.oncofed.v1.CohortH\x00\x42\x06\n\x04node\"/\n\nCohortList\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.oncofed.v1.Cohort\"&\n\x06\x45quals\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"&\n\x05InSet\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"R\n\x05Range\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x12\n\x05lower\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05upper\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_lowerB\x08\n\x06_upper\"\'\n\x06Prefix\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\"\x8d\x02\n\x08\x41nalysis\x12\"\n\x05\x63ount\x18\x01 \x01(\x0b\x32\x11.oncofed.v1.CountH\x00\x12(\n\x08\x63rosstab\x18\x02 \x01(\x0b\x32\x14.oncofed.v1.CrosstabH\x00\x12&\n\x07summary\x18\x03 \x01(\x0b\x32\x13.oncofed.v1.SummaryH\x00\x12*\n\thistogram\x18\x04 \x01(\x0b\x32\x15.oncofed.v1.HistogramH\x00\x12/\n\x0ckaplan_meier\x18\x05 \x01(\x0b\x32\x17.oncofed.v1.KaplanMeierH\x00\x12&\n\x07logrank\x18\x06 \x01(\x0b\x32\x13.oncofed.v1.LogRankH\x00\x42\x06\n\x04kind\"\x07\n\x05\x43ount\"\x1a\n\x08\x43rosstab\x12\x0e\n\x06\x66ields\x18\x01 \x03(\t\"/\n\nFixedPoint\x12\x12\n\nscale_bits\x18\x01 \x01(\r\x12\r\n\x05\x62ound\x18\x02 \x01(\x01\"k\n\x07Summary\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12+\n\x0b\x66ixed_point\x18\x02 \x01(\x0b\x32\x16.oncofed.v1.FixedPoint\x12\x11\n\tunit_bins\x18\x03 \x01(\x08\x12\x11\n\tquantiles\x18\x04 \x03(\x01\"\x1a\n\tHistogram\x12\r\n\x05\x66ield\x18\x01 \x01(\t\"2\n\x07Lattice\x12\x11\n\tstep_days\x18\x01 \x01(\r\x12\x14\n\x0chorizon_days\x18\x02 \x01(\r\"{\n\x0bKaplanMeier\x12$\n\x07outcome\x18\x01 \x01(\x0e\x32\x13.oncofed.v1.Outcome\x12\x0e\n\x06\x63utoff\x18\x02 \x01(\t\x12$\n\x07lattice\x18\x03 \x01(\x0b\x32\x13.oncofed.v1.Lattice\x12\x10\n\x08group_by\x18\x04 \x01(\t\"w\n\x07LogRank\x12$\n\x07outcome\x18\x01 \x01(\x0e\x32\x13.oncofed.v1.Outcome\x12\x0e\n\x06\x63utoff\x18\x02 \x01(\t\x12$\n\x07lattice\x18\x03 \x01(\x0b\x32\x13.oncofed.v1.Lattice\x12\x10\n\x08group_by\x18\x04 \x01(\t*C\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nOUTCOME_OS\x10\x01\x12\x0f\n\x0bOUTCOME_RFS\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16oncofed/v1/query.proto\x12\noncofed.v1\x1a\x17oncofed/v1/common.proto\"\xdb\x02\n\tQueryBody\x12\x13\n\x0bpermit_hash\x18\x01 \x01(\x0c\x12\x19\n\x11researcher_key_id\x18\x02 \x01(\t\x12\r\n\x05nonce\x18\x03 \x01(\x0c\x12\x11\n\tissued_at\x18\x04 \x01(\x03\x12\x12\n\nexpires_at\x18\x05 \x01(\x03\x12\x16\n\x0etarget_centres\x18\x06 \x03(\t\x12\x18\n\x10min_participants\x18\x07 \x01(\r\x12-\n\ndictionary\x18\x08 \x01(\x0b\x32\x19.oncofed.v1.DictionaryRef\x12\"\n\x06\x63ohort\x18\t \x01(\x0b\x32\x12.oncofed.v1.Cohort\x12&\n\x08\x61nalysis\x18\n \x01(\x0b\x32\x14.oncofed.v1.Analysis\x12\x13\n\x0b\x65xact_dates\x18\x0b \x01(\x08\x12\x0f\n\x07\x65psilon\x18\x0c \x01(\x01\x12\x15\n\rstatus_cutoff\x18\r \x01(\t\"\xc6\x02\n\x06\x43ohort\x12$\n\x06\x65quals\x18\x01 \x01(\x0b\x32\x12.oncofed.v1.EqualsH\x00\x12#\n\x06in_set\x18\x02 \x01(\x0b\x32\x11.oncofed.v1.InSetH\x00\x12\"\n\x05range\x18\x03 \x01(\x0b\x32\x11.oncofed.v1.RangeH\x00\x12$\n\x06prefix\x18\x04 \x01(\x0b\x32\x12.oncofed.v1.PrefixH\x00\x12\x11\n\x07is_null\x18\x05 \x01(\tH\x00\x12\x12\n\x08not_null\x18\x06 \x01(\tH\x00\x12(\n\x06\x61ll_of\x18\x07 \x01(\x0b\x32\x16.oncofed.v1.CohortListH\x00\x12(\n\x06\x61ny_of\x18\x08 \x01(\x0b\x32\x16.oncofed.v1.CohortListH\x00\x12$\n\x06negate\x18\t \x01(\x0b\x32\x12.oncofed.v1.CohortH\x00\x42\x06\n\x04node\"/\n\nCohortList\x12!\n\x05items\x18\x01 \x03(\x0b\x32\x12.oncofed.v1.Cohort\"&\n\x06\x45quals\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\"&\n\x05InSet\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\t\"R\n\x05Range\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x12\n\x05lower\x18\x02 \x01(\tH\x00\x88\x01\x01\x12\x12\n\x05upper\x18\x03 \x01(\tH\x01\x88\x01\x01\x42\x08\n\x06_lowerB\x08\n\x06_upper\"\'\n\x06Prefix\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12\x0e\n\x06prefix\x18\x02 \x01(\t\"\x8d\x02\n\x08\x41nalysis\x12\"\n\x05\x63ount\x18\x01 \x01(\x0b\x32\x11.oncofed.v1.CountH\x00\x12(\n\x08\x63rosstab\x18\x02 \x01(\x0b\x32\x14.oncofed.v1.CrosstabH\x00\x12&\n\x07summary\x18\x03 \x01(\x0b\x32\x13.oncofed.v1.SummaryH\x00\x12*\n\thistogram\x18\x04 \x01(\x0b\x32\x15.oncofed.v1.HistogramH\x00\x12/\n\x0ckaplan_meier\x18\x05 \x01(\x0b\x32\x17.oncofed.v1.KaplanMeierH\x00\x12&\n\x07logrank\x18\x06 \x01(\x0b\x32\x13.oncofed.v1.LogRankH\x00\x42\x06\n\x04kind\"\x07\n\x05\x43ount\"\x1a\n\x08\x43rosstab\x12\x0e\n\x06\x66ields\x18\x01 \x03(\t\"/\n\nFixedPoint\x12\x12\n\nscale_bits\x18\x01 \x01(\r\x12\r\n\x05\x62ound\x18\x02 \x01(\x01\"k\n\x07Summary\x12\r\n\x05\x66ield\x18\x01 \x01(\t\x12+\n\x0b\x66ixed_point\x18\x02 \x01(\x0b\x32\x16.oncofed.v1.FixedPoint\x12\x11\n\tunit_bins\x18\x03 \x01(\x08\x12\x11\n\tquantiles\x18\x04 \x03(\x01\"\x1a\n\tHistogram\x12\r\n\x05\x66ield\x18\x01 \x01(\t\"2\n\x07Lattice\x12\x11\n\tstep_days\x18\x01 \x01(\r\x12\x14\n\x0chorizon_days\x18\x02 \x01(\r\"\x91\x01\n\x0bKaplanMeier\x12$\n\x07outcome\x18\x01 \x01(\x0e\x32\x13.oncofed.v1.Outcome\x12\x0e\n\x06\x63utoff\x18\x02 \x01(\t\x12$\n\x07lattice\x18\x03 \x01(\x0b\x32\x13.oncofed.v1.Lattice\x12\x10\n\x08group_by\x18\x04 \x01(\t\x12\x14\n\x0cgroup_levels\x18\x05 \x03(\t\"\x8d\x01\n\x07LogRank\x12$\n\x07outcome\x18\x01 \x01(\x0e\x32\x13.oncofed.v1.Outcome\x12\x0e\n\x06\x63utoff\x18\x02 \x01(\t\x12$\n\x07lattice\x18\x03 \x01(\x0b\x32\x13.oncofed.v1.Lattice\x12\x10\n\x08group_by\x18\x04 \x01(\t\x12\x14\n\x0cgroup_levels\x18\x05 \x03(\t*C\n\x07Outcome\x12\x17\n\x13OUTCOME_UNSPECIFIED\x10\x00\x12\x0e\n\nOUTCOME_OS\x10\x01\x12\x0f\n\x0bOUTCOME_RFS\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'oncofed.v1.query_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_OUTCOME']._serialized_start=1766
-  _globals['_OUTCOME']._serialized_end=1833
+  _globals['_OUTCOME']._serialized_start=1835
+  _globals['_OUTCOME']._serialized_end=1902
   _globals['_QUERYBODY']._serialized_start=64
-  _globals['_QUERYBODY']._serialized_end=388
-  _globals['_COHORT']._serialized_start=391
-  _globals['_COHORT']._serialized_end=717
-  _globals['_COHORTLIST']._serialized_start=719
-  _globals['_COHORTLIST']._serialized_end=766
-  _globals['_EQUALS']._serialized_start=768
-  _globals['_EQUALS']._serialized_end=806
-  _globals['_INSET']._serialized_start=808
-  _globals['_INSET']._serialized_end=846
-  _globals['_RANGE']._serialized_start=848
-  _globals['_RANGE']._serialized_end=930
-  _globals['_PREFIX']._serialized_start=932
-  _globals['_PREFIX']._serialized_end=971
-  _globals['_ANALYSIS']._serialized_start=974
-  _globals['_ANALYSIS']._serialized_end=1243
-  _globals['_COUNT']._serialized_start=1245
-  _globals['_COUNT']._serialized_end=1252
-  _globals['_CROSSTAB']._serialized_start=1254
-  _globals['_CROSSTAB']._serialized_end=1280
-  _globals['_FIXEDPOINT']._serialized_start=1282
-  _globals['_FIXEDPOINT']._serialized_end=1329
-  _globals['_SUMMARY']._serialized_start=1331
-  _globals['_SUMMARY']._serialized_end=1438
-  _globals['_HISTOGRAM']._serialized_start=1440
-  _globals['_HISTOGRAM']._serialized_end=1466
-  _globals['_LATTICE']._serialized_start=1468
-  _globals['_LATTICE']._serialized_end=1518
-  _globals['_KAPLANMEIER']._serialized_start=1520
-  _globals['_KAPLANMEIER']._serialized_end=1643
-  _globals['_LOGRANK']._serialized_start=1645
-  _globals['_LOGRANK']._serialized_end=1764
+  _globals['_QUERYBODY']._serialized_end=411
+  _globals['_COHORT']._serialized_start=414
+  _globals['_COHORT']._serialized_end=740
+  _globals['_COHORTLIST']._serialized_start=742
+  _globals['_COHORTLIST']._serialized_end=789
+  _globals['_EQUALS']._serialized_start=791
+  _globals['_EQUALS']._serialized_end=829
+  _globals['_INSET']._serialized_start=831
+  _globals['_INSET']._serialized_end=869
+  _globals['_RANGE']._serialized_start=871
+  _globals['_RANGE']._serialized_end=953
+  _globals['_PREFIX']._serialized_start=955
+  _globals['_PREFIX']._serialized_end=994
+  _globals['_ANALYSIS']._serialized_start=997
+  _globals['_ANALYSIS']._serialized_end=1266
+  _globals['_COUNT']._serialized_start=1268
+  _globals['_COUNT']._serialized_end=1275
+  _globals['_CROSSTAB']._serialized_start=1277
+  _globals['_CROSSTAB']._serialized_end=1303
+  _globals['_FIXEDPOINT']._serialized_start=1305
+  _globals['_FIXEDPOINT']._serialized_end=1352
+  _globals['_SUMMARY']._serialized_start=1354
+  _globals['_SUMMARY']._serialized_end=1461
+  _globals['_HISTOGRAM']._serialized_start=1463
+  _globals['_HISTOGRAM']._serialized_end=1489
+  _globals['_LATTICE']._serialized_start=1491
+  _globals['_LATTICE']._serialized_end=1541
+  _globals['_KAPLANMEIER']._serialized_start=1544
+  _globals['_KAPLANMEIER']._serialized_end=1689
+  _globals['_LOGRANK']._serialized_start=1692
+  _globals['_LOGRANK']._serialized_end=1833
 # @@protoc_insertion_point(module_scope)

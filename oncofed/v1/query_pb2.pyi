@@ -18,7 +18,7 @@ OUTCOME_OS: Outcome
 OUTCOME_RFS: Outcome
 
 class QueryBody(_message.Message):
-    __slots__ = ("permit_hash", "researcher_key_id", "nonce", "issued_at", "expires_at", "target_centres", "min_participants", "dictionary", "cohort", "analysis", "exact_dates", "epsilon")
+    __slots__ = ("permit_hash", "researcher_key_id", "nonce", "issued_at", "expires_at", "target_centres", "min_participants", "dictionary", "cohort", "analysis", "exact_dates", "epsilon", "status_cutoff")
     PERMIT_HASH_FIELD_NUMBER: _ClassVar[int]
     RESEARCHER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +31,7 @@ class QueryBody(_message.Message):
     ANALYSIS_FIELD_NUMBER: _ClassVar[int]
     EXACT_DATES_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
+    STATUS_CUTOFF_FIELD_NUMBER: _ClassVar[int]
     permit_hash: bytes
     researcher_key_id: str
     nonce: bytes
@@ -43,7 +44,8 @@ class QueryBody(_message.Message):
     analysis: Analysis
     exact_dates: bool
     epsilon: float
-    def __init__(self, permit_hash: _Optional[bytes] = ..., researcher_key_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., issued_at: _Optional[int] = ..., expires_at: _Optional[int] = ..., target_centres: _Optional[_Iterable[str]] = ..., min_participants: _Optional[int] = ..., dictionary: _Optional[_Union[_common_pb2.DictionaryRef, _Mapping]] = ..., cohort: _Optional[_Union[Cohort, _Mapping]] = ..., analysis: _Optional[_Union[Analysis, _Mapping]] = ..., exact_dates: _Optional[bool] = ..., epsilon: _Optional[float] = ...) -> None: ...
+    status_cutoff: str
+    def __init__(self, permit_hash: _Optional[bytes] = ..., researcher_key_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., issued_at: _Optional[int] = ..., expires_at: _Optional[int] = ..., target_centres: _Optional[_Iterable[str]] = ..., min_participants: _Optional[int] = ..., dictionary: _Optional[_Union[_common_pb2.DictionaryRef, _Mapping]] = ..., cohort: _Optional[_Union[Cohort, _Mapping]] = ..., analysis: _Optional[_Union[Analysis, _Mapping]] = ..., exact_dates: _Optional[bool] = ..., epsilon: _Optional[float] = ..., status_cutoff: _Optional[str] = ...) -> None: ...
 
 class Cohort(_message.Message):
     __slots__ = ("equals", "in_set", "range", "prefix", "is_null", "not_null", "all_of", "any_of", "negate")
@@ -168,25 +170,29 @@ class Lattice(_message.Message):
     def __init__(self, step_days: _Optional[int] = ..., horizon_days: _Optional[int] = ...) -> None: ...
 
 class KaplanMeier(_message.Message):
-    __slots__ = ("outcome", "cutoff", "lattice", "group_by")
+    __slots__ = ("outcome", "cutoff", "lattice", "group_by", "group_levels")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     CUTOFF_FIELD_NUMBER: _ClassVar[int]
     LATTICE_FIELD_NUMBER: _ClassVar[int]
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_LEVELS_FIELD_NUMBER: _ClassVar[int]
     outcome: Outcome
     cutoff: str
     lattice: Lattice
     group_by: str
-    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., lattice: _Optional[_Union[Lattice, _Mapping]] = ..., group_by: _Optional[str] = ...) -> None: ...
+    group_levels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., lattice: _Optional[_Union[Lattice, _Mapping]] = ..., group_by: _Optional[str] = ..., group_levels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class LogRank(_message.Message):
-    __slots__ = ("outcome", "cutoff", "lattice", "group_by")
+    __slots__ = ("outcome", "cutoff", "lattice", "group_by", "group_levels")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     CUTOFF_FIELD_NUMBER: _ClassVar[int]
     LATTICE_FIELD_NUMBER: _ClassVar[int]
     GROUP_BY_FIELD_NUMBER: _ClassVar[int]
+    GROUP_LEVELS_FIELD_NUMBER: _ClassVar[int]
     outcome: Outcome
     cutoff: str
     lattice: Lattice
     group_by: str
-    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., lattice: _Optional[_Union[Lattice, _Mapping]] = ..., group_by: _Optional[str] = ...) -> None: ...
+    group_levels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., lattice: _Optional[_Union[Lattice, _Mapping]] = ..., group_by: _Optional[str] = ..., group_levels: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -71,7 +71,7 @@ class Registry(_message.Message):
     def __init__(self, federation: _Optional[str] = ..., version: _Optional[int] = ..., issued_at: _Optional[int] = ..., next_update: _Optional[int] = ..., root_fingerprint: _Optional[str] = ..., members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
 
 class Permit(_message.Message):
-    __slots__ = ("permit_id", "root_fingerprint", "researcher_id", "researcher_ed25519_public_key", "researcher_x25519_public_key", "researcher_cert_fingerprint", "project_title", "allowed_analyses", "allowed_fields", "min_cell_count", "epsilon", "not_before", "not_after", "issued_at", "data_holders", "allow_exact_dates")
+    __slots__ = ("permit_id", "root_fingerprint", "researcher_id", "researcher_ed25519_public_key", "researcher_x25519_public_key", "researcher_cert_fingerprint", "project_title", "allowed_analyses", "allowed_fields", "min_cell_count", "epsilon", "not_before", "not_after", "issued_at", "data_holders", "allow_exact_dates", "allowed_outcomes")
     PERMIT_ID_FIELD_NUMBER: _ClassVar[int]
     ROOT_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     RESEARCHER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class Permit(_message.Message):
     ISSUED_AT_FIELD_NUMBER: _ClassVar[int]
     DATA_HOLDERS_FIELD_NUMBER: _ClassVar[int]
     ALLOW_EXACT_DATES_FIELD_NUMBER: _ClassVar[int]
+    ALLOWED_OUTCOMES_FIELD_NUMBER: _ClassVar[int]
     permit_id: str
     root_fingerprint: str
     researcher_id: str
@@ -104,7 +105,8 @@ class Permit(_message.Message):
     issued_at: int
     data_holders: _containers.RepeatedScalarFieldContainer[str]
     allow_exact_dates: bool
-    def __init__(self, permit_id: _Optional[str] = ..., root_fingerprint: _Optional[str] = ..., researcher_id: _Optional[str] = ..., researcher_ed25519_public_key: _Optional[bytes] = ..., researcher_x25519_public_key: _Optional[bytes] = ..., researcher_cert_fingerprint: _Optional[str] = ..., project_title: _Optional[str] = ..., allowed_analyses: _Optional[_Iterable[str]] = ..., allowed_fields: _Optional[_Iterable[str]] = ..., min_cell_count: _Optional[int] = ..., epsilon: _Optional[float] = ..., not_before: _Optional[int] = ..., not_after: _Optional[int] = ..., issued_at: _Optional[int] = ..., data_holders: _Optional[_Iterable[str]] = ..., allow_exact_dates: _Optional[bool] = ...) -> None: ...
+    allowed_outcomes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, permit_id: _Optional[str] = ..., root_fingerprint: _Optional[str] = ..., researcher_id: _Optional[str] = ..., researcher_ed25519_public_key: _Optional[bytes] = ..., researcher_x25519_public_key: _Optional[bytes] = ..., researcher_cert_fingerprint: _Optional[str] = ..., project_title: _Optional[str] = ..., allowed_analyses: _Optional[_Iterable[str]] = ..., allowed_fields: _Optional[_Iterable[str]] = ..., min_cell_count: _Optional[int] = ..., epsilon: _Optional[float] = ..., not_before: _Optional[int] = ..., not_after: _Optional[int] = ..., issued_at: _Optional[int] = ..., data_holders: _Optional[_Iterable[str]] = ..., allow_exact_dates: _Optional[bool] = ..., allowed_outcomes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RevokedPermit(_message.Message):
     __slots__ = ("permit_id", "permit_sha256", "revoked_at", "reason")

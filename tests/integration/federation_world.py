@@ -136,6 +136,7 @@ def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b"
     now = int(time.time())
     _, permit_doc = fed.authority.issue_permit(
         researcher_id="res-1", project_title="Federated end-to-end tests", analyses=ANALYSES, fields=FIELDS,
+        outcomes=["os", "rfs"],
         min_cell_count=1, not_before=now - 60, not_after=now + 30 * 86_400)
     permit = permit_doc.sha256
     world_centres = {}

@@ -21,20 +21,35 @@ from oncofed.node.query.engine import answer
 from oncofed.node.query.policy import NodePolicy
 from oncofed.node.verify import QueryVerifier
 from oncofed.query import sum_vectors
-from oncofed.query.textform import analysis_from
+from oncofed.query.textform import analysis_from, cohort_from
 from oncofed.synth import write_all
 
 CENTRES = ("centre-a", "centre-b", "centre-c")
-FIELDS = ["sex", "topography", "stage_summary", "her2", "er", "age_at_incidence"]
-#: One example per catalogue entry, on the fields above.
-EXAMPLES: dict[str, Any] = {
-    "count": "count",
-    "crosstab": {"crosstab": {"fields": ["stage_summary", "her2"]}},
-    "summary": {"summary": {"field": "age_at_incidence", "unit_bins": True}},
-    "histogram": {"histogram": {"field": "age_at_incidence"}},
-    "kaplan_meier": {"kaplan_meier": {"outcome": "OS", "cutoff": "2025-12-31", "by": "stage_summary"}},
-    "logrank": {"logrank": {"outcome": "OS", "cutoff": "2025-12-31", "by": "stage_summary"}},
+FIELDS = ["sex", "topography", "stage_summary", "her2", "er", "age_at_incidence", "grade", "cT", "pN",
+          "os_status_at_cutoff", "rfs_status_at_cutoff"]
+CUTOFF = "2025-12-31"
+#: Examples per catalogue entry, on the fields above: the analysis, or a mapping with the query's
+#: "analysis" and optionally its "cohort" and "status_cutoff".
+EXAMPLES: dict[str, list[Any]] = {
+    "count": ["count",
+              {"analysis": "count", "status_cutoff": "2024-06",
+               "cohort": {"and": [{"field": "os_status_at_cutoff", "equals": "dead"},
+                                  {"field": "cT", "in": ["T2", "T3"]}]}}],
+    "crosstab": [{"crosstab": {"fields": ["stage_summary", "her2"]}},
+                 {"analysis": {"crosstab": {"fields": ["os_status_at_cutoff", "rfs_status_at_cutoff", "pN"]}},
+                  "status_cutoff": "2022-12"}],
+    "summary": [{"summary": {"field": "age_at_incidence", "unit_bins": True}}],
+    "histogram": [{"histogram": {"field": "age_at_incidence"}}],
+    "kaplan_meier": [{"kaplan_meier": {"outcome": "OS", "cutoff": CUTOFF, "by": "stage_summary"}},
+                     {"kaplan_meier": {"outcome": "RFS", "cutoff": CUTOFF, "by": "grade",
+                                       "levels": ["3", "1", "(missing)"], "step_days": 60}}],
+    "logrank": [{"logrank": {"outcome": "OS", "cutoff": CUTOFF, "by": "stage_summary"}},
+                {"logrank": {"outcome": "RFS", "cutoff": CUTOFF, "by": "her2", "levels": ["neg", "pos"]}},
+                {"analysis": {"logrank": {"outcome": "OS", "cutoff": CUTOFF, "by": "cT",
+                                          "levels": ["T1", "T2", "T3"]}},
+                 "cohort": {"field": "os_status_at_cutoff", "in": ["dead", "alive"]}, "status_cutoff": "2023-01"}],
 }
+CASES = [(kind, i) for kind, examples in EXAMPLES.items() for i in range(len(examples))]
 EXACT = NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=1_000)
 
 
@@ -49,7 +64,8 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         node = open_node(init_node(base / centre, centre).root)
         node.ingest(f.path)
         trust = fed.attach(node.paths.store, centre)
-        permits[centre] = fed.permit(trust, analyses=list(KINDS), fields=FIELDS, min_cell_count=1)
+        permits[centre] = fed.permit(trust, analyses=list(KINDS), fields=FIELDS, min_cell_count=1,
+                                     outcomes=["os", "rfs"])
         trust.close()
         pipelines[centre] = AnsweringPipeline(node, QueryVerifier.for_node(node), EXACT)
         nodes.append(node)
@@ -87,13 +103,22 @@ def close(a: Any, b: Any, path: str = "result") -> None:
         assert a == b, f"{path}: {a!r} != {b!r}"
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_federated_answer_equals_the_pooled_statistic(federation: dict[str, Any], kind: str) -> None:
+def _example(body: Any, example: Any) -> None:
+    """Put one example's analysis, cohort and status cutoff into a query body."""
+    doc = example if isinstance(example, dict) and "analysis" in example else {"analysis": example}
+    body.analysis.CopyFrom(analysis_from(doc["analysis"], "analysis"))
+    if "cohort" in doc:
+        body.cohort.CopyFrom(cohort_from(doc["cohort"], "cohort"))
+    body.status_cutoff = doc.get("status_cutoff", "")
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_federated_answer_equals_the_pooled_statistic(federation: dict[str, Any], kind: str, i: int) -> None:
     fed, d = federation["fed"], federation["d"]
     vectors = []
     for centre, pipeline in federation["pipelines"].items():
         body = query_body(federation["permits"][centre], targets=CENTRES, d=d)
-        body.analysis.CopyFrom(analysis_from(EXAMPLES[kind], "analysis"))
+        _example(body, EXAMPLES[kind][i])
         ans = pipeline.answer_envelope(signed(fed.identities["res-1"], body))
         assert ans.analysis == kind and ans.meta["mode"] == "threshold"
         vectors.append(ans.vector)
@@ -107,8 +132,9 @@ def test_federated_answer_equals_the_pooled_statistic(federation: dict[str, Any]
     empty = federated.pop("suppressed_groups", {})
     shown = pooled.pop("suppressed_groups", {})
     assert shown == {}
-    for group in empty:
-        assert group not in pooled.get("curves", {}) and group not in pooled.get("groups", [])
+    for group, centres in empty.items():     # flagged at every centre: no rows anywhere
+        if centres == len(CENTRES):
+            assert group not in pooled.get("curves", {}) and group not in pooled.get("groups", [])
     close(federated, pooled)
     assert sum_vectors(vectors)[:exact.n_values] == exact.values       # the summed vector is the pooled one
     assert any(exact.values), "the example must select rows"

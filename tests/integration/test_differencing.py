@@ -156,7 +156,8 @@ def test_rows_an_analysis_never_reads_do_not_pad_the_distance(centre: Any) -> No
     """Kaplan–Meier reads first primaries only: removing the target and every later primary
     changes the cohort by ~130 rows but the rows read by one — still a near duplicate."""
     fed, d = centre["fed"], centre["d"]
-    permit = fed.permit(centre["trust"], analyses=["kaplan_meier"], fields=[*FIELDS, "tumour_seq"], min_cell_count=10)
+    permit = fed.permit(centre["trust"], analyses=["kaplan_meier"], fields=[*FIELDS, "tumour_seq"], min_cell_count=10,
+                        outcomes=["os"])
     pipeline = AnsweringPipeline(centre["node"], centre["verifier"], policy("cell_key"))
     target = unique_targets(centre["rows"], 1, lambda r: r["tumour_seq"] == 1 and r["dco"] == 0
                             and r["topography"].startswith("C50"))[0]

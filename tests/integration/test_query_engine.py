@@ -201,6 +201,16 @@ def test_logrank_on_a_one_day_lattice_equals_lifelines(centres, which):
     assert two["statistic"] == pytest.approx(ref2.test_statistic, rel=1e-12) and two["df"] == 1
 
 
+def test_group_levels_give_the_same_curves_for_the_levels_asked_and_nothing_else(centres):
+    nodes, _ = pick(centres, 3)
+    km = {"outcome": "OS", "cutoff": CUTOFF, "step_days": 1, "horizon_days": 7700, "by": "stage_summary"}
+    every = run(nodes, {"analysis": {"kaplan_meier": km}})
+    two = run(nodes, {"analysis": {"kaplan_meier": {**km, "levels": ["distant", "localised"]}}})
+    assert list(two["curves"]) == ["distant", "localised"] and two["levels"] == ["distant", "localised"]
+    for g in two["curves"]:
+        assert two["curves"][g] == every["curves"][g]
+
+
 def test_same_rows_give_one_value_however_often_or_however_phrased(centres):
     node = centres[0][0]
     policy = NodePolicy(mode="cell_key", min_cell_count=5)
@@ -321,7 +331,7 @@ def test_worked_examples_in_the_docs_are_the_exact_output(tmp_path):
     block = r"((?:(?!```).)*)"          # a fenced block's content, never crossing a fence
     examples = re.findall(rf"```(json|toml)\n{block}```\n\n`oncofed node query q/(\S+) -n demo-node --exact`\n\n"
                           rf"```text\n{block}```", doc, flags=re.S)
-    assert len(examples) == 6
+    assert len(examples) == 7
     f = write_all(tmp_path / "data", centres=1, patients=3000, seed=7, dictionary=D)[0]
     node_dir = init_node(tmp_path / "demo-node", "centre-a").root
     with open_node(node_dir) as node:

@@ -561,3 +561,19 @@ def test_cli_usage_errors(tmp_path: Path, args: list[str]) -> None:
     res = CliRunner().invoke(main, ["synth", "--out", str(tmp_path / "o"), *args])
     assert res.exit_code == 2, res.output
     assert "error:" in res.output or "Error" in res.output
+
+
+def test_receptor_content_in_fmol_agrees_with_receptor_status(big_rows: list[list[dict[str, str]]]) -> None:
+    """fmol/mg protein by ligand-binding assay for some breast tumours: ≥ 10 exactly when the
+    status is positive or low, skewed like GBSG2's (median ≈ 100 among positives); else blank."""
+    breast = [r for c in big_rows for r in c if _site(r) == "breast" and r["dco"] == "0"]
+    others = [r for c in big_rows for r in c if _site(r) != "breast"]
+    assert all(r["er_fmol"] == r["pr_fmol"] == "" for r in others)
+    for status, column in (("er", "er_fmol"), ("pr", "pr_fmol")):
+        known = [r for r in breast if r[status] in ("pos", "low", "neg")]
+        given = [r for r in known if r[column]]
+        assert 0.2 < len(given) / len(known) < 0.4
+        assert all(r[column] == "" for r in breast if r[status] not in ("pos", "low", "neg"))
+        assert all((int(r[column]) >= 10) == (r[status] in ("pos", "low")) for r in given)
+        positive = sorted(int(r[column]) for r in given if r[status] == "pos")
+        assert 50 < positive[len(positive) // 2] < 200 and max(positive) < 1000

@@ -11,16 +11,20 @@ missing value is false, and `not` selects exactly the rows its subtree does not 
 condition is two-valued although SQL's is three-valued. Values are encoded as the store encodes
 them (decision D3): codes as ordinals, dates as day numbers, topography as site×10 + subsite.
 Ranges on indexed fields compile to `BETWEEN`/`>=`/`<=` so SQLite can use the store's indexes.
+A status derived at the query's cutoff (`os_status_at_cutoff`, `rfs_status_at_cutoff`) compiles
+to its expression from oncofed.node.store.outcomes, the cutoff bound like every value.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from oncofed.dictionary import Dictionary, Field
 from oncofed.node.store.encoding import code_ordinals, day_number, topography_code
+from oncofed.node.store.outcomes import status_sql
 from oncofed.node.store.schema import quote
 from oncofed.query import values as V
 from oncofed.query.errors import invalid
@@ -47,14 +51,16 @@ class CompiledCohort:
 
 def compile_cohort(cohort: pb.Cohort | None, dictionary: Dictionary, allowed_fields: frozenset[str] | None,
                    *, exact_dates: bool = False, max_depth: int = MAX_DEPTH,
-                   max_nodes: int = MAX_NODES) -> CompiledCohort:
+                   max_nodes: int = MAX_NODES, status_cutoff: dt.date | None = None) -> CompiledCohort:
     """Check and compile a cohort; an absent or empty root selects every tumour.
 
     `allowed_fields` is the permit's field list; None means the centre's own admin (every
-    stored field). Raises QueryError(INVALID_ARGUMENT) naming the offending part.
+    stored field). `status_cutoff` is the query's cutoff of derived status fields. Raises
+    QueryError(INVALID_ARGUMENT) naming the offending part.
     """
     # The contract's limit bounds the recursion below whatever a policy says.
-    c = _Compiler(dictionary, allowed_fields, exact_dates, min(max_depth, MAX_COHORT_DEPTH), max_nodes)
+    c = _Compiler(dictionary, allowed_fields, exact_dates, min(max_depth, MAX_COHORT_DEPTH), max_nodes,
+                  status_cutoff)
     if cohort is None or cohort.WhichOneof("node") is None:
         return CompiledCohort("1", (), frozenset(), 0, 0)
     sql = c.node(cohort, "cohort", 1)
@@ -63,8 +69,9 @@ def compile_cohort(cohort: pb.Cohort | None, dictionary: Dictionary, allowed_fie
 
 class _Compiler:
     def __init__(self, d: Dictionary, allowed: Collection[str] | None, exact_dates: bool,
-                 max_depth: int, max_nodes: int) -> None:
+                 max_depth: int, max_nodes: int, status_cutoff: dt.date | None = None) -> None:
         self.d = d
+        self.status_cutoff = status_cutoff
         self.allowed = allowed
         self.exact_dates = exact_dates
         self.max_depth = max_depth
@@ -103,10 +110,12 @@ class _Compiler:
     def leaf(self, c: pb.Cohort, kind: str, path: str) -> str:
         if kind in ("is_null", "not_null"):
             f = self.field(getattr(c, kind), f"{path}.field")
-            return f"{quote(f.name)} IS {'' if kind == 'is_null' else 'NOT '}NULL"
+            return f"{self.column(f, path)} IS {'' if kind == 'is_null' else 'NOT '}NULL"
         msg = getattr(c, kind)
         f = self.field(msg.field, f"{path}.field")
-        col = quote(f.name)
+        if f.at_query and kind in ("range", "prefix"):
+            raise invalid(path, f"{f.name} is a code field: use equals or in")
+        col = self.column(f, path)
         if kind == "equals":
             p = f"{path}.equals"
             if f.type == "date":
@@ -126,6 +135,16 @@ class _Compiler:
         self.fields.add(f.name)
         return f
 
+    def column(self, f: Field, path: str) -> str:
+        """The field's column, or a derived status' expression — its parameters are bound here,
+        before the leaf's values, as the expression comes first in every leaf's text."""
+        if not f.at_query:
+            return quote(f.name)
+        if self.status_cutoff is None:
+            raise invalid("status_cutoff", f"{f.name} (at {path}) is derived at the query's status_cutoff: give one")
+        sql, params = status_sql(self.d, f.name, day_number(self.status_cutoff))
+        self.params.extend(params)
+        return sql
     def scalar(self, f: Field, text: str, path: str) -> Any:
         """One value for = and IN, encoded as the store holds it."""
         if f.type == "code":

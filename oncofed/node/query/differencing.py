@@ -50,10 +50,12 @@ def scope_of(permit_id: str) -> str:
 
 def spec_hash(body: pb.QueryBody, rules: Rules) -> bytes:
     """What makes two answers over the same rows the same answer: the analysis with all its
-    parameters and the disclosure rules it was released under."""
+    parameters, the cutoff of any derived status field (a crosstab of os_status_at_cutoff over the
+    same rows differs by cutoff) and the disclosure rules it was released under."""
     h = hashlib.sha256(_SPEC_TAG)
     h.update(body.analysis.SerializeToString(deterministic=True))
-    h.update(f"|{rules.mode}|{rules.k}|{rules.survival_counts}".encode())
+    h.update(f"|{body.status_cutoff}|{body.exact_dates}".encode())
+    h.update(f"|{rules.mode}|{rules.k}|{rules.survival_counts}|{rules.survival_table}".encode())
     return h.digest()
 
 

@@ -24,6 +24,7 @@ the cohort size): it must never be sent outward.
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 import time
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from oncofed.node.store.cohort_reads import StoreReader
 from oncofed.node.store.recordkeys import ensure_record_keys
 from oncofed.query import query_hash as hash_of
 from oncofed.query.errors import QueryError
+from oncofed.query.values import period
 from oncofed.query.vector import check_overflow, encode, n_total
 from oncofed.v1 import query_pb2 as pb
 
@@ -64,6 +66,8 @@ class PermitView(Protocol):
     def epsilon(self) -> float | None: ...
     @property
     def allow_exact_dates(self) -> bool: ...
+    @property
+    def allowed_outcomes(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,8 @@ def load_policy(node: Node) -> NodePolicy:
 def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
             policy: NodePolicy) -> tuple[Any, CompiledCohort]:
     """Every check that does not read data: the analysis and cohort against dictionary, permit and
-    policy. Raises QueryError; returns the analysis' spec and the compiled cohort."""
+    policy (survival outcomes included: an analysis' and a derived status field's). Raises
+    QueryError; returns the analysis' spec and the compiled cohort."""
     d = node.dictionary
     if body.HasField("dictionary") or permit is not None:
         ref = body.dictionary
@@ -133,8 +138,9 @@ def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
         if permit.epsilon is not None and not body.epsilon > 0:
             raise QueryError("INVALID_ARGUMENT", "the permit is differentially private: state the ε to spend",
                              "epsilon")
+    outcomes = frozenset(permit.allowed_outcomes) if permit is not None else None
     the = analysis(spec.kind)
-    the.check(spec, d, policy.grants(local_admin=permit is None, dp=dp_mode,
+    the.check(spec, d, policy.grants(local_admin=permit is None, dp=dp_mode, outcomes=outcomes,
                                      permit_exact_dates=permit is not None and permit.allow_exact_dates))
     if n_total(spec) > policy.max_values:
         raise QueryError("RESOURCE_EXHAUSTED", f"the answer would hold {n_total(spec)} values; this centre "
@@ -143,9 +149,28 @@ def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
     check_overflow(maxima, policy.max_rows)
     if dp_mode:
         check_dp_range(maxima, policy.max_rows, policy.dp_rows_per_patient)
+    cutoff = status_cutoff(body)
     cohort = compile_cohort(body.cohort if body.HasField("cohort") else None, d, allowed,
-                            exact_dates=body.exact_dates, max_depth=policy.max_depth, max_nodes=policy.max_nodes)
+                            exact_dates=body.exact_dates, max_depth=policy.max_depth, max_nodes=policy.max_nodes,
+                            status_cutoff=cutoff)
+    for name in sorted({*cohort.fields, *spec.fields()}):
+        derived_from = d.fields[name].at_query
+        if not derived_from:
+            continue
+        if cutoff is None:
+            raise QueryError("INVALID_ARGUMENT", f"{name} is derived at the query's status_cutoff: give one",
+                             "status_cutoff")
+        if outcomes is not None and derived_from not in outcomes:
+            raise QueryError("PERMISSION_DENIED", f"{name} follows the outcome {derived_from.upper()}, which "
+                             "the permit does not allow", "analysis" if name in spec.fields() else "cohort")
     return spec, cohort
+
+
+def status_cutoff(body: pb.QueryBody) -> dt.date | None:
+    """The query's cutoff of derived status fields: a month (its last day), or a day under exact_dates."""
+    if not body.status_cutoff:
+        return None
+    return period(body.status_cutoff, "status_cutoff", exact_dates=body.exact_dates)[1]
 
 
 def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy: NodePolicy,
@@ -190,7 +215,7 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
             if guard is not None:
                 assert permit is not None
                 where, params = guard.resolve(node, the, spec, cohort, scope_of(permit.permit_id), rules.k, now)
-            reader = StoreReader(conn, node.dictionary, where, params, cohort.fields, restrict)
+            reader = StoreReader(conn, node.dictionary, where, params, cohort.fields, restrict, status_cutoff(body))
             raw = the.local(spec, reader, clamp=dp_mode)
         out = release(the, spec, raw, rules)
         vector = [encode(v) for v in (*out.values, *out.flags)]

@@ -23,6 +23,8 @@ class NodePolicy:
     min_cell_count: int = 10              # the centre's own k; a permit may only raise it
     mode: str = "cell_key"                # cell_key | threshold | none (exact: local admin, tests)
     survival_counts: str = "auto"         # auto (cell_key, or round in threshold mode) | cell_key | round
+    survival_table: str = "survival"      # cell-key table of survival series: survival (ptable-survival-v1,
+                                          # variance 0.2) | counts (ptable-v1, variance 1); decision D19
     allowed_analyses: tuple[str, ...] = KINDS
     max_values: int = 50_000              # largest answer vector (values)
     min_step_days: int = 30               # coarsest-allowed survival lattice step, unless exact
@@ -42,6 +44,8 @@ class NodePolicy:
             raise ValueError(f"query mode must be one of {', '.join(MODES)}")
         if self.survival_counts not in ("auto", "cell_key", "round"):
             raise ValueError("survival_counts must be auto, cell_key or round")
+        if self.survival_table not in ("survival", "counts"):
+            raise ValueError("survival_table must be survival or counts")
         if self.dp_mechanism not in ("laplace", "gaussian"):
             raise ValueError("dp_mechanism must be laplace or gaussian")
         if self.min_cell_count < 1 or self.dp_rows_per_patient < 1 or self.max_rows < 1:
@@ -74,11 +78,13 @@ class NodePolicy:
     def rules(self, *, permit_k: int | None, epsilon: float | None) -> Rules:
         """The disclosure rules for one answer: DP when the permit has a budget (ε given)."""
         return Rules(mode="dp" if epsilon is not None else self.mode, k=self.effective_k(permit_k),
-                     survival_counts=self.survival_method(), epsilon=epsilon or 0.0,
+                     survival_counts=self.survival_method(), survival_table=self.survival_table,
+                     epsilon=epsilon or 0.0,
                      dp_mechanism=self.dp_mechanism, dp_delta=self.dp_delta,
                      rows_per_patient=self.dp_rows_per_patient)
 
-    def grants(self, *, local_admin: bool, dp: bool, permit_exact_dates: bool) -> Grants:
+    def grants(self, *, local_admin: bool, dp: bool, permit_exact_dates: bool,
+               outcomes: frozenset[str] | None = None) -> Grants:
         return Grants(local_admin=local_admin, dp=dp,
                       exact_times=permit_exact_dates and self.allow_exact_survival_times,
-                      min_step_days=self.min_step_days)
+                      min_step_days=self.min_step_days, outcomes=outcomes)

@@ -31,6 +31,7 @@ from oncofed.keys.cellkey import RecordKeyer
 from oncofed.keys.pseudonym import Pseudonymiser
 from oncofed.node.store import meta
 from oncofed.node.store.encoding import MISSING, code_ordinals, value_table
+from oncofed.node.store.outcomes import followup_warnings
 from oncofed.node.store.parallel import load_parallel, workers_for
 from oncofed.node.store.schema import RECORD_KEY, TUMOURS, create_indexes, index_definitions, quote
 
@@ -51,6 +52,7 @@ class IngestResult:
     unchanged: int
     seconds: float
     ingest_id: int = 0
+    warnings: list[str] = field(default_factory=list)   # the store is loaded, but an analysis should know
 
     @property
     def rows_per_second(self) -> float:
@@ -202,6 +204,7 @@ class Ingestor:
                     inserted=inserted, updated=changed - inserted, unchanged=rows - changed,
                     seconds=0.0,
                 )
+                result.warnings = followup_warnings(self.conn, self.d)
                 result.seconds = time.perf_counter() - started
                 result.ingest_id = meta.record_ingest(self.conn, {
                     **result.__dict__, "started_at": started_at, "finished_at": _now(),

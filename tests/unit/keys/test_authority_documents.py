@@ -200,3 +200,24 @@ def test_permit_terms_deny_anything_not_named(fed):
     with pytest.raises(PermitRefused, match=r"field\(s\) age_at_incidence"):
         p.check_fields(["sex", "age_at_incidence"])
     p.check_addressed_to("centre-b")  # no data holders named: every centre (each approves)
+
+
+def test_permit_outcomes_are_named_checked_and_required_for_survival(fed):
+    data, _ = fed.permit(fields=["cT", "pT", "cN", "pN", "cM", "pM", "sex"], outcomes=["os"])
+    p = verify_permit(fed.cert, fed.fingerprint, data).permit
+    assert p.allowed_fields[:6] == ("cT", "pT", "cN", "pN", "cM", "pM")   # the dictionary's own case
+    p.check_fields(["cT", "pM"])
+    with pytest.raises(PermitRefused, match=r"field\(s\) ct"):
+        p.check_fields(["ct"])                                            # names are not folded
+    p.check_outcomes(["os"])
+    p.check_outcomes([])
+    with pytest.raises(PermitRefused, match=r"outcome\(s\) rfs"):
+        p.check_outcomes(["os", "rfs"])
+    with pytest.raises(TrustError, match="must name the outcome"):
+        fed.permit(outcomes=[])                                           # kaplan_meier without an outcome
+    with pytest.raises(AuthorityError, match="unknown outcome 'dfs'"):
+        fed.permit(outcomes=["dfs"])
+    with pytest.raises(AuthorityError, match="invalid field name"):
+        fed.permit(fields=["c T"])
+    counted, _ = fed.permit(analyses=["count"], outcomes=[])              # no survival: no outcome needed
+    assert verify_permit(fed.cert, fed.fingerprint, counted).permit.allowed_outcomes == ()

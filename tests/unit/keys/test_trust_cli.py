@@ -143,3 +143,21 @@ def test_status_exits_4_while_not_answering_and_0_when_ready(world, tmp_path):
     assert ready.output.startswith("READY: registry v1 until ") and "(ready)" not in ready.output
     missing = run("node", "trust", "status", "-n", tmp_path / "nowhere", ok=False)
     assert missing.exit_code == 1 and "--id CENTRE_ID" in missing.output
+
+
+def test_a_survival_permit_names_its_outcomes_and_keeps_field_case(world):
+    tmp, auth, node = world
+    args = ("authority", "permits", "issue", "-a", auth, "--researcher", "res-1", "--title", "RFS by cT",
+            "--analysis", "kaplan_meier", "--field", "cT", "--field", "pN", "--min-cell-count", "10",
+            "--valid-until", "2099-01-01")
+    missing = run(*args, ok=False)
+    assert missing.exit_code != 0 and "must name the outcome(s)" in missing.output
+    assert len(missing.output.strip().splitlines()) == 1 and "Traceback" not in missing.output
+    issued = run_json(*args, "--outcome", "rfs", "--out", tmp / "s.permit")
+    run("node", "permits", "approve", tmp / "s.permit", "-n", node)
+    shown = run_json("node", "permits", "show", issued["sha256"][:10], "-n", node)
+    assert shown["allowed_fields"] == ["cT", "pN"] and shown["allowed_outcomes"] == ["rfs"]
+    text = run("node", "permits", "show", issued["sha256"][:10], "-n", node).output
+    assert "outcomes         rfs" in text
+    wrong = run(*args, "--outcome", "dfs", ok=False)
+    assert wrong.exit_code == 2 and "dfs" in wrong.output

@@ -52,7 +52,7 @@ class Federation:
         now = int(time.time())
         args: dict[str, object] = {
             "researcher_id": "res-1", "project_title": "Survival by sex",
-            "analyses": ["count", "kaplan_meier"], "fields": ["sex", "incidence_date"],
+            "analyses": ["count", "kaplan_meier"], "fields": ["sex", "incidence_date"], "outcomes": ["os"],
             "min_cell_count": 10, "not_before": now - 60, "not_after": now + 30 * DAY}
         args.update(over)
         _, signed = self.authority.issue_permit(**args)  # type: ignore[arg-type]

@@ -29,6 +29,7 @@ class Permit:
     min_cell_count: int = 5
     epsilon: float | None = None
     allow_exact_dates: bool = False
+    allowed_outcomes: tuple[str, ...] = ("os", "rfs")
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_the_local_admin_may_use_every_field_and_exact_times(node):
     ans = engine.answer(node, body({"cohort": {"field": "er", "equals": "pos"}, "analysis": {"kaplan_meier": {
         "outcome": "OS", "cutoff": "2025-12-31", "step_days": 1, "horizon_days": 3000}}}), None,
         policy=NodePolicy(mode="none"))
-    assert ans.analysis == "kaplan_meier" and len(ans.vector) == 3 * 3001 + 3
+    assert ans.analysis == "kaplan_meier" and len(ans.vector) == 3 * 3001 + 1 + 3
 
 
 def test_a_permit_can_only_tighten_k(node):

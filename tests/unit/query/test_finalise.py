@@ -108,7 +108,7 @@ def lattice_vector(spec: SurvivalSpec, groups: dict[str, list[tuple[int, int, in
         c = [sum(1 for k, (_, ev, _) in zip(kappa, rows, strict=True) if not ev and k is not None and k <= j)
              for j in range(m + 1)]
         out += a + d + c
-    return out + [1, 0] + [0] * len(spec.groups)
+    return out + [0] + [1, 0] + [0] * len(spec.groups)      # no row left out; centres, suppressed, groups
 
 
 def _rows(rng, n):
