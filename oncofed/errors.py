@@ -4,12 +4,17 @@ readable line (CLI) or one status code with a public message (gRPC) without leak
     OncofedError                 exit 1 — anything oncofed refuses, with a message for people
     ├── UsageError               exit 2 — the command line or a file argument is wrong
     ├── NodeError                exit 1 — the node directory is missing, foreign or inconsistent
-    │   └── DictionaryMismatch   exit 1 — the store was created with another dictionary
+    │   ├── DictionaryMismatch   exit 1 — the store was created with another dictionary
+    │   └── StoreUnusable        exit 1 — the store file is not an SQLite database, or unreadable
+    ├── StoreLocked              exit 1 — another process holds the store's lock (also an
+    │                                     sqlite3.OperationalError, which servers map to "busy")
     ├── IngestRejected           exit 3 — a file failed validation; nothing was changed
     └── (oncofed.keys raises its own subclasses for crypto and trust failures)
 """
 
 from __future__ import annotations
+
+import sqlite3
 
 
 class OncofedError(Exception):
@@ -28,6 +33,14 @@ class NodeError(OncofedError):
 
 class DictionaryMismatch(NodeError):
     pass
+
+
+class StoreUnusable(NodeError):
+    pass
+
+
+class StoreLocked(OncofedError, sqlite3.OperationalError):
+    """The wait for another process's lock on the store ran out; the message names the file."""
 
 
 class IngestRejected(OncofedError):

@@ -10,7 +10,7 @@ import click
 
 from oncofed.cli.node_query_cmd import query
 from oncofed.cli.output import emit_json, json_option
-from oncofed.errors import IngestRejected
+from oncofed.errors import IngestRejected, StoreLocked
 from oncofed.node.config import NodePaths
 from oncofed.node.node import init_node, open_node
 
@@ -73,9 +73,12 @@ def ingest(files: tuple[Path, ...], node_dir: Path, progress: bool | None, as_js
                             bar.update(read - done[0])  # type: ignore[attr-defined]
                             done[0] = read
 
-                        result = n.ingest(path, tick)
+                        result = n.ingest(path, tick, on_lock_wait=_say_waiting)
                 else:
-                    result = n.ingest(path)
+                    result = n.ingest(path, on_lock_wait=_say_waiting)
+            except StoreLocked:
+                log.warning("ingest not started file=%s: the store is locked by another process", path.name)
+                raise
             except IngestRejected as exc:
                 log.warning("ingest rejected file=%s faults=%d", path.name, exc.total)
                 _print_faults(exc, as_json)
@@ -96,6 +99,10 @@ def ingest(files: tuple[Path, ...], node_dir: Path, progress: bool | None, as_js
                     click.echo(f"  warning: {warning}")
     if as_json:
         emit_json([{**r.__dict__, "rows_per_second": round(r.rows_per_second)} for r in results])
+
+
+def _say_waiting(message: str) -> None:
+    click.echo(message, err=True)
 
 
 def _print_faults(exc: IngestRejected, as_json: bool) -> None:

@@ -12,13 +12,14 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from oncofed import __version__
 from oncofed import dictionary as dictmod
-from oncofed.errors import DictionaryMismatch, NodeError, UsageError
+from oncofed.errors import DictionaryMismatch, NodeError, StoreLocked, UsageError
 from oncofed.keys.cellkey import RecordKeyer
 from oncofed.keys.pseudonym import Pseudonymiser
 from oncofed.keys.secrets import create_secret_file, load_secret_file
@@ -70,8 +71,12 @@ class Node:
             ingestor.workers = self.config.workers
         return ingestor
 
-    def ingest(self, path: Path, progress: Progress | None = None, today: dt.date | None = None) -> IngestResult:
-        return self.ingestor(today).ingest(path, progress)
+    def ingest(self, path: Path, progress: Progress | None = None, today: dt.date | None = None,
+               on_lock_wait: Callable[[str], None] | None = None) -> IngestResult:
+        """Load one file; `on_lock_wait` hears who holds the store when the load has to wait."""
+        ingestor = self.ingestor(today)
+        ingestor.on_lock_wait = on_lock_wait
+        return ingestor.ingest(path, progress)
 
     def status(self) -> dict[str, Any]:
         tumours, patients = meta.counts(self.conn)
@@ -161,9 +166,12 @@ def open_node(root: Path) -> Node:
     try:
         dbmod.migrate(store)
         stored = meta.get_meta(store.conn)
+    except StoreLocked:
+        store.conn.close()
+        raise
     except sqlite3.DatabaseError as exc:
         store.conn.close()
-        raise NodeError(f"{root}: the store cannot be read ({exc})") from None
+        raise dbmod.store_error(paths.store, exc) from None
     recorded = {k.removeprefix("dictionary."): v for k, v in stored.items() if k.startswith("dictionary.")}
     if recorded != d.identity():
         store.conn.close()

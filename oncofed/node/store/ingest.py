@@ -10,17 +10,16 @@ pseudonyms before anything is written, and never appear in a fault message or a 
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import gc
 import hashlib
 import heapq
 import io
-import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -30,10 +29,12 @@ from oncofed.errors import IngestRejected, UsageError
 from oncofed.keys.cellkey import RecordKeyer
 from oncofed.keys.pseudonym import Pseudonymiser
 from oncofed.node.store import meta
+from oncofed.node.store.csvread import LineSource, RecordFault, records
+from oncofed.node.store.db import begin_immediate
 from oncofed.node.store.encoding import MISSING, code_ordinals, value_table
 from oncofed.node.store.outcomes import followup_warnings
 from oncofed.node.store.parallel import load_parallel, workers_for
-from oncofed.node.store.schema import RECORD_KEY, TUMOURS, create_indexes, index_definitions, quote
+from oncofed.node.store.tumour_writer import TumourWriter
 
 Progress = Callable[[int], None]  # called with bytes read so far
 MAX_ID_LENGTH = 128
@@ -122,6 +123,8 @@ class Ingestor:
     workers: int | None = None
     #: Bytes per chunk handed to a worker; None: about one batch (batch_rows × 256 bytes).
     chunk_bytes: int | None = None
+    #: Told who holds the store when another process's lock makes the load wait (db.begin_immediate).
+    on_lock_wait: Callable[[str], None] | None = None
 
     def __init__(self, conn: sqlite3.Connection, dictionary: Dictionary, pseudonymiser: Pseudonymiser,
                  *, batch_rows: int = 5_000, max_faults: int = 20,
@@ -137,10 +140,8 @@ class Ingestor:
         self._tables = {f.name: value_table(f, dictionary, self.today) for f in dictionary.input_fields}
         self._ordinals = {f.name: code_ordinals(f) for f in dictionary.fields.values() if f.type == "code"}
         self._labels = {name: {v: k for k, v in o.items()} for name, o in self._ordinals.items()}
-        self._tid_index = next(i for i, f in enumerate(self.stored) if f.name == "tumour_id")
-        self._first_new = 1
-        self._existing = False
-        self._sql = self._upsert_sql(self._first_new)
+        self.writer = TumourWriter(conn, dictionary, self.stored)
+        self._tid_index = self.writer.key
 
     # ------------------------------------------------------------------ public
 
@@ -174,31 +175,17 @@ class Ingestor:
             hashing = _HashingReader(raw)
             workers = workers_for(os.fstat(raw.fileno()).st_size, self.workers, self.parallel_min_bytes)
             faults = _Faults(self.max_faults)
-            self.conn.execute("BEGIN IMMEDIATE")
+            begin_immediate(self.conn, self.on_lock_wait)
             try:
-                before = self._count()
-                self._existing = before > 0
-                if self._existing:  # repeats of stored tumours are tracked in a temporary table
-                    self.conn.execute("CREATE TEMP TABLE IF NOT EXISTS ingest_existing "
-                                      "(tid TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID")
-                    self.conn.execute("DELETE FROM temp.ingest_existing")
-                self._first_new = self._max_rowid() + 1
-                self._sql = self._upsert_sql(self._first_new)
-                rebuild = self._bulk(before, os.fstat(raw.fileno()).st_size)
-                if rebuild:
-                    self._drop_indexes()
+                before = self.writer.begin(os.fstat(raw.fileno()).st_size)
                 if workers:
                     rows, changed = load_parallel(self, path.name, hashing, faults, progress, workers)
                 else:
-                    text = io.TextIOWrapper(io.BufferedReader(hashing, 1 << 20), encoding="utf-8-sig",
-                                            newline="", errors="strict")
-                    reader = csv.reader(text, strict=True)
-                    rows, changed = self._load(path.name, reader, faults, hashing, progress)
-                if faults.total:
+                    source = LineSource(io.BufferedReader(hashing, 1 << 20))
+                    rows, changed = self._load(path.name, records(source), faults, hashing, progress)
+                if not self.writer.finish(faults.total, faults.add):
                     raise self._rejection(path.name, faults)
-                if rebuild:
-                    create_indexes(self.conn, self.d)
-                inserted = self._count() - before
+                inserted = self.writer.count() - before
                 result = IngestResult(
                     file_name=path.name, file_sha256=hashing.sha256.hexdigest(), rows=rows,
                     inserted=inserted, updated=changed - inserted, unchanged=rows - changed,
@@ -217,45 +204,36 @@ class Ingestor:
 
     # ------------------------------------------------------------------ reading
 
-    def _load(self, name: str, reader: Any, faults: _Faults,
+    def _load(self, name: str, reader: Iterator[tuple[int, list[str]]], faults: _Faults,
               hashing: _HashingReader, progress: Progress | None) -> tuple[int, int]:
         try:
-            header = next(reader)
-        except StopIteration:
-            raise IngestRejected(f"{name}: the file is empty (expected a header line)") from None
-        except UnicodeDecodeError:
-            raise IngestRejected(f"{name}: line 1 is not valid UTF-8 text") from None
-        columns = self._columns(name, header)
-        width = len(header)
-        rows = changed = 0
-        while True:
-            batch: list[list[str]] = []
-            lines: list[int] = []
-            try:
-                for record in reader:
+            header = next(reader, (0, []))[1]
+            if not header:
+                raise IngestRejected(f"{name}: the file is empty (expected a header line)")
+            columns = self._columns(name, header)
+            width = len(header)
+            rows = changed = 0
+            while True:
+                batch: list[list[str]] = []
+                lines: list[int] = []
+                for line, record in reader:
                     if len(record) != width:
-                        if not any(record):
-                            continue  # a blank line is not a row
-                        faults.add(reader.line_num, "", f"expected {width} fields, found {len(record)}")
+                        faults.add(line, "", f"expected {width} fields, found {len(record)}")
                         continue
                     batch.append(record)
-                    lines.append(reader.line_num)
+                    lines.append(line)
                     if len(batch) >= self.batch_rows:
                         break
-            except UnicodeDecodeError:
-                raise IngestRejected(
-                    f"{name}: not valid UTF-8 text near line {reader.line_num + 1}; save the file as UTF-8"
-                ) from None
-            except csv.Error as exc:
-                raise IngestRejected(f"{name}: line {reader.line_num}: malformed CSV ({exc})") from None
-            if not batch:
-                break
-            changed += self._batch(batch, lines, columns, faults)
-            rows += len(batch)
-            if progress:
-                progress(hashing.bytes_read)
-            if len(batch) < self.batch_rows:
-                break
+                if not batch:
+                    break
+                changed += self._batch(batch, lines, columns, faults)
+                rows += len(batch)
+                if progress:
+                    progress(hashing.bytes_read)
+                if len(batch) < self.batch_rows:
+                    break
+        except RecordFault as exc:
+            raise IngestRejected(f"{name}: {exc}") from None
         if rows == 0 and not faults.total:
             raise IngestRejected(f"{name}: the file has a header but no data rows")
         return rows, changed
@@ -268,13 +246,15 @@ class Ingestor:
         header = [h.strip() for h in header]
         positions = {h: i for i, h in enumerate(header)}
         problems = []
-        dupes = sorted({h for h in header if header.count(h) > 1})
+        dupes = sorted(h for h, n in Counter(header).items() if n > 1)
         if dupes:
-            problems.append(f"duplicate column(s): {', '.join(dupes)}")
+            problems.append(f"duplicate column(s): {_names(dupes)}")
         known = set(self.d.input_columns)
-        unknown = [h for h in header if h not in known]
+        unknown = list(dict.fromkeys(h for h in header if h not in known))
         if unknown:
-            problems.append(f"unknown column(s): {', '.join(unknown)}")
+            renamed = {f.name: f.column for f in self.d.input_fields if f.column != f.name}
+            problems.append("unknown column(s): " + _names(
+                unknown, lambda h: f" (the CSV column is {renamed[h]})" if h in renamed else ""))
         missing = [f.column for f in self.d.input_fields if f.required and f.column not in positions]
         if missing:
             problems.append(f"missing required column(s): {', '.join(missing)}")
@@ -287,7 +267,7 @@ class Ingestor:
     def _batch(self, batch: list[list[str]], lines: list[int], columns: list[_Column],
                faults: _Faults) -> int:
         records, tids = self._prepare(batch, lines, columns, faults)
-        return self._write(records, tids, lines, faults)
+        return self.writer.write(records, tids, lines, faults.add)
 
     def _prepare(self, batch: list[list[str]], lines: list[int], columns: list[_Column],
                  faults: _Faults) -> tuple[list[tuple[Any, ...]], list[str]]:
@@ -331,54 +311,6 @@ class Ingestor:
             faults.lines.clear()
         return records, tids
 
-    def _write(self, records: list[tuple[Any, ...]], tids: list[str], lines: list[int], faults: _Faults) -> int:
-        """Write one prepared batch in the open transaction; report repeats of tumour ids."""
-        line_of = lines.__getitem__
-        if self._existing:
-            self._check_stored_repeats(tids, line_of, faults)
-        before = self._max_rowid()
-        cur = self.conn.executemany(self._sql, records)
-        changed = max(cur.rowcount, 0)
-        if changed < len(records) and before >= self._first_new:
-            self._find_repeats(records, before, tids, line_of, faults)
-        return changed
-
-    def _check_stored_repeats(self, tids: list[str], line_of: Callable[[int], int], faults: _Faults) -> None:
-        """A tumour stored before this ingest that the file lists twice (in different batches)
-        would be updated twice, the last copy silently winning: record each stored tumour the
-        file touches, and report the second time it appears."""
-        stored = [r[0] for r in self.conn.execute(
-            f"SELECT tumour_id FROM {TUMOURS} WHERE rowid < ? AND tumour_id IN (SELECT value FROM json_each(?))",
-            (self._first_new, json.dumps(tids)))]
-        if not stored:
-            return
-        line_by_tid: dict[str, int] = {}
-        for i, t in enumerate(tids):
-            line_by_tid.setdefault(t, line_of(i))
-        rows = [(t, line_by_tid[t]) for t in stored]
-        cur = self.conn.executemany(
-            "INSERT INTO temp.ingest_existing (tid, line) VALUES (?, ?) ON CONFLICT DO NOTHING", rows)
-        if cur.rowcount == len(rows):
-            return
-        for tid, line in rows:
-            first = self.conn.execute("SELECT line FROM temp.ingest_existing WHERE tid = ?", (tid,)).fetchone()[0]
-            if first != line:
-                faults.add(line, "tumour_id", f"duplicate tumour_id (same as line {first})")
-
-    def _find_repeats(self, records: list[tuple[Any, ...]], last_before: int, tids: list[str],
-                      line_of: Callable[[int], int], faults: _Faults) -> None:
-        """Rows skipped by the upsert either equal a stored row (unchanged) or repeat a tumour
-        loaded earlier in this same file (rowid in this ingest's range): report the latter."""
-        key = self._tid_index
-        position = {t: i for i, t in enumerate(tids)}
-        for r in records:
-            hit = self.conn.execute(
-                f"SELECT rowid FROM {TUMOURS} WHERE tumour_id = ? AND rowid BETWEEN ? AND ?",
-                (r[key], self._first_new, last_before),
-            ).fetchone()
-            if hit:
-                faults.add(line_of(position[r[key]]), "tumour_id", "duplicate tumour_id (repeats an earlier line)")
-
     def _encode(self, col: _Column, values: Sequence[str], faults: _Faults,
                 line_of: Callable[[int], int]) -> Sequence[Any]:
         f, table = col.field, col.table
@@ -417,7 +349,7 @@ class Ingestor:
                     faults.add(line_of(i), f.column, "missing (required)")
                 out.append(MISSING)
                 continue
-            shown = "value" if f.column in _SECRET_COLUMNS else f"'{v[:40]}'"
+            shown = "value" if f.column in _SECRET_COLUMNS else f"'{_printable(v)}'"
             try:
                 x = conv(v)
             except ValueError:
@@ -433,7 +365,7 @@ class Ingestor:
         """Why value v is not in field f's table (slow path, only for faulty cells)."""
         if v == "":
             return "missing (required)"
-        shown = "value" if f.column in _SECRET_COLUMNS else f"'{v[:40]}'"
+        shown = "value" if f.column in _SECRET_COLUMNS else f"'{_printable(v)}'"
         if f.type == "date":
             try:
                 d = dt.date.fromisoformat(v)
@@ -470,40 +402,6 @@ class Ingestor:
 
     # ------------------------------------------------------------------ SQL
 
-    def _upsert_sql(self, first_new: int) -> str:
-        """Upsert that updates only rows stored before this ingest and only when they differ:
-        its change count then separates new, updated and unchanged rows, and a conflict with
-        a row of this ingest (rowid ≥ first_new) is left for _find_repeats to report."""
-        names = [quote(f.name) for f in self.stored]
-        params = []
-        for f in self.stored:
-            params.append("?" if f.type in ("id", "icd10") else f"NULLIF(?, {MISSING})")
-        updates = ", ".join(f"{c} = excluded.{c}" for c in names if c != '"tumour_id"')
-        changed = " OR ".join(f"{TUMOURS}.{c} IS NOT excluded.{c}" for c in names if c != '"tumour_id"')
-        # The record key depends only on the pseudonym, so an update never needs to touch it.
-        names.append(quote(RECORD_KEY))
-        params.append("?")
-        return (
-            f"INSERT INTO {TUMOURS} ({', '.join(names)}) VALUES ({', '.join(params)}) "
-            f"ON CONFLICT(tumour_id) DO UPDATE SET {updates} "
-            f"WHERE {TUMOURS}.rowid < {int(first_new)} AND ({changed})"
-        )
-
-    def _max_rowid(self) -> int:
-        return int(self.conn.execute(f"SELECT coalesce(max(rowid), 0) FROM {TUMOURS}").fetchone()[0])
-
-    def _bulk(self, existing: int, file_bytes: int) -> bool:
-        """Rebuilding secondary indexes once (a sort) beats updating them row by row when the
-        file is at least as large as the table; small corrections keep the indexes."""
-        return file_bytes // 250 >= max(existing, 1000)
-
-    def _drop_indexes(self) -> None:
-        for name in index_definitions(self.d):
-            self.conn.execute(f"DROP INDEX IF EXISTS {name}")
-
-    def _count(self) -> int:
-        return int(self.conn.execute(f"SELECT count(*) FROM {TUMOURS}").fetchone()[0])
-
     def _rejection(self, name: str, faults: _Faults) -> IngestRejected:
         more = f" (showing the first {len(faults.items)})" if faults.total > len(faults.items) else ""
         return IngestRejected(
@@ -511,6 +409,21 @@ class Ingestor:
             faults.items, faults.total,
         )
 
+
+
+def _names(names: Sequence[str], note: Callable[[str], str] = lambda _: "", most: int = 10) -> str:
+    """Column names from a file, for one line on a terminal: each cut to 40 characters, control
+    characters escaped, at most `most` of them."""
+    shown = [f"{_printable(n)}{note(n)}" if n else "(empty)" for n in names[:most]]
+    more = f" and {len(names) - most:,} more" if len(names) > most else ""
+    return ", ".join(shown) + more
+
+
+def _printable(text: str, width: int = 40) -> str:
+    cut = text[:width]
+    if not cut.isprintable():
+        cut = "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in cut)
+    return cut + ("…" if len(text) > width else "")
 
 
 def _now() -> str:

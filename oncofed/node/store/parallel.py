@@ -11,7 +11,6 @@ database: they inherit the connection object, never use it, and exit without fin
 
 from __future__ import annotations
 
-import csv
 import io
 import multiprocessing
 import os
@@ -23,6 +22,14 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from oncofed.errors import IngestRejected
+from oncofed.node.store.csvread import (
+    MAX_RECORD_BYTES,
+    LineSource,
+    RecordFault,
+    RecordSplitter,
+    records,
+    resync,
+)
 
 if TYPE_CHECKING:
     from oncofed.node.store.ingest import Ingestor, Progress, _Column, _Faults, _HashingReader
@@ -40,17 +47,6 @@ def workers_for(file_bytes: int, requested: int | None, min_bytes: int) -> int:
     if cpus < 2 or file_bytes < min_bytes or "fork" not in multiprocessing.get_all_start_methods():
         return 0
     return min(cpus, 4)
-
-
-def split_point(buf: bytes) -> int:
-    """Index just past the last newline that ends a record (an even number of quotes before it,
-    so the newline is not inside a quoted field), or -1 when the buffer holds no whole record."""
-    pos = buf.rfind(b"\n")
-    while pos >= 0:
-        if buf.count(b'"', 0, pos) % 2 == 0:
-            return pos + 1
-        pos = buf.rfind(b"\n", 0, pos)
-    return -1
 
 
 def _worker_init(parent: int) -> None:
@@ -81,43 +77,32 @@ def _prepare_chunk(data: bytes, first_line: int) -> tuple[Any, ...]:
 
     assert _STATE is not None
     ing, columns, width = _STATE
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = first_line + data.count(b"\n", 0, exc.start)
-        return ("fatal", f"not valid UTF-8 text near line {line}; save the file as UTF-8")
     faults = _Faults(ing.max_faults)
     batch: list[list[str]] = []
     lines: list[int] = []
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        for record in reader:
-            line = first_line - 1 + reader.line_num
+        for line, record in records(LineSource(io.BytesIO(data), first_line, at_start=False)):
             if len(record) != width:
-                if any(record):
-                    faults.add(line, "", f"expected {width} fields, found {len(record)}")
+                faults.add(line, "", f"expected {width} fields, found {len(record)}")
                 continue
             batch.append(record)
             lines.append(line)
-    except csv.Error as exc:
-        return ("fatal", f"line {first_line - 1 + reader.line_num}: malformed CSV ({exc})")
-    records, tids = ing._prepare(batch, lines, columns, faults) if batch else ([], [])
-    return ("ok", len(batch), records, tids, lines, faults.total, faults.items)
+    except RecordFault as exc:
+        return ("fatal", str(exc))
+    records_, tids = ing._prepare(batch, lines, columns, faults) if batch else ([], [])
+    return ("ok", len(batch), records_, tids, lines, faults.total, faults.items)
 
 
 def load_parallel(ing: Ingestor, name: str, hashing: _HashingReader, faults: _Faults,
                   progress: Progress | None, workers: int) -> tuple[int, int]:
     """Read, dispatch and write the whole file; returns (rows, rows changed)."""
     global _STATE
-    first = hashing.read(BLOCK_BYTES) or b""
-    if first.startswith(b"\xef\xbb\xbf"):
-        first = first[3:]
-    end = first.find(b"\n")
-    head = first if end < 0 else first[:end + 1]
+    stream = io.BufferedReader(hashing, BLOCK_BYTES)
+    source = LineSource(stream)
     try:
-        header = next(csv.reader([head.decode("utf-8").rstrip("\r\n")]), None)
-    except UnicodeDecodeError:
-        raise IngestRejected(f"{name}: line 1 is not valid UTF-8 text") from None
+        header = next(records(source), (0, []))[1]
+    except RecordFault as exc:
+        raise IngestRejected(f"{name}: {exc}") from None
     if not header:
         raise IngestRejected(f"{name}: the file is empty (expected a header line)")
     columns = ing._columns(name, header)
@@ -133,37 +118,45 @@ def load_parallel(ing: Ingestor, name: str, hashing: _HashingReader, faults: _Fa
         result = future.result()
         if result[0] == "fatal":
             raise IngestRejected(f"{name}: {result[1]}")
-        _, n, records, tids, lines, total, items = result
+        _, n, records_, tids, lines, total, items = result
         for item in items:
             faults.add(*item)
         faults.total += total - len(items)
-        if records:
-            changed += ing._write(records, tids, lines, faults)
+        if records_:
+            changed += ing.writer.write(records_, tids, lines, faults.add)
         rows += n
         if progress:
             progress(hashing.bytes_read)
 
+    line = source.line + 1  # the line the splitter's buffer starts on
+
+    def dispatch(chunk: bytes) -> None:
+        nonlocal line
+        pending.append(pool.submit(_prepare_chunk, chunk, line))
+        line += chunk.count(b"\n")
+        while len(pending) > workers:
+            collect(pending.popleft())
+
     try:
-        buf = b"" if end < 0 else first[end + 1:]
-        line = 2
-        eof = end < 0
-        while True:
-            cut = split_point(buf) if not eof else len(buf)
-            if (cut <= 0 or cut < chunk_bytes) and not eof:
-                block = hashing.read(BLOCK_BYTES)
-                if block:
-                    buf += block
-                    continue
-                eof = True
-                continue
-            if cut > 0:
-                chunk, buf = buf[:cut], buf[cut:]
-                pending.append(pool.submit(_prepare_chunk, chunk, line))
-                line += chunk.count(b"\n")
-                while len(pending) > workers:
-                    collect(pending.popleft())
-            if eof and not buf:
-                break
+        splitter = RecordSplitter()
+        while block := stream.read(BLOCK_BYTES):
+            splitter.feed(block)
+            if splitter.tail_bytes > MAX_RECORD_BYTES:
+                # One record too long, or a stray quote fooled the parity: parse to know which.
+                whole = splitter.take()
+                try:
+                    boundary = resync(splitter.buf, line + whole.count(b"\n"))
+                except RecordFault as exc:
+                    if whole:
+                        dispatch(whole)
+                    while pending:  # a fault earlier in the file is the one to report
+                        collect(pending.popleft())
+                    raise IngestRejected(f"{name}: {exc}") from None
+                dispatch(whole + splitter.take(boundary))
+            elif splitter.cut >= chunk_bytes:
+                dispatch(splitter.take())
+        if splitter.buf:
+            dispatch(splitter.take(len(splitter.buf)))
         while pending:
             collect(pending.popleft())
     finally:

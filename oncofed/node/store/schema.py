@@ -15,6 +15,10 @@ TUMOURS = "tumours"
 # field, never released, read by the query engine in the same scan as the cohort's columns.
 RECORD_KEY = "record_key"
 RECORD_KEY_MISSING_INDEX = "query_record_key_missing"
+# The tumour id's uniqueness is a named index, not a column constraint, so a first load can drop
+# it and build it once by a sort after the insert (decision D14); stores made before that keep
+# the constraint's automatic index, which cannot be dropped, and load with it live.
+TUMOUR_ID_INDEX = "tumours_tumour_id"
 _SQL_TYPES = {
     # codes as dictionary ordinals, dates as day numbers, topography as site*10+subsite
     # (see encoding.py); only identifiers and the derived ICD-10 code stay text.
@@ -39,15 +43,27 @@ def create_tumour_table(conn: sqlite3.Connection, d: Dictionary) -> None:
     cols = []
     for f in d.stored_fields:
         not_null = " NOT NULL" if (f.required or f.name == "tumour_id") else ""
-        pk = " UNIQUE" if f.name == "tumour_id" else ""
-        cols.append(f"{quote(f.name)} {sql_type(f)}{pk}{not_null}")
+        cols.append(f"{quote(f.name)} {sql_type(f)}{not_null}")
     cols.append(f"{quote(RECORD_KEY)} INTEGER")
     # A rowid table, not WITHOUT ROWID: rows are ~60 columns wide, and cohort scans read them all.
     conn.execute(f"CREATE TABLE {TUMOURS} ({', '.join(cols)})")
     # Finds rows whose record key is still to be written (none after a normal ingest).
     conn.execute(f"CREATE INDEX {RECORD_KEY_MISSING_INDEX} ON {TUMOURS} ({quote(RECORD_KEY)}) "
                  f"WHERE {quote(RECORD_KEY)} IS NULL")
+    create_tumour_id_index(conn)
     create_indexes(conn, d)
+
+
+def create_tumour_id_index(conn: sqlite3.Connection) -> None:
+    """The unique index the ingest upsert conflicts on; raises sqlite3.IntegrityError when the
+    table holds a tumour id twice."""
+    conn.execute(f'CREATE UNIQUE INDEX IF NOT EXISTS {TUMOUR_ID_INDEX} ON {TUMOURS} ("tumour_id")')
+
+
+def has_tumour_id_index(conn: sqlite3.Connection) -> bool:
+    """Whether the tumour id's uniqueness is the droppable named index (stores made since D14)."""
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (TUMOUR_ID_INDEX,))
+    return row.fetchone() is not None
 
 
 def create_indexes(conn: sqlite3.Connection, d: Dictionary) -> None:
