@@ -100,3 +100,35 @@ def test_sigkill_mid_ingest_leaves_before_or_after(tmp_path: Path, files, wal_by
     with open_node(root) as n:
         n.ingest(second)
     assert _state(root)[:2] == full[:2]
+
+
+def test_sigkill_mid_first_load_leaves_an_empty_store_with_its_unique_index(tmp_path: Path, files):
+    """A first load runs without the tumour-id index (D14): a kill must leave the index in place."""
+    _, second = files
+    root = init_node(tmp_path / "node", "centre-f").root
+    wal = root / "store.sqlite-wal"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "oncofed", "node", "ingest", str(second), "-n", str(root), "--no-progress"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if wal.exists() and wal.stat().st_size >= 5_000_000:
+                break
+            time.sleep(0.005)
+        workers = _children(proc.pid)
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        rc = proc.wait(timeout=30)
+    _assert_gone(workers)
+    assert rc == -signal.SIGKILL, "the kill must interrupt the load"
+    assert _state(root) == (0, 0, None)
+    con = sqlite3.connect(root / "store.sqlite")
+    try:
+        assert con.execute("SELECT count(*) FROM sqlite_master WHERE name = 'tumours_tumour_id'").fetchone() == (1,)
+    finally:
+        con.close()
+    with open_node(root) as n:
+        assert n.ingest(second).inserted == 80_000
