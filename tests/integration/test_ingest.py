@@ -21,6 +21,8 @@ def ingest_mode(request, monkeypatch):
     from oncofed.node.store import parallel
     from oncofed.node.store.ingest import Ingestor
 
+    if request.param == "serial":  # whatever the file's size
+        monkeypatch.setattr(Ingestor, "workers", 0)
     if request.param == "parallel":
         monkeypatch.setattr(Ingestor, "parallel_min_bytes", 0)
         monkeypatch.setattr(Ingestor, "workers", 2)
