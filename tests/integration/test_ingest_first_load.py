@@ -1,5 +1,5 @@
 """A first load (empty store) inserts without the tumour-id unique index and builds it after, in
-the same transaction (decision D14): repeats are still refused with their lines, a rejected load
+the same transaction (decision D22): repeats are still refused with their lines, a rejected load
 leaves the index in place, and later loads upsert on it. Both ingest modes, real SQLite files."""
 
 from __future__ import annotations
@@ -81,8 +81,8 @@ def test_after_a_first_load_the_index_is_unique_and_loads_upsert_on_it(node_dir:
                     "FROM tumours LIMIT 1")
 
 
-def _as_made_before_d14(root: Path) -> None:
-    """Recreate the (empty) tumour table as stores made before D14 have it: uniqueness as a
+def _as_made_before_d22(root: Path) -> None:
+    """Recreate the (empty) tumour table as stores made before D22 have it: uniqueness as a
     column constraint, whose automatic index cannot be dropped."""
     con = sqlite3.connect(root / "store.sqlite", isolation_level=None)
     try:
@@ -103,7 +103,7 @@ def _as_made_before_d14(root: Path) -> None:
 
 
 def test_a_store_made_before_keeps_its_live_unique_index(node_dir: Path, tmp_path: Path):
-    _as_made_before_d14(node_dir)
+    _as_made_before_d22(node_dir)
     assert [name for name, _ in unique_indexes(node_dir)] == ["sqlite_autoindex_tumours_1"]
     rows = [valid_row(i) for i in range(200, 230)]
     rows[25] = valid_row(201)

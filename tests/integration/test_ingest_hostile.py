@@ -153,6 +153,12 @@ def test_a_short_line_of_commas_is_a_fault_not_a_blank_line(loaded: Path, tmp_pa
     assert err.faults == [(4, "", f"expected {len(CORE.input_columns)} fields, found 101")]
 
 
+def test_a_file_with_cr_only_line_ends_is_refused_not_misnumbered(loaded: Path, tmp_path: Path):
+    path = rows_file(tmp_path, 5)
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\r"))
+    assert str(rejected(loaded, path)).startswith("f.csv: line 1: lines end in CR only")
+
+
 def test_blank_lines_are_still_skipped(node_dir: Path, tmp_path: Path):
     path = rows_file(tmp_path, 5)
     path.write_bytes(path.read_bytes().replace(b"\n", b"\n\n", 3) + b"\r\n\n")

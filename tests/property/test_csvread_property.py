@@ -68,6 +68,13 @@ def test_blank_lines_are_skipped_but_a_line_of_commas_is_a_record():
     assert ours(b"a,b\n\n\r\n,,\nc,d\n") == [(1, ["a", "b"]), (4, ["", "", ""]), (5, ["c", "d"])]
 
 
+def test_lines_ending_in_cr_only_are_refused_but_crlf_and_a_stray_cr_are_not():
+    with pytest.raises(RecordFault, match="line 1: lines end in CR only"):
+        ours(b"a,b\rc,d\re,f\r")
+    assert ours(b"a,b\r\nc,d\r\n") == [(1, ["a", "b"]), (2, ["c", "d"])]
+    assert ours(b"a,b\r\r\nc,d\n") == [(1, ["a", "b"]), (2, ["c", "d"])]  # CR doubled by a converter
+
+
 def test_bom_is_dropped_only_at_the_start():
     assert ours(b"\xef\xbb\xbfa,b\n") == [(1, ["a", "b"])]
     assert ours(b"\xef\xbb\xbfa,b\n", first_line=1)[0][1][0] == "a"
@@ -135,3 +142,4 @@ def test_field_limit_is_csvs(monkeypatch):
     finally:
         csv.field_size_limit(old)
     assert csvread.MAX_RECORD_BYTES == 1 << 20
+

@@ -8,7 +8,9 @@ A broken or hostile file must not hang an ingest, exhaust memory or be misreport
 - each line is decoded on its own, so a byte that is not UTF-8 is reported on its own line and
   character, not on the line where a decoder's read-ahead happened to be;
 - a blank line is skipped; any other record is handed on, however many fields it has (the
-  caller refuses a wrong count).
+  caller refuses a wrong count);
+- lines end at LF (CRLF included); a file whose lines end in CR alone is refused (csv meets a
+  line break inside a line), since its line numbers would all be 1.
 
 The serial ingest, the parallel workers and the parallel splitter all read through this module,
 so a file gets the same verdict and the same message in either mode (tests run both).
@@ -102,9 +104,15 @@ def _csv_fault(source: LineSource, exc: csv.Error) -> str:
     if "field larger than field limit" in text:
         return (f"line {source.record_start}: a field is longer than {csv.field_size_limit():,} characters "
                 "(the most oncofed reads; is a quote left open?)")
+    if "new-line character seen in unquoted field" in text:
+        return _cr_only(source.line)
     if "unexpected end of data" in text:
         return f"line {source.record_start}: a quoted field is not closed before the end of the file"
     return f"line {source.line}: malformed CSV ({text})"
+
+
+def _cr_only(line: int) -> str:
+    return f"line {line}: lines end in CR only (old Mac line ends); save the file with LF or CRLF line ends"
 
 
 class RecordSplitter:

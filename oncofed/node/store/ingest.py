@@ -1,8 +1,9 @@
 """Validated, pseudonymised, all-or-nothing ingest of one registry CSV file.
 
 The whole file is loaded inside one IMMEDIATE transaction: a file with any fault, or a process
-killed at any moment, leaves the store exactly as it was. Rows stream through in batches, so
-memory stays bounded whatever the file size. Each column is validated *and* encoded by one
+killed at any moment, leaves the store exactly as it was. Records are read within fixed limits
+and with their true line numbers (csvread.py) and stream through in batches, so memory stays
+bounded whatever the file holds; the SQL side is tumour_writer.py. Each column is validated *and* encoded by one
 lookup in a table built from the dictionary (see encoding.py); only rows that fail a lookup take
 the slow path that explains the fault. Raw patient and tumour identifiers are replaced by keyed
 pseudonyms before anything is written, and never appear in a fault message or a log line.
@@ -400,7 +401,7 @@ class Ingestor:
 
         return derive_fields(self, enc, raw, n)
 
-    # ------------------------------------------------------------------ SQL
+    # ------------------------------------------------------------------ the verdict
 
     def _rejection(self, name: str, faults: _Faults) -> IngestRejected:
         more = f" (showing the first {len(faults.items)})" if faults.total > len(faults.items) else ""

@@ -16,7 +16,7 @@ TUMOURS = "tumours"
 RECORD_KEY = "record_key"
 RECORD_KEY_MISSING_INDEX = "query_record_key_missing"
 # The tumour id's uniqueness is a named index, not a column constraint, so a first load can drop
-# it and build it once by a sort after the insert (decision D14); stores made before that keep
+# it and build it once by a sort after the insert (decision D22); stores made before that keep
 # the constraint's automatic index, which cannot be dropped, and load with it live.
 TUMOUR_ID_INDEX = "tumours_tumour_id"
 _SQL_TYPES = {
@@ -61,7 +61,7 @@ def create_tumour_id_index(conn: sqlite3.Connection) -> None:
 
 
 def has_tumour_id_index(conn: sqlite3.Connection) -> bool:
-    """Whether the tumour id's uniqueness is the droppable named index (stores made since D14)."""
+    """Whether the tumour id's uniqueness is the droppable named index (stores made since D22)."""
     row = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?", (TUMOUR_ID_INDEX,))
     return row.fetchone() is not None
 

@@ -1,6 +1,6 @@
 """Writing one ingest's prepared rows into `tumours`, inside the ingest's one transaction.
 
-How a load writes depends on what the table holds when it starts (decision D14):
+How a load writes depends on what the table holds when it starts (decision D22):
 - **empty** (a first load): plain inserts with the tumour-id unique index dropped, then built once
   by a sort at the end (SQLite's own work per 10^6 rows: 9.4 s instead of 15.2 s with the index
   live). A tumour id the file repeats shows up when the index is built; the writer keeps each
