@@ -281,3 +281,13 @@ def test_header_naming_the_stored_field_says_which_column_to_write(loaded: Path,
     err = str(rejected(loaded, write_csv(tmp_path / "h.csv", rows, columns=cols)))
     assert "unknown column(s): patient_pid (the CSV column is patient_id)" in err
     assert "missing required column(s): patient_id" in err
+
+
+def test_a_lock_that_outlasts_the_wait_is_still_busy_for_the_servers():
+    """StoreLocked is also an sqlite3.OperationalError: the servers' catalogue answers "busy",
+    without the path or the holder."""
+    from oncofed.errors import StoreLocked
+    from oncofed.node.service.errors import public_error
+
+    err = public_error(StoreLocked("the store /secret/path/store.sqlite is locked by another process (pid 1)"))
+    assert (err.code.name, err.message) == ("UNAVAILABLE", "the node is busy; retry later")

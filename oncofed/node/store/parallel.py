@@ -2,9 +2,11 @@
 while the main process only writes, in the same single transaction.
 
 Every per-cell step of an ingest is Python work (decision D9); the one SQLite writer is not. So
-the file is cut into chunks at record boundaries, workers (forked, so they share the ingestor's
-tables and keys without pickling them) each run `Ingestor._prepare` on a chunk, and the main
-process writes the prepared rows in file order. All-or-nothing, duplicate detection and crash
+the file is cut into chunks at record boundaries (csvread.RecordSplitter: one pass over the file;
+bytes past the record limit without a boundary are parsed and refused as the serial path would,
+decision D23), workers (forked, so they share the ingestor's tables and keys without pickling
+them) each read a chunk with the serial path's reader and run `Ingestor._prepare` on it, and the
+main process writes the prepared rows in file order. All-or-nothing, duplicate detection and crash
 safety are unchanged: they live in the writer's transaction. The workers never touch the
 database: they inherit the connection object, never use it, and exit without finalising it.
 """
