@@ -64,12 +64,14 @@ def _tags(f: dict[str, Any]) -> list[str]:
     tags = [f["type"]]
     if f["required"]:
         tags.append("required")
-    if f["derived"]:
+    if "derived_at_query_from_outcome" in f:
+        tags.append("derived per query, never stored, not a CSV column")
+    elif f["derived"]:
         tags.append("derived at ingest, not a CSV column")
     if f["pseudonymised"]:
         stored = f" named {f['name']}" if f["name"] != f["csv_column"] else ""
         tags.append(f"pseudonymised on ingest: stored as a keyed hash{stored}, never as written")
-    if not f["stored"]:
+    if not f["stored"] and "derived_at_query_from_outcome" not in f:
         tags.append("not stored")
     if f["extension"]:
         tags.append("extension")

@@ -291,3 +291,12 @@ def test_a_lock_that_outlasts_the_wait_is_still_busy_for_the_servers():
 
     err = public_error(StoreLocked("the store /secret/path/store.sqlite is locked by another process (pid 1)"))
     assert (err.code.name, err.message) == ("UNAVAILABLE", "the node is busy; retry later")
+
+
+def test_dictionary_show_tells_derived_fields_from_csv_columns(ingest_mode):
+    if ingest_mode == "parallel":
+        pytest.skip("no ingest here")
+    text = CliRunner().invoke(main, ["dictionary", "show"]).output
+    assert "\nbirth_year  (integer, derived at ingest, not a CSV column)" in text
+    assert "\nos_status_at_cutoff  (code, derived per query, never stored, not a CSV column)" in text
+    assert "\nbirth_date  (date, required, not stored)" in text
