@@ -72,7 +72,7 @@ def one_centre_alone(world: Any, analysis: Any) -> tuple[float, float]:
     import os as _os
 
     from oncofed.keys.envelope import sign
-    from oncofed.node.store.cohort_reads import DESIGNS
+    from oncofed.node.store.design_reads import DESIGNS
     from oncofed.query import QUERY_TAG
 
     centre = next(iter(world.centres.values()))
@@ -100,7 +100,7 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path) -> dict[str, Any
 
     from oncofed.analyses.fitting import ModelFit
     from oncofed.federation.client.analyse import ModelRequest, run_model
-    from oncofed.node.store.cohort_reads import DESIGNS
+    from oncofed.node.store.design_reads import DESIGNS
     from oncofed.query.textform import analysis_from
 
     t0 = time.perf_counter()

@@ -213,7 +213,7 @@ def test_the_round_cap_and_every_beta_in_the_audit_log(tmp_path: Path) -> None:
 def test_a_fit_reads_each_centres_rows_once_through_the_release_ledger(tmp_path: Path) -> None:
     """Every round passes the release ledger (its row ids and the answer's rows are one read, kept
     for the fit), and the answers equal the fit without the ledger's cache."""
-    from oncofed.node.store.cohort_reads import DESIGNS
+    from oncofed.node.store.design_reads import DESIGNS
     from oncofed.node.store.rowsets import NO_CHANGE, Diff, substituted, unsubstituted
 
     assert unsubstituted(*substituted("x = ?", (1,), NO_CHANGE)) == ("x = ?", (1,))
@@ -275,13 +275,18 @@ def test_what_a_centre_refuses_before_reading_a_row(tmp_path: Path) -> None:
     node = net.pipelines["centre-a"].node
     try:
         dp = type("P", (), {"permit_id": "p", "allowed_analyses": ("cox",), "allowed_fields": ("x1",),
-                            "min_cell_count": 1, "epsilon": 1.0, "allow_exact_dates": False})()
+                            "min_cell_count": 1, "epsilon": 1.0, "allow_exact_dates": False,
+                            "allowed_outcomes": ("os",)})()
         body = query_body(net.permit["centre-a"], targets=("centre-a",), d=net.d)
         body.ClearField("cohort")
         body.epsilon = 0.5
         body.analysis.CopyFrom(analysis_from(cox(["x1"]), "a"))
         with pytest.raises(QueryError, match="not offered under a differentially private permit"):
             prepare(node, body, dp, EXACT)
+        rfs_only = type("P", (), {**dp.__class__.__dict__, "epsilon": None, "allowed_outcomes": ("rfs",)})()
+        body.epsilon = 0
+        with pytest.raises(QueryError, match="does not allow the outcome OS"):
+            prepare(node, body, rfs_only, EXACT)
         body.epsilon = 0
         body.analysis.CopyFrom(analysis_from(cox(["x1"], scale_bits=64, beta_scale_bits=8, beta=[2**27]), "a"))
         with pytest.raises(QueryError) as exc:

@@ -93,7 +93,7 @@ def test_a_declining_centre_is_left_out_and_the_fit_is_over_the_others(world: Wo
     now = int(time.time())
     _, doc = world.fed.authority.issue_permit(
         researcher_id="res-1", project_title="Models at A and B", analyses=["logistic"],
-        fields=["sex", "age_at_incidence", "stage_summary"], min_cell_count=1, not_before=now - 60,
+        fields=["sex", "age_at_incidence", "stage_summary"], outcomes=["os"], min_cell_count=1, not_before=now - 60,
         not_after=now + 86_400)
     for centre in world.centres:
         trust = world.centres[centre].pipeline.verifier.trust
