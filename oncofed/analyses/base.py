@@ -4,6 +4,8 @@ An analysis is one object (`Analysis`) that knows, for its own kind:
 
 - `parse` — the proto message checked against the dictionary and the permit's fields → its
   **spec**: the vector layout (n_values, flags) fixed by the query and dictionary alone;
+- `iteration` — for an iterative model (a regression round), which fit a query belongs to and at
+  which coefficients, so the node can cap the rounds it answers and audit every β;
 - `check` — what the permit and the centre's policy must grant beyond the contract (`Grants`);
 - `local` — the node-side step: exact cells over the cohort, read only through a `Reader` (the
   node implements it with parameterised SQL; an analysis never sees SQL or a connection);
@@ -23,6 +25,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from google.protobuf.message import Message
 
 from oncofed.analyses.cells import Cell
@@ -70,6 +74,53 @@ class SurvivalRow:
     excluded: bool = False
 
 
+@dataclass(frozen=True)
+class DesignQuestion:
+    """What a model asks the reader (DESIGN §5): its fields over the complete cases — rows where
+    every field is present — and, for a survival outcome, each row's time, event and entry.
+
+    With `horizon_days` > 0 (a derived event status), rows censored before the horizon are left
+    out: their status at the horizon is unknown. The reader returns exactly the rows the model
+    uses, so what an answer rests on is what its read returns."""
+
+    fields: tuple[str, ...]
+    survival: str | None = None      # "OS" or "RFS"
+    cutoff: dt.date | None = None
+    horizon_days: int = 0
+
+
+@dataclass(frozen=True)
+class DesignRows:
+    """The complete cases, one row per tumour: `values[i, j]` is field j (a categorical field's
+    level position, a boolean 0/1, a number as stored); with a survival outcome `time` (days
+    from the origin, > 0 or 0), `event` (1/0) and `entry` (days of delayed entry, 0 when none)."""
+
+    values: npt.NDArray[np.float64]
+    time: npt.NDArray[np.float64] | None = None
+    event: npt.NDArray[np.float64] | None = None
+    entry: npt.NDArray[np.float64] | None = None
+    rowids: npt.NDArray[np.int64] | None = None     # the store's ids of these rows (a release ledger's)
+    #: What a model derives from these rows once for all its rounds (sorting, design matrix, the
+    #: gates' counts), keyed by the model; the reader may hand the same rows to every round.
+    prepared: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    @property
+    def n(self) -> int:
+        return int(self.values.shape[0])
+
+
+@dataclass(frozen=True)
+class Iteration:
+    """One round of an iterative fit: the fit's identity (its model without the coefficients and
+    round) and the coefficients asked for (both as canonical bytes), the round and β for the
+    audit log."""
+
+    fit: bytes
+    beta: bytes
+    round: int
+    coefficients: tuple[float, ...]
+
+
 class Reader(Protocol):
     """What a local step may read at a node: exact cells over the query's cohort (compiled,
     and under DP restricted to at most L rows per patient, before the reader is handed over).
@@ -88,6 +139,11 @@ class Reader(Protocol):
 
     def survival(self, question: SurvivalQuestion) -> list[SurvivalRow]:
         """The cohort's survival outcomes, derived at query time, grouped on the lattice."""
+        ...
+
+    def design(self, question: DesignQuestion) -> DesignRows:
+        """The cohort's complete cases for a model, one row per tumour (they never leave the node:
+        the model's local step sums over them)."""
         ...
 
 
@@ -153,6 +209,10 @@ class Analysis(ABC, Generic[S, R]):
 
     def check(self, spec: S, d: Dictionary, grants: Grants) -> None:
         """Refuse (QueryError) what the permit or the centre's policy does not grant."""
+
+    def iteration(self, spec: S) -> Iteration | None:
+        """The fit and round this query is, for an iterative model; None for one-shot analyses."""
+        return None
 
     def component_maxima(self, spec: S) -> list[int]:
         """The largest contribution one row can make to each value (overflow and DP range)."""

@@ -62,6 +62,7 @@ def main() -> None:
 
 def _register() -> None:
     from oncofed.cli import (
+        analyse_cmd,
         authority_cmd,
         dictionary_cmd,
         hub_cmd,
@@ -81,6 +82,7 @@ def _register() -> None:
     main.add_command(keys_cmd.keys)
     main.add_command(hub_cmd.hub)
     main.add_command(query_cmd.query)
+    main.add_command(analyse_cmd.analyse)
     node_cmd.node.add_command(node_permits_cmd.permits)
     node_cmd.node.add_command(node_permits_cmd.trust)
     node_cmd.node.add_command(node_audit_cmd.audit)

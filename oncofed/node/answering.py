@@ -43,7 +43,8 @@ LOCAL_EVENT = "query.local"
 def _outcome(ans: Answer) -> dict[str, Any]:
     """What the audit entry of an answer records besides its counters (local only)."""
     keep = ("mode", "k", "rows", "values", "suppressed", "mechanism", "epsilon_remaining", "seconds",
-            "ledger", "ledger_entry", "ledger_release", "ledger_delta", "ledger_reused", "ledger_other_participants")
+            "ledger", "ledger_entry", "ledger_release", "ledger_delta", "ledger_reused", "ledger_other_participants",
+            "round", "beta", "gates")
     return {k: ans.meta[k] for k in keep if k in ans.meta}
 
 

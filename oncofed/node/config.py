@@ -120,13 +120,15 @@ QUERY_COMMENTS: dict[str, str] = {
     "max_nodes": "The largest cohort tree accepted (predicates and combinations).",
     "max_rows": "The public maximum rows at this centre: overflow and DP range checks use it, never "
                 "the store's actual size.",
+    "max_rounds": "The rounds (distinct coefficients) this centre answers of one model fit (logistic, "
+                  "Cox) per permit.",
 }
 
 #: Inclusive bounds of the numeric [query] settings (None: unbounded above).
 QUERY_BOUNDS: dict[str, tuple[float, float | None]] = {
     "min_cell_count": (1, None), "max_values": (1, None), "min_step_days": (1, None),
     "rate_per_minute": (0, None), "rate_per_day": (0, None), "dp_rows_per_patient": (1, None),
-    "max_nodes": (1, None), "max_rows": (1, None), "dp_delta": (0, 1),
+    "max_nodes": (1, None), "max_rows": (1, None), "dp_delta": (0, 1), "max_rounds": (1, None),
 }
 
 
@@ -173,7 +175,10 @@ def _toml_value(v: Any) -> str:
     if isinstance(v, int | float):
         return repr(v)
     if isinstance(v, tuple | list):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        one = "[" + ", ".join(_toml_value(x) for x in v) + "]"
+        if len(one) <= 76:
+            return one
+        return "[\n" + "".join(f"    {_toml_value(x)},\n" for x in v) + "]"   # one item a line
     return json.dumps(str(v), ensure_ascii=False)  # a TOML basic string is a JSON string
 
 

@@ -11,7 +11,7 @@ from google.protobuf.message import Message
 from oncofed.dictionary import Dictionary
 
 #: Names of string fields that hold dictionary field names, wherever they sit in a QueryBody.
-FIELD_NAME_KEYS = frozenset({"field", "fields", "group_by", "is_null", "not_null"})
+FIELD_NAME_KEYS = frozenset({"field", "fields", "group_by", "is_null", "not_null", "outcome", "covariates"})
 OUTCOME_ENUM = "oncofed.v1.Outcome"
 
 

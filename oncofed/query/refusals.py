@@ -87,6 +87,7 @@ REASONS: Mapping[str, Reason] = {
     "overflow_risk": Reason(_I, "OUT_OF_RANGE", query_only=True),
     "rate_limited": Reason(Coarse.BUDGET, "RESOURCE_EXHAUSTED", query_only=True),
     "budget_exhausted": Reason(Coarse.BUDGET, "RESOURCE_EXHAUSTED", query_only=True),
+    "round_cap": Reason(Coarse.BUDGET, "RESOURCE_EXHAUSTED", query_only=True),
     "node_precondition": Reason(_B, "FAILED_PRECONDITION", query_only=True),
     # the node's own state: details stay in the local audit log
     "store_over_policy": Reason(_B, "FAILED_PRECONDITION"),

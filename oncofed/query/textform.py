@@ -259,6 +259,8 @@ def _scalar(fd: FieldDescriptor, v: Any, path: str) -> Any:
         if text not in names:
             raise invalid(path, f"{text!r} is not an {fd.name} ({' or '.join(names)})")
         return names[text]
+    if fd.type in _SIGNED:
+        return _signed(v, path)
     return _int(v, path)
 
 
@@ -390,6 +392,15 @@ def _text(v: Any, path: str) -> str:
 def _int(v: Any, path: str, limit: int = 2**31) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < limit:
         raise invalid(path, f"expected a whole number from 0 to {limit - 1}")
+    return v
+
+
+_SIGNED = frozenset({FieldDescriptor.TYPE_SINT64, FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SFIXED64})
+
+
+def _signed(v: Any, path: str) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not -(2**63) <= v < 2**63:
+        raise invalid(path, "expected a whole number from -2^63 to 2^63 - 1")
     return v
 
 

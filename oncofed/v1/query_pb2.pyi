@@ -13,9 +13,18 @@ class Outcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTCOME_UNSPECIFIED: _ClassVar[Outcome]
     OUTCOME_OS: _ClassVar[Outcome]
     OUTCOME_RFS: _ClassVar[Outcome]
+
+class Ties(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TIES_UNSPECIFIED: _ClassVar[Ties]
+    TIES_EFRON: _ClassVar[Ties]
+    TIES_BRESLOW: _ClassVar[Ties]
 OUTCOME_UNSPECIFIED: Outcome
 OUTCOME_OS: Outcome
 OUTCOME_RFS: Outcome
+TIES_UNSPECIFIED: Ties
+TIES_EFRON: Ties
+TIES_BRESLOW: Ties
 
 class QueryBody(_message.Message):
     __slots__ = ("permit_hash", "researcher_key_id", "nonce", "issued_at", "expires_at", "target_centres", "min_participants", "dictionary", "cohort", "analysis", "exact_dates", "epsilon", "status_cutoff")
@@ -110,20 +119,24 @@ class Prefix(_message.Message):
     def __init__(self, field: _Optional[str] = ..., prefix: _Optional[str] = ...) -> None: ...
 
 class Analysis(_message.Message):
-    __slots__ = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank")
+    __slots__ = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank", "logistic", "cox")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     CROSSTAB_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     HISTOGRAM_FIELD_NUMBER: _ClassVar[int]
     KAPLAN_MEIER_FIELD_NUMBER: _ClassVar[int]
     LOGRANK_FIELD_NUMBER: _ClassVar[int]
+    LOGISTIC_FIELD_NUMBER: _ClassVar[int]
+    COX_FIELD_NUMBER: _ClassVar[int]
     count: Count
     crosstab: Crosstab
     summary: Summary
     histogram: Histogram
     kaplan_meier: KaplanMeier
     logrank: LogRank
-    def __init__(self, count: _Optional[_Union[Count, _Mapping]] = ..., crosstab: _Optional[_Union[Crosstab, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., kaplan_meier: _Optional[_Union[KaplanMeier, _Mapping]] = ..., logrank: _Optional[_Union[LogRank, _Mapping]] = ...) -> None: ...
+    logistic: Logistic
+    cox: Cox
+    def __init__(self, count: _Optional[_Union[Count, _Mapping]] = ..., crosstab: _Optional[_Union[Crosstab, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., kaplan_meier: _Optional[_Union[KaplanMeier, _Mapping]] = ..., logrank: _Optional[_Union[LogRank, _Mapping]] = ..., logistic: _Optional[_Union[Logistic, _Mapping]] = ..., cox: _Optional[_Union[Cox, _Mapping]] = ...) -> None: ...
 
 class Count(_message.Message):
     __slots__ = ()
@@ -196,3 +209,57 @@ class LogRank(_message.Message):
     group_by: str
     group_levels: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., lattice: _Optional[_Union[Lattice, _Mapping]] = ..., group_by: _Optional[str] = ..., group_levels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DerivedEvent(_message.Message):
+    __slots__ = ("survival", "cutoff", "horizon_days")
+    SURVIVAL_FIELD_NUMBER: _ClassVar[int]
+    CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    HORIZON_DAYS_FIELD_NUMBER: _ClassVar[int]
+    survival: Outcome
+    cutoff: str
+    horizon_days: int
+    def __init__(self, survival: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., horizon_days: _Optional[int] = ...) -> None: ...
+
+class Logistic(_message.Message):
+    __slots__ = ("outcome", "positive", "event", "covariates", "reference", "beta", "beta_scale_bits", "scale_bits", "round")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    COVARIATES_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    BETA_SCALE_BITS_FIELD_NUMBER: _ClassVar[int]
+    SCALE_BITS_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    outcome: str
+    positive: _containers.RepeatedScalarFieldContainer[str]
+    event: DerivedEvent
+    covariates: _containers.RepeatedScalarFieldContainer[str]
+    reference: _containers.RepeatedScalarFieldContainer[str]
+    beta: _containers.RepeatedScalarFieldContainer[int]
+    beta_scale_bits: int
+    scale_bits: int
+    round: int
+    def __init__(self, outcome: _Optional[str] = ..., positive: _Optional[_Iterable[str]] = ..., event: _Optional[_Union[DerivedEvent, _Mapping]] = ..., covariates: _Optional[_Iterable[str]] = ..., reference: _Optional[_Iterable[str]] = ..., beta: _Optional[_Iterable[int]] = ..., beta_scale_bits: _Optional[int] = ..., scale_bits: _Optional[int] = ..., round: _Optional[int] = ...) -> None: ...
+
+class Cox(_message.Message):
+    __slots__ = ("outcome", "cutoff", "covariates", "reference", "ties", "beta", "beta_scale_bits", "scale_bits", "round")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    COVARIATES_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    TIES_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    BETA_SCALE_BITS_FIELD_NUMBER: _ClassVar[int]
+    SCALE_BITS_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    outcome: Outcome
+    cutoff: str
+    covariates: _containers.RepeatedScalarFieldContainer[str]
+    reference: _containers.RepeatedScalarFieldContainer[str]
+    ties: Ties
+    beta: _containers.RepeatedScalarFieldContainer[int]
+    beta_scale_bits: int
+    scale_bits: int
+    round: int
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., covariates: _Optional[_Iterable[str]] = ..., reference: _Optional[_Iterable[str]] = ..., ties: _Optional[_Union[Ties, str]] = ..., beta: _Optional[_Iterable[int]] = ..., beta_scale_bits: _Optional[int] = ..., scale_bits: _Optional[int] = ..., round: _Optional[int] = ...) -> None: ...

@@ -29,7 +29,7 @@ from oncofed.v1 import common_pb2
 from oncofed.v1 import query_pb2 as pb
 
 FIELDS = ["sex", "topography", "stage_summary", "her2", "er", "age_at_incidence"]
-ANALYSES = ["count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank"]
+ANALYSES = ["count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank", "logistic", "cox"]
 
 
 @dataclass
@@ -61,6 +61,8 @@ class World:
     researcher: MemberCredentials
     hub: HubServer | None = None
     clients: list[FederationClient] = field(default_factory=list)
+    extension: Path | None = None
+    keys: dict[str, Path] = field(default_factory=dict)
 
     @property
     def target(self) -> str:
@@ -88,9 +90,12 @@ class World:
             assert c.connector is not None
             assert c.connector.connected.wait(max(deadline - time.monotonic(), 0.1)), f"{c.centre_id} not connected"
 
+    def dictionary(self) -> dictmod.Dictionary:
+        return dictmod.load(self.extension)
+
     def body(self, analysis: Any, *, cohort: Any = None, targets: tuple[str, ...] | None = None,
              min_participants: int = 0) -> pb.QueryBody:
-        d = dictmod.load()
+        d = self.dictionary()
         targets = targets or tuple(self.centres)
         permits = {self.centres[t].permit for t in targets}
         assert len(permits) == 1, "one permit for all targets"
@@ -115,8 +120,10 @@ class World:
 
 def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b", "centre-c"),
                patients: int = 300, policy: NodePolicy | None = None, seed: int = 20261202,
-               prepare_seconds: int = 10, answer_seconds: int = 20) -> World:
-    """Everything up and approved, nothing started: call `start_hub` and each centre's `start`."""
+               prepare_seconds: int = 10, answer_seconds: int = 20, extension: Path | None = None,
+               files: list[Path] | None = None, fields: list[str] | None = None) -> World:
+    """Everything up and approved, nothing started: call `start_hub` and each centre's `start`.
+    `files` (one CSV per centre, for `extension`'s dictionary) replace the synthetic data."""
     fed = make_fed(base, centres=centres, researchers=("res-1",))
     fed.enroll("hub", "hub")
     fed.authority.publish()
@@ -127,22 +134,25 @@ def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b"
         folder.mkdir()
         keys[member] = save_identity(fed.identities[member], folder)[0]
     policy = policy or NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=10_000, rate_per_day=100_000)
-    d = dictmod.load()
+    d = dictmod.load(extension)
     # The generator models at most 26 distinct centres; a larger federation reuses their extracts.
     from oncofed.synth import MAX_CENTRES
 
-    made = write_all(base / "csv", min(len(centres), MAX_CENTRES), patients, seed, d)
-    files = [made[i % len(made)] for i in range(len(centres))]
+    if files:
+        paths = list(files)
+    else:
+        made = write_all(base / "csv", min(len(centres), MAX_CENTRES), patients, seed, d)
+        paths = [made[i % len(made)].path for i in range(len(centres))]
     now = int(time.time())
     _, permit_doc = fed.authority.issue_permit(
-        researcher_id="res-1", project_title="Federated end-to-end tests", analyses=ANALYSES, fields=FIELDS,
+        researcher_id="res-1", project_title="Federated end-to-end tests", analyses=ANALYSES, fields=fields or FIELDS,
         outcomes=["os", "rfs"],
         min_cell_count=1, not_before=now - 60, not_after=now + 30 * 86_400)
     permit = permit_doc.sha256
     world_centres = {}
-    for centre, f in zip(centres, files, strict=True):
-        node = open_node(init_node(base / centre, centre).root)
-        node.ingest(f.path)
+    for centre, f in zip(centres, paths, strict=True):
+        node = open_node(init_node(base / centre, centre, extension=extension).root)
+        node.ingest(f)
         trust = fed.attach(node.paths.store, centre)
         trust.add_permit(permit_doc.data)
         trust.approve(permit, by="test-admin")
@@ -159,4 +169,4 @@ def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b"
     researcher = load_member_credentials(identity_key=keys["res-1"], tls_key=fed.tls_keys["res-1"],
                                          cert=fed.cert_path("researcher", "res-1"), root_cert=base / "root.cert.pem",
                                          root_fingerprint=fed.authority.root.fingerprint)
-    return World(base, fed, hub_config, world_centres, researcher)
+    return World(base, fed, hub_config, world_centres, researcher, extension=extension, keys=keys)

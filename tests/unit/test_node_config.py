@@ -11,6 +11,7 @@ import tomllib
 import pytest
 from click.testing import CliRunner
 
+from oncofed.analyses import KINDS
 from oncofed.cli import main
 from oncofed.node.config import QUERY_COMMENTS
 from oncofed.node.node import init_node, open_node
@@ -57,7 +58,7 @@ def _edit(node_dir, old, new):
     ('mode = "cell_key"', 'mode = "noise"', "[query] query mode must be one of cell_key, threshold, none"),
     ("allow_exact_survival_times = false", 'allow_exact_survival_times = "no"',
      "[query] allow_exact_survival_times must be true or false, not 'no' (text)"),
-    ('allowed_analyses = ["count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank"]',
+    ('allowed_analyses = [\n' + "".join(f'    "{k}",\n' for k in KINDS) + "]",
      'allowed_analyses = "count"', "[query] allowed_analyses must be a list of names, not 'count' (text)"),
     ("max_depth = 8", "max_depth = 500", "[query] max_depth must be a whole number from 1 to 32, not 500"),
     ("dp_delta = 1e-09", "dp_delta = 2", "[query] dp_delta must be a number from 0 to 1, not 2"),

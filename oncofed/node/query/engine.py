@@ -7,7 +7,8 @@ permit approval, nonce and scope) and the admin's preview call. It reads like th
        policy (the analysis' own `check`: lattice, summary bound), answer size, mode, the
        overflow and DP range bounds (from the policy's public maximum rows per centre, never the
        table's size);
-    2. the researcher's rate limit;
+    2. the researcher's rate limit, and for a round of an iterative model the centre's round cap
+       (distinct coefficients per fit: store/rounds.py);
     3. ε charged durably to the permit (DP permits), BEFORE any computation;
     4. the analysis' local step over a `StoreReader` on the compiled cohort (one grouped SQL pass);
     5. the analysis' disclosure step (or DP noise), then the vector mod 2^128 (values, then flags);
@@ -25,6 +26,7 @@ the cohort size): it must never be sent outward.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -44,6 +46,7 @@ from oncofed.node.store import tumours
 from oncofed.node.store.budgets import PrivacyLedger, RateLimiter
 from oncofed.node.store.cohort_reads import StoreReader
 from oncofed.node.store.recordkeys import ensure_record_keys
+from oncofed.node.store.rounds import RoundLedger
 from oncofed.query import query_hash as hash_of
 from oncofed.query.errors import QueryError
 from oncofed.query.values import period
@@ -145,6 +148,7 @@ def prepare(node: Node, body: pb.QueryBody, permit: PermitView | None,
     if n_total(spec) > policy.max_values:
         raise QueryError("RESOURCE_EXHAUSTED", f"the answer would hold {n_total(spec)} values; this centre "
                          f"releases at most {policy.max_values}", "analysis")
+    rounds(node, the, spec, body, permit, policy, record=False)
     maxima = the.component_maxima(spec)
     check_overflow(maxima, policy.max_rows)
     if dp_mode:
@@ -192,6 +196,7 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
     dp_mode = permit is not None and permit.epsilon is not None
     if permit is not None:
         RateLimiter(conn, policy.rate_per_minute, policy.rate_per_day).admit(rate_key(body, permit, signer), now)
+        rounds(node, analysis(spec.kind), spec, body, permit, policy, record=True, now=now)
     # The overflow and DP checks assume at most policy.max_rows rows; max(rowid) bounds the row count
     # from above in O(log n). A store beyond it is the centre's misconfiguration: refused without
     # naming its size, and outward only as its coarse code.
@@ -229,11 +234,30 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
             "seconds": round(time.perf_counter() - started, 6)}
     if "rows" not in meta:
         meta["rows"] = the.total(raw)
+    it = the.iteration(spec)
+    if it is not None:                               # every β a centre answered is in its audit log
+        meta.update({"round": it.round, "beta": list(it.coefficients)})
     if charge is not None:
         meta["epsilon_spent"] = charge.epsilon
         meta["epsilon_remaining"] = charge.remaining
     return Answer(analysis=spec.kind, vector=vector, n_values=spec.n_values, flags=tuple(spec.flags), meta=meta,
                   query_hash=qhash)
+
+
+def rounds(node: Node, the: Any, spec: Any, body: pb.QueryBody, permit: PermitView | None, policy: NodePolicy, *,
+           record: bool, now: int | None = None) -> None:
+    """A round of an iterative model under a permit: within the centre's cap of distinct
+    coefficients per fit (its model and cohort), recorded when `record`. Others pass."""
+    it = the.iteration(spec)
+    if it is None or permit is None:
+        return
+    cohort = body.cohort.SerializeToString(deterministic=True) if body.HasField("cohort") else b""
+    fit = hashlib.sha256(it.fit + b"\0" + cohort).digest()
+    ledger = RoundLedger(node.conn)
+    if record:
+        ledger.admit(permit.permit_id, fit, it.beta, it.round, policy.max_rounds, now)
+    else:
+        ledger.check(permit.permit_id, fit, it.beta, policy.max_rounds)
 
 
 def rate_key(body: pb.QueryBody, permit: PermitView, signer: str = "") -> str:

@@ -38,6 +38,7 @@ class NodePolicy:
     max_nodes: int = 64
     max_rows: int = 10_000_000            # public maximum rows per centre: overflow and DP range checks use
                                           # this, never the store's actual size
+    max_rounds: int = 25                  # distinct coefficient vectors answered per model fit and permit
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -48,8 +49,8 @@ class NodePolicy:
             raise ValueError("survival_table must be survival or counts")
         if self.dp_mechanism not in ("laplace", "gaussian"):
             raise ValueError("dp_mechanism must be laplace or gaussian")
-        if self.min_cell_count < 1 or self.dp_rows_per_patient < 1 or self.max_rows < 1:
-            raise ValueError("min_cell_count, dp_rows_per_patient and max_rows must be at least 1")
+        if self.min_cell_count < 1 or self.dp_rows_per_patient < 1 or self.max_rows < 1 or self.max_rounds < 1:
+            raise ValueError("min_cell_count, dp_rows_per_patient, max_rows and max_rounds must be at least 1")
         unknown = set(self.allowed_analyses) - set(KINDS)
         if unknown:
             raise ValueError(f"unknown analyses in policy: {', '.join(sorted(unknown))}")

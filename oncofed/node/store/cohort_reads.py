@@ -1,6 +1,7 @@
 """The store's side of every analysis: the cohort's rows read as exact cells, in one SQL pass.
 
-An analysis' local step (oncofed.analyses) asks a `Reader` for grouped cells or survival rows;
+An analysis' local step (oncofed.analyses) asks a `Reader` for grouped cells or survival rows
+(or, for a model, its complete cases: design_reads.py);
 `StoreReader` answers with one grouped aggregate per call (COUNT and SUM of record keys, GROUP BY
 the analysis' fields) over the compiled cohort, so it stays one pass over the rows at a million
 tumours and Python only touches the groups. Identifiers come from the dictionary via `quote()`;
@@ -26,9 +27,10 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from oncofed.analyses.base import SurvivalQuestion, SurvivalRow
+from oncofed.analyses.base import DesignQuestion, DesignRows, SurvivalQuestion, SurvivalRow
 from oncofed.analyses.cells import Cell
 from oncofed.dictionary import Dictionary
+from oncofed.node.store.design_reads import read_design
 from oncofed.node.store.encoding import code_ordinals, day_number
 from oncofed.node.store.outcomes import Expr, outcome_sql, status_sql
 from oncofed.node.store.schema import RECORD_KEY, TUMOURS, quote
@@ -82,6 +84,14 @@ class StoreReader:
             out.append(SurvivalRow(group_at, int(alpha), None if kappa is None else int(kappa), bool(ev),
                                    Cell(int(n), int(keys or 0)), excluded=bool(excluded)))
         return out
+
+
+    def design(self, question: DesignQuestion) -> DesignRows:
+        """A model's complete cases (oncofed.node.store.design_reads), read once per fit."""
+        rows, statement = read_design(self.conn, self.d, question, self.where, self.params, self.cohort_fields,
+                                      self.restrict)
+        self.statements.append(statement)
+        return rows
 
 
 def _level_positions(d: Dictionary, name: str) -> dict[Any, int] | None:

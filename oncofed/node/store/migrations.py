@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from oncofed.node.store import audit_table, budgets, federation, ledger, meta, nonces, trust_state
+from oncofed.node.store import audit_table, budgets, federation, ledger, meta, nonces, rounds, trust_state
 from oncofed.node.store.db import Migration
 
 #: component → its migrations, applied in this order (components are independent of each other).
@@ -26,4 +26,5 @@ MIGRATIONS: Mapping[str, Sequence[Migration]] = {
     "query": (budgets.migration_1,),        # rate limits and the privacy ledger
     "federation": (federation.migration_1,),  # accepted queries, sent answers and declines (connector)
     "ledger": (ledger.migration_1,),        # the release ledger: row sets answered over, answers released
+    "rounds": (rounds.migration_1,),        # distinct coefficients answered per model fit (the round cap)
 }

@@ -37,11 +37,12 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from oncofed.analyses.base import Analysis, SurvivalQuestion, SurvivalRow
+from oncofed.analyses.base import Analysis, DesignQuestion, DesignRows, SurvivalQuestion, SurvivalRow
 from oncofed.analyses.cells import Cell
 from oncofed.dictionary import Dictionary
 from oncofed.keys.ledger import LedgerKeys
 from oncofed.node.store.cohort_reads import survival_statement
+from oncofed.node.store.design_reads import read_design
 from oncofed.node.store.schema import TUMOURS
 
 H, S = 4, 64
@@ -216,6 +217,7 @@ class PlannedReads:
     def __init__(self) -> None:
         self.groups_asked = False
         self.survival_asked: list[SurvivalQuestion] = []
+        self.design_asked: list[DesignQuestion] = []
 
     def groups(self, fields: Sequence[str]) -> list[tuple[tuple[Any, ...], Cell]]:
         self.groups_asked = True          # every grouping reads every cohort row
@@ -224,6 +226,13 @@ class PlannedReads:
     def survival(self, question: SurvivalQuestion) -> list[SurvivalRow]:
         self.survival_asked.append(question)
         return []
+
+    def design(self, question: DesignQuestion) -> DesignRows:
+        self.design_asked.append(question)
+        empty = np.zeros(0)
+        survival = question.survival is not None
+        return DesignRows(np.zeros((0, len(question.fields))), time=empty if survival else None,
+                          event=empty if survival else None, entry=empty if survival else None)
 
 
 def planned_reads(analysis: Analysis[Any, Any], spec: Any) -> PlannedReads:
@@ -242,6 +251,10 @@ def read_rowids(conn: sqlite3.Connection, d: Dictionary, reads: PlannedReads, wh
         sql, ps = survival_statement(q, d, where, params, cohort_fields, rowids=True)
         statements.append((sql, ps))
     parts = [_ids(conn.execute(sql, ps).fetchone()[0]) for sql, ps in statements]
+    for dq in reads.design_asked:         # a model's rows: read once for all its rounds (and ids with them)
+        rows, _ = read_design(conn, d, dq, where, params, cohort_fields)
+        assert rows.rowids is not None
+        parts.append(rows.rowids)
     if not parts:
         return np.zeros(0, dtype=np.int64)
     return sorted_distinct(np.concatenate(parts))
@@ -254,10 +267,23 @@ def _ids(text: str | None) -> Ids:
     return np.fromstring(text, dtype=np.int64, sep=",")
 
 
+_SUBST_HEAD = "((("
+_SUBST_TAIL = (") AND rowid NOT IN (SELECT value FROM json_each(?))) "
+               "OR rowid IN (SELECT value FROM json_each(?)))")
+
+
+def unsubstituted(where: str, params: Sequence[Any]) -> tuple[str, tuple[Any, ...]] | None:
+    """The cohort condition `substituted` was given, when it applied no difference (the same rows,
+    so a cache of reads may treat both as one statement); None for anything else."""
+    if (len(params) >= 2 and tuple(params[-2:]) == ("[]", "[]") and where.startswith(_SUBST_HEAD)
+            and where.endswith(_SUBST_TAIL)):
+        return where[len(_SUBST_HEAD):-len(_SUBST_TAIL)], tuple(params[:-2])
+    return None
+
+
 def substituted(where: str, params: Sequence[Any], diff: Diff) -> tuple[str, tuple[Any, ...]]:
     """The cohort condition with `diff` applied: (cohort AND NOT removed) OR added. Every answered
     query runs this same statement shape, an empty difference included, so a substituted answer
     costs what a fresh one does."""
-    clause = (f"((({where}) AND rowid NOT IN (SELECT value FROM json_each(?))) "
-              "OR rowid IN (SELECT value FROM json_each(?)))")
+    clause = _SUBST_HEAD + where + _SUBST_TAIL
     return clause, (*params, json.dumps(list(diff.remove)), json.dumps(list(diff.add)))

@@ -1,0 +1,273 @@
+"""What logistic and Cox regression share: one round of an iterative sum protocol (DESIGN §5).
+
+A round's query carries the coefficients β (fixed point, `round(β · 2^beta_scale_bits)`) and the
+round number. Each centre evaluates its own rows at β and releases one summable vector:
+
+    [n, events, Σx_j (q), Σx_j² (q), gradient (p), information (upper triangle, p(p+1)/2),
+     log-likelihood, extreme | centres, withheld]
+
+j over the q non-intercept columns, p coefficients in all (logistic: 1 + q, Cox: q). Reals are
+`round(x · 2^scale_bits)` of the centre's total, exactly; n, events and `extreme` (logistic: rows
+with a fitted probability outside [1e-8, 1 − 1e-8]) are counts. The sums over centres give the
+coordinator (oncofed.analyses.newton) the pooled gradient, information and log-likelihood at β:
+for logistic the pooled model, for Cox the model stratified by centre (each centre's own risk
+sets). n, events and Σx, Σx² are the same in every round: the coordinator standardises with them
+and checks the data did not change between rounds.
+
+Disclosure: the gates of oncofed.analyses.design; a centre that fails them releases zeros with
+`withheld` set. Outside the gates the sums go exact (DataSHIELD's practice for glm), under cell
+key as under threshold mode: perturbing n would be pointless, since the information at β = 0
+holds it. Differential privacy is not offered for these models (refused by `check`). Each centre
+also caps how many distinct β it answers per fit (`iteration`; the engine counts them) and logs
+every β it answered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import math
+from abc import abstractmethod
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from google.protobuf.message import Message
+
+from oncofed.analyses.base import (
+    Analysis,
+    DesignQuestion,
+    DesignRows,
+    Grants,
+    Iteration,
+    Reader,
+    Release,
+    Result,
+    Rules,
+)
+from oncofed.analyses.design import Design, gate, gate_counts, level_counts
+from oncofed.dictionary import Dictionary
+from oncofed.query.errors import QueryError, invalid
+from oncofed.query.refusals import Refusal
+from oncofed.query.values import exact_day
+from oncofed.query.vector import MAX_SCALE_BITS, fixed
+
+DEFAULT_BETA_BITS = 40
+MAX_BETA_BITS = 48
+BETA_LIMIT = 2**20
+DEFAULT_SCALE_BITS = 40
+Vector = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One round of a model: its design, outcome, coefficients and vector layout."""
+
+    kind: str
+    design: Design
+    intercept: bool
+    question: DesignQuestion
+    outcome_field: str                    # a field outcome ('' for a derived or survival outcome)
+    positive: tuple[int, ...]             # logistic: the outcome's level positions counted as 1
+    ties: str                             # Cox: "efron" or "breslow"
+    beta: tuple[float, ...]
+    beta_scale_bits: int
+    scale_bits: int
+    round: int
+    fit_key: bytes
+    beta_key: bytes
+    flags: tuple[str, ...] = ("centres", "withheld")
+    outcome_label: str = "outcome"
+
+    @property
+    def q(self) -> int:
+        return self.design.q
+
+    @property
+    def p(self) -> int:
+        return self.q + (1 if self.intercept else 0)
+
+    @property
+    def n_values(self) -> int:
+        return 2 + 2 * self.q + self.p + self.p * (self.p + 1) // 2 + 2
+
+    def fields(self) -> tuple[str, ...]:
+        return self.question.fields
+
+    def coefficient_names(self) -> list[str]:
+        return (["(intercept)"] if self.intercept else []) + self.design.names()
+
+    def x_bounds(self) -> list[float]:
+        """|x| bounds of the p model columns (intercept first)."""
+        return ([1.0] if self.intercept else []) + [c.bound for c in self.design.columns]
+
+
+@dataclass
+class ModelRaw:
+    """One centre's exact sums at β, and the counts its gates look at (never released)."""
+
+    n: int
+    events: int
+    sum_x: Vector
+    sum_xx: Vector
+    gradient: Vector
+    information: Vector
+    loglik: float
+    extreme: int
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+def parse_beta(msg: Any, p: int, path: str) -> tuple[tuple[float, ...], int, int]:
+    """The query's coefficients as floats (exactly int / 2^s), their scale and the sums' scale."""
+    sb = msg.beta_scale_bits or DEFAULT_BETA_BITS
+    if sb > MAX_BETA_BITS:
+        raise invalid(f"{path}.beta_scale_bits", f"at most {MAX_BETA_BITS} bits")
+    s = msg.scale_bits or DEFAULT_SCALE_BITS
+    if s > MAX_SCALE_BITS:
+        raise invalid(f"{path}.scale_bits", f"scale {s} exceeds {MAX_SCALE_BITS} bits")
+    raw = list(msg.beta)
+    if raw and len(raw) != p:
+        raise invalid(f"{path}.beta", f"the model has {p} coefficients; the query gives {len(raw)}")
+    limit = BETA_LIMIT << sb
+    if any(abs(b) >= limit for b in raw):
+        raise invalid(f"{path}.beta", f"every |β| must be below 2^{BETA_LIMIT.bit_length() - 1}")
+    beta = tuple(b / (1 << sb) for b in raw) if raw else (0.0,) * p
+    return beta, sb, s
+
+
+def fit_keys(msg: Message, kind: str) -> tuple[bytes, bytes]:
+    """The fit's identity (the model without its coefficients and round) and the β asked for."""
+    bare = type(msg)()
+    bare.CopyFrom(msg)
+    bare.ClearField("beta")
+    bare.ClearField("round")
+    fit = hashlib.sha256(kind.encode() + b"\0" + bare.SerializeToString(deterministic=True)).digest()
+    beta = f"{msg.beta_scale_bits}:" + ",".join(str(b) for b in msg.beta)
+    return fit, hashlib.sha256(beta.encode()).digest()
+
+
+class ModelAnalysis(Analysis[ModelSpec, ModelRaw]):
+    """The node side and the vector of one round; subclasses parse their outcome and evaluate."""
+
+    model_name = ""
+
+    @abstractmethod
+    def evaluate(self, spec: ModelSpec, rows: DesignRows) -> ModelRaw:
+        """The centre's exact sums at spec.beta over its complete cases."""
+
+    def check(self, spec: ModelSpec, d: Dictionary, grants: Grants) -> None:
+        """No DP permit (this release); a survival outcome the permit names."""
+        if grants.dp:
+            raise QueryError("PERMISSION_DENIED", f"{spec.kind} is not offered under a differentially private "
+                             "permit in this release", f"analysis.{spec.kind}")
+        outcome = spec.question.survival
+        allowed = grants.outcomes
+        if not grants.local_admin and outcome and allowed is not None and outcome.lower() not in allowed:
+            raise QueryError("PERMISSION_DENIED", f"the permit does not allow the outcome {outcome} (it names "
+                             f"{', '.join(sorted(allowed)) or 'none'})", f"analysis.{spec.kind}")
+
+    def iteration(self, spec: ModelSpec) -> Iteration:
+        return Iteration(spec.fit_key, spec.beta_key, spec.round, spec.beta)
+
+    def component_maxima(self, spec: ModelSpec) -> list[int]:
+        """Per row, from public bounds only: the dictionary's ranges and the query's β."""
+        s = 1 << spec.scale_bits
+        xb = spec.x_bounds()
+        cols = [c.bound for c in spec.design.columns]
+        eta = sum(abs(b) * x for b, x in zip(spec.beta, xb, strict=True))
+        lik = 64.0 + 2 * eta                     # log(1 + e^|η|), or a Cox risk set's log-sum
+        top = [1, 1, *(math.ceil(b * s) for b in cols), *(math.ceil(b * b * s) for b in cols),
+               *(math.ceil(2 * b * s) for b in xb)]
+        top += [math.ceil(2 * xb[i] * xb[j] * s) for i in range(spec.p) for j in range(i, spec.p)]
+        return [*top, math.ceil(lik * s), 1]
+
+    def local(self, spec: ModelSpec, reader: Reader, *, clamp: bool) -> ModelRaw:
+        return self.evaluate(spec, reader.design(spec.question))
+
+    def total(self, raw: ModelRaw) -> int:
+        return raw.n
+
+    def exact(self, spec: ModelSpec, raw: ModelRaw) -> list[int]:
+        s = spec.scale_bits
+        reals = [*raw.sum_x, *raw.sum_xx, *raw.gradient, *raw.information, raw.loglik]
+        if not all(math.isfinite(x) for x in reals):   # the rows decided it: outward only as BUSY
+            raise Refusal("internal_error", f"{spec.kind}: the sums are not finite at round {spec.round}'s β")
+        fx = [fixed(float(x), s) for x in reals]
+        q, p = spec.q, spec.p
+        return [raw.n, raw.events, *fx[:2 * q + p + p * (p + 1) // 2], fx[-1], raw.extreme]
+
+    def protect(self, spec: ModelSpec, raw: ModelRaw, rules: Rules, meta: dict[str, Any]) -> Release:
+        reason = gate(raw.n, spec.p, raw.counts, rules.k)
+        out = dict(meta)
+        if reason:
+            return Release([0] * spec.n_values, [1, 1], {**out, "suppressed": f"gate: {reason}",
+                                                         "cells_suppressed": spec.n_values})
+        return Release(self.exact(spec, raw), [1, 0], {**out, "gates": "passed"})
+
+    def plausible(self, spec: ModelSpec, values: list[int]) -> bool:
+        n, events = values[0], values[1]
+        q, p = spec.q, spec.p
+        sxx = values[2 + q:2 + 2 * q]
+        info = values[2 + 2 * q + p:2 + 2 * q + p + p * (p + 1) // 2]
+        diag = [info[i * p - i * (i - 1) // 2] for i in range(p)]
+        return 0 <= events <= n and values[-1] >= 0 and all(v >= -(1 << 8) for v in (*sxx, *diag))
+
+    def finalise(self, spec: ModelSpec, values: list[int], flags: dict[str, int]) -> Result:
+        """The round's pooled sums as floats (the coordinator's input; exact until this point)."""
+        scale = 1 << spec.scale_bits
+        q, p = spec.q, spec.p
+
+        def real(v: int) -> float:
+            return float(Fraction(v, scale))
+
+        at = 2
+        sum_x = [real(v) for v in values[at:at + q]]
+        sum_xx = [real(v) for v in values[at + q:at + 2 * q]]
+        at += 2 * q
+        gradient = [real(v) for v in values[at:at + p]]
+        at += p
+        tri = [real(v) for v in values[at:at + p * (p + 1) // 2]]
+        info = [[0.0] * p for _ in range(p)]
+        k = 0
+        for i in range(p):
+            for j in range(i, p):
+                info[i][j] = info[j][i] = tri[k]
+                k += 1
+        return {"model": self.model_name, "round": spec.round, "coefficients": spec.coefficient_names(),
+                "beta": list(spec.beta), "n": values[0], "events": values[1], "sum_x": sum_x, "sum_xx": sum_xx,
+                "gradient": gradient, "information": info, "loglik": real(values[-2]), "extreme": values[-1],
+                "withheld_centres": flags["withheld"]}
+
+    def render(self, result: Result) -> list[str]:
+        from oncofed.analyses.text import num
+
+        r = result
+        lines = [f"  {r['model']}: round {r['round']} over {num(r['n'])} rows, {num(r['events'])} events"
+                 + (f"; {r['withheld_centres']} centre(s) withheld" if r["withheld_centres"] else ""),
+                 f"  log-likelihood at β: {num(r['loglik'], 6)}"]
+        for name, b, g in zip(r["coefficients"], r["beta"], r["gradient"], strict=True):
+            lines.append(f"  {name:<32} β {b: .6g}  gradient {g: .6g}")
+        return lines
+
+
+def cutoff_of(text: str, path: str) -> dt.date:
+    return exact_day(text, path)
+
+
+def upper(m: npt.NDArray[np.float64]) -> Vector:
+    """A symmetric matrix's upper triangle, row by row."""
+    i, j = np.triu_indices(m.shape[0])
+    return np.asarray(m[i, j], dtype=np.float64)
+
+
+def column_moments(x: npt.NDArray[np.float64]) -> tuple[Vector, Vector]:
+    return x.sum(axis=0), (x * x).sum(axis=0)
+
+
+def with_gate_counts(raw: ModelRaw, design: Design, values: npt.NDArray[np.float64],
+                     x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], outcome: str) -> ModelRaw:
+    """Attach the gates' counts to a centre's sums."""
+    raw.counts = {**gate_counts(design, x, y, outcome), **level_counts(design, values)}
+    return raw

@@ -1,0 +1,145 @@
+"""A model's rows: the complete cases of a cohort, one row per tumour, read once per fit.
+
+The models (oncofed.analyses.logistic, .cox) evaluate a likelihood at the coefficients of every
+round, which needs each row, not grouped cells: `read_design` returns the cohort's rows whose
+fields are all present (stored values), for a survival outcome each row's time, event and entry
+as `outcomes.py` derives them for Kaplan–Meier (the first primary unless the cohort names
+tumour_seq, the outcome's population, times ≥ 0, entry < time, rows without a follow-up end left
+out), and each row's rowid (what a release ledger compares). Identifiers come from the dictionary
+via `quote()`; every value is a bound parameter. The rows stay in the node's process.
+
+A fit asks the same rows at every round (DESIGN §10: the identical row set stays answerable), so
+`DesignCache` keeps them, keyed by the store file, its data version (the last ingest id: any
+ingest reads afresh) and the exact statement with its parameters.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from oncofed.analyses.base import DesignQuestion, DesignRows
+from oncofed.dictionary import Dictionary
+from oncofed.node.store.encoding import day_number
+from oncofed.node.store.outcomes import outcome_sql
+from oncofed.node.store.schema import TUMOURS, quote
+
+Restrict = tuple[str, tuple[Any, ...]] | None
+Statement = tuple[str, list[Any]]
+
+
+class DesignCache:
+    """The design rows of recent model fits, so that the rounds of one fit read the store once.
+    In the node's memory only: at most `size` entries and `rows` rows in all, for `seconds`."""
+
+    def __init__(self, size: int = 16, rows: int = 1_500_000, seconds: float = 600.0) -> None:
+        self.size, self.rows, self.seconds = size, rows, seconds
+        self._items: OrderedDict[Any, tuple[float, DesignRows]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> DesignRows | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None or item[0] < time.monotonic():
+                self._items.pop(key, None)
+                return None
+            self._items.move_to_end(key)
+            return item[1]
+
+    def put(self, key: Any, rows: DesignRows) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + self.seconds, rows)
+            self._items.move_to_end(key)
+            while len(self._items) > 1 and (len(self._items) > self.size or
+                                            sum(r.n for _, r in self._items.values()) > self.rows):
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+DESIGNS = DesignCache()
+
+
+def data_version(conn: sqlite3.Connection) -> int:
+    """Changes with every ingest (updates included): the last ingest's id."""
+    return int(conn.execute("SELECT coalesce(max(ingest_id), 0) FROM ingests").fetchone()[0])
+
+
+def _database(conn: sqlite3.Connection) -> str:
+    return str(conn.execute("PRAGMA database_list").fetchone()[2])
+
+
+def read_design(conn: sqlite3.Connection, d: Dictionary, question: DesignQuestion, where: str,
+                params: Sequence[Any], cohort_fields: frozenset[str],
+                restrict: Restrict = None) -> tuple[DesignRows, Statement]:
+    """A model's complete cases with their rowids, read once per fit (DesignCache). The release
+    ledger's unchanged substitution of the cohort selects the cohort's rows: one read for both."""
+    from oncofed.node.store.rowsets import unsubstituted  # rowsets imports this module
+
+    where, params = unsubstituted(where, params) or (where, tuple(params))
+    sql, ps = design_statement(question, d, where, params, cohort_fields, restrict)
+    key = (_database(conn), data_version(conn), sql, tuple(ps))
+    cached = DESIGNS.get(key)
+    if cached is not None:
+        return cached, (sql, ps)
+    k = len(question.fields)
+    width = k + (3 if question.survival else 0) + 1           # … and the rowid last
+    data: npt.NDArray[np.float64] = np.asarray(np.fromiter(conn.execute(sql, ps), dtype=np.dtype((np.float64, width))),
+                                               dtype=np.float64).reshape(-1, width)
+    for j, name in enumerate(question.fields):      # stored ordinal → level position
+        if d.fields[name].type == "code":
+            data[:, j] -= 1
+    rowids = data[:, -1].astype(np.int64)
+    data.flags.writeable = False                    # shared by every round that reads these rows
+    if question.survival is None:
+        rows = DesignRows(data[:, :k], rowids=rowids)
+    else:
+        rows = DesignRows(data[:, :k], time=data[:, k], event=data[:, k + 1], entry=data[:, k + 2], rowids=rowids)
+    DESIGNS.put(key, rows)
+    return rows, (sql, ps)
+
+
+def design_statement(question: DesignQuestion, d: Dictionary, where: str, params: Sequence[Any],
+                     cohort_fields: frozenset[str], restrict: Restrict = None, *, rowids: bool = False) -> Statement:
+    """SQL for a model's complete cases: its fields (stored values), for a survival outcome t, ev,
+    e, and the rowid. With `rowids`, only the same rows' ids as one group_concat."""
+    cols = [quote(f) for f in question.fields]
+    present = "".join(f" AND {c} IS NOT NULL" for c in cols)
+    out: list[Any] = []
+    if question.survival is None:
+        select = "group_concat(rowid)" if rowids else ", ".join([*cols, "rowid"])
+        sql = f"SELECT {select} FROM {TUMOURS} WHERE ({where}){present}"
+        out.extend(params)
+        if restrict is not None:
+            sql += f" AND ({restrict[0]})"
+            out.extend(restrict[1])
+        return sql, out
+    assert question.cutoff is not None, "a survival design needs its cutoff"
+    o = outcome_sql(d, question.survival, day_number(question.cutoff))
+    inner = "".join(f"{c} AS v{i}, " for i, c in enumerate(cols))
+    outer = "group_concat(rid)" if rowids else "".join(f"v{i}, " for i in range(len(cols))) + "t, ev, e, rid"
+    sql = (f"SELECT {outer} FROM (SELECT {inner}{o.time[0]} AS t, {o.event[0]} AS ev, {o.entry[0]} AS e, "
+           f"rowid AS rid FROM {TUMOURS} WHERE ({where}) AND {o.population[0]}{present}")
+    out.extend([*o.time[1], *o.event[1], *o.entry[1], *params, *o.population[1]])
+    if "tumour_seq" not in cohort_fields:
+        sql += f" AND {quote('tumour_seq')} = 1"
+    if restrict is not None:
+        sql += f" AND ({restrict[0]})"
+        out.extend(restrict[1])
+    sql += ") WHERE t IS NOT NULL AND t >= 0 AND (e = 0 OR e < t)"
+    if question.horizon_days > 0:                    # unknown status at the horizon: left out
+        sql += " AND NOT (ev = 0 AND t < ?)"
+        out.append(question.horizon_days)
+    return sql, out

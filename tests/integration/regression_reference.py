@@ -1,0 +1,93 @@
+"""Reference fits for the regression tests: statsmodels and lifelines on the pooled rows.
+
+The rows are either a public dataset as loaded (independent of everything in oncofed) or each
+centre's complete cases as its node reads them (for synthetic registries, whose outcomes the node
+derives); either way the fit itself is statsmodels' or lifelines', never ours.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oncofed.analyses import parse_analysis
+from oncofed.analyses.design import matrix
+from oncofed.node.query.compiler import compile_cohort
+from oncofed.node.store.cohort_reads import StoreReader
+
+TOL = 1e-6
+
+
+def node_rows(nodes: dict[str, Any], analysis: Any, cohort: Any, d: Any) -> tuple[Any, pd.DataFrame]:
+    """Each centre's complete cases for `analysis` → (spec, one pooled frame with a `centre` column,
+    the design's columns by name, and y or time/event/entry)."""
+    spec = parse_analysis(analysis, d)
+    frames = []
+    for centre, node in nodes.items():
+        c = compile_cohort(cohort, node.dictionary, None)
+        rows = StoreReader(node.conn, node.dictionary, c.where, c.params, c.fields).design(spec.question)
+        k = len(spec.design.fields)
+        f = pd.DataFrame(matrix(spec.design, rows.values[:, :k]), columns=spec.design.names())
+        if spec.question.survival is None:
+            f["y"] = np.isin(rows.values[:, k], spec.positive).astype(float)
+        else:
+            f["time"], f["event"], f["entry"] = rows.time, rows.event, rows.entry
+            if spec.kind == "logistic":
+                h = spec.question.horizon_days
+                f["y"] = rows.event * (rows.time <= h) if h else rows.event
+        f["centre"] = centre
+        frames.append(f)
+    return spec, pd.concat(frames, ignore_index=True)
+
+
+def observed(frame: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns a formula would make: a dummy of a level no row has is left out."""
+    return [c for c in columns if frame[c].any()]
+
+
+def logit(frame: pd.DataFrame, columns: list[str], y: str = "y") -> Any:
+    import statsmodels.api as sm
+
+    x = sm.add_constant(frame[columns].to_numpy(float), has_constant="add")
+    return sm.Logit(frame[y].to_numpy(float), x).fit(method="newton", tol=1e-12, maxiter=100, disp=0)
+
+
+def phreg(frame: pd.DataFrame, columns: list[str], *, time: str = "time", event: str = "event",
+          ties: str = "efron", strata: str | None = "centre") -> Any:
+    import statsmodels.api as sm
+
+    entry = frame["entry"].to_numpy(float) if "entry" in frame else None
+    if entry is not None:          # statsmodels: at risk for t ≥ entry; ours and lifelines': t > entry
+        entry = np.where(entry > 0, entry + 0.5, 0.0)
+    model = sm.PHReg(frame[time].to_numpy(float), frame[columns].to_numpy(float),
+                     status=frame[event].to_numpy(float), ties=ties, entry=entry,
+                     strata=frame[strata].to_numpy() if strata else None)
+    return model.fit(method="newton", tol=1e-12, maxiter=200)
+
+
+def lifelines_strata(frame: pd.DataFrame, columns: list[str], *, time: str = "time", event: str = "event",
+                     strata: str = "centre") -> Any:
+    from lifelines import CoxPHFitter
+
+    entry = ["entry"] if "entry" in frame and frame["entry"].any() else []
+    data = frame[[*columns, time, event, strata, *entry]].copy()
+    if entry:               # no delayed entry: at risk from before time 0 (a death on day 0 included)
+        data["entry"] = np.where(data["entry"] > 0, data["entry"], -1.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return CoxPHFitter().fit(data, time, event, strata=[strata], entry_col=entry[0] if entry else None,
+                                 fit_options={"precision": 1e-12})
+
+
+def assert_matches(result: Any, params: Any, bse: Any, llf: float | None = None, tol: float = TOL) -> None:
+    """Coefficients and SEs within `tol` (absolute), the log-likelihood within tol relative."""
+    beta, se = np.asarray(result.beta), np.asarray(result.se)
+    params, bse = np.asarray(params, dtype=float), np.asarray(bse, dtype=float)
+    assert beta.shape == params.shape, (result.coefficients, params)
+    assert np.abs(beta - params).max() < tol, (beta - params)
+    assert np.abs(se - bse).max() < tol, (se - bse)
+    if llf is not None:
+        assert abs(result.loglik - llf) <= tol * max(1.0, abs(llf)), (result.loglik, llf)

@@ -1,0 +1,214 @@
+"""The regression modules' pure parts: parsing against the dictionary, the vector layout, the local
+steps against statsmodels' own score, Hessian and log-likelihood, the coordinator's Newton logic
+(step-halving, stopping, the checks), the output's statistics and the model file."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+
+from oncofed import dictionary as dictmod
+from oncofed.analyses import parse_analysis
+from oncofed.analyses.base import DesignRows
+from oncofed.analyses.cox import partial_likelihood
+from oncofed.analyses.fitting import ModelFit
+from oncofed.analyses.logistic import ANALYSIS as LOGISTIC
+from oncofed.analyses.model_result import chi2_sf
+from oncofed.analyses.newton import FitError, FitOptions, Newton, NotConverged, RoundSums
+from oncofed.federation.client.analyse import load_request
+from oncofed.query.errors import QueryError
+from oncofed.query.references import referenced_fields
+from oncofed.query.textform import analysis_from, analysis_to
+from oncofed.query.vector import n_total
+
+D = dictmod.load()
+LOG = {"outcome": "her2", "positive": ["pos"], "covariates": ["age_at_incidence", "stage_summary", "er"]}
+
+
+def spec_of(kind: str, **params: Any) -> Any:
+    return parse_analysis(analysis_from({kind: params}, "analysis"), D)
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({**LOG, "covariates": ["nope"]}, "unknown field 'nope'"),
+    ({**LOG, "covariates": ["incidence_date"]}, "a covariate is numeric"),
+    ({**LOG, "covariates": ["er", "er"]}, "named twice"),
+    ({**LOG, "covariates": ["her2"]}, "is the outcome"),
+    ({**LOG, "reference": ["age_at_incidence=3"]}, "write field=code for a categorical covariate"),
+    ({**LOG, "reference": ["er=maybe"]}, "'maybe' is not a code of er"),
+    ({**LOG, "reference": ["er=neg", "er=pos"]}, "a second reference level"),
+    ({**LOG, "positive": []}, "state the level"),
+    ({**LOG, "positive": ["pos", "neg", "low", "unknown"]}, "every level is positive"),
+    ({**LOG, "beta": [1, 2]}, "the model has 8 coefficients"),
+    ({**LOG, "beta_scale_bits": 8, "beta": [2**28] + [0] * 7}, r"below 2\^20"),
+    ({**LOG, "scale_bits": 65}, "exceeds 64"),
+    ({**LOG, "survival": "OS", "cutoff": "2025-12-31"}, "not both"),
+    ({"covariates": ["er"]}, "name the outcome field"),
+])
+def test_logistic_refuses_what_does_not_fit(params: dict[str, Any], message: str) -> None:
+    with pytest.raises(QueryError, match=message):
+        spec_of("logistic", **params)
+
+
+def test_cox_refuses_without_covariates_or_outcome() -> None:
+    with pytest.raises(QueryError, match="at least one covariate"):
+        spec_of("cox", outcome="OS", cutoff="2025-12-31")
+    with pytest.raises(QueryError, match="OS or RFS"):
+        spec_of("cox", cutoff="2025-12-31", covariates=["er"])
+
+
+def test_the_design_and_layout_follow_from_the_query() -> None:
+    spec = spec_of("logistic", **LOG, reference=["er=neg"])
+    assert spec.coefficient_names() == ["(intercept)", "age_at_incidence", "stage_summary[regional]",
+                                        "stage_summary[distant]", "stage_summary[unknown]", "er[pos]", "er[low]",
+                                        "er[unknown]"]
+    p, q = 8, 7
+    assert spec.n_values == 2 + 2 * q + p + p * (p + 1) // 2 + 2 and n_total(spec) == spec.n_values + 2
+    assert len(LOGISTIC.component_maxima(spec)) == spec.n_values
+    cox = spec_of("cox", outcome="OS", cutoff="2025-12-31", covariates=["sex", "age_at_incidence"], ties="BRESLOW")
+    assert cox.coefficient_names() == ["sex[2]", "sex[9]", "age_at_incidence"] and cox.ties == "breslow"
+    assert not cox.intercept and cox.question.survival == "OS"
+
+
+def test_the_text_form_round_trips_and_the_verifier_sees_every_field() -> None:
+    text = {"logistic": {**LOG, "reference": ["er=neg"], "beta": [-5, 3, 0, 0, 0, 0, 0, 1], "beta_scale_bits": 4,
+                         "round": 2}}
+    a = analysis_from(text, "analysis")
+    assert analysis_to(a) == text
+    assert {"her2", "age_at_incidence", "stage_summary", "er"} <= referenced_fields(a)
+
+
+def test_a_fit_is_its_model_without_coefficients() -> None:
+    one = spec_of("logistic", **LOG, beta=[1] * 8, round=1)
+    two = spec_of("logistic", **LOG, beta=[2] * 8, round=2)
+    other = spec_of("logistic", **{**LOG, "covariates": ["age_at_incidence"]})
+    assert one.fit_key == two.fit_key != other.fit_key and one.beta_key != two.beta_key
+
+
+def rows_for(x: np.ndarray, y: np.ndarray) -> DesignRows:
+    return DesignRows(np.column_stack([x, y]))
+
+
+@pytest.mark.parametrize("ages", [60, 3])      # 3 ages: rows repeat, each pattern is summed once with its count
+def test_the_logistic_local_step_is_statsmodels_score_hessian_and_loglik(ages: int) -> None:
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(3)
+    age = rng.integers(30, 30 + ages, 400).astype(float)
+    er = rng.integers(0, 4, 400).astype(float)
+    stage = rng.integers(0, 4, 400).astype(float)
+    her2 = rng.integers(0, 4, 400).astype(float)
+    beta = [-1.0, 0.01, 0.3, -0.2, 0.1, 0.4, -0.5, 0.2]
+    spec = spec_of("logistic", **LOG, beta=[round(b * 2**20) for b in beta], beta_scale_bits=20)
+    raw = LOGISTIC.evaluate(spec, DesignRows(np.column_stack([age, stage, er, her2])))
+    x = np.column_stack([np.ones(400), age, *[(stage == k) for k in (1, 2, 3)], *[(er == k) for k in (1, 2, 3)]])
+    model = sm.Logit((her2 == 2).astype(float), x.astype(float))          # her2: neg, low, pos, unknown
+    b = np.asarray(spec.beta)
+    assert raw.loglik == pytest.approx(model.loglike(b), rel=1e-12)
+    assert np.allclose(raw.gradient, model.score(b), rtol=1e-10, atol=1e-10)
+    info = -model.hessian(b)
+    assert np.allclose(raw.information, info[np.triu_indices(8)], rtol=1e-10, atol=1e-10)
+    assert raw.n == 400 and raw.events == int((her2 == 2).sum()) and raw.counts["outcome=1"] == raw.events
+    x_used = next(iter(raw_rows_prepared(spec, age, stage, er, her2)))
+    assert (len(x_used) < 200) == (ages == 3)
+
+
+def raw_rows_prepared(spec: Any, *columns: np.ndarray) -> Any:
+    rows = DesignRows(np.column_stack(columns))
+    LOGISTIC.evaluate(spec, rows)
+    return next(iter(rows.prepared.values()))
+
+
+@pytest.mark.parametrize("efron", [True, False])
+def test_the_cox_local_step_is_statsmodels_score_hessian_and_loglik(efron: bool) -> None:
+    import statsmodels.api as sm
+
+    rng = np.random.default_rng(4)
+    n = 300
+    x = np.column_stack([rng.normal(size=n), rng.integers(0, 2, n)]).astype(float)
+    t = np.ceil(rng.exponential(50, n))                      # many ties
+    e = (rng.random(n) < 0.7).astype(float)
+    entry = np.where(rng.random(n) < 0.3, np.floor(t * rng.random(n)), 0.0)
+    beta = np.array([0.4, -0.3])
+    g, info, ll = partial_likelihood(x, t, e, entry, beta, efron=efron)
+    m = sm.PHReg(t, x, status=e, entry=np.where(entry > 0, entry + 0.5, 0.0), ties="efron" if efron else "breslow")
+    assert ll == pytest.approx(m.loglike(beta), rel=1e-12)
+    assert np.allclose(g, m.score(beta), rtol=1e-10, atol=1e-10)
+    assert np.allclose(info, -m.hessian(beta), rtol=1e-10, atol=1e-10)
+    assert partial_likelihood(x, t, np.zeros(n), entry, beta)[2] == 0.0      # no events: nothing
+
+
+def sums(**over: Any) -> RoundSums:
+    base = {"n": 100, "events": 40, "sum_x": np.array([10.0]), "sum_xx": np.array([120.0]),
+            "gradient": np.array([5.0, 3.0]), "information": np.array([[20.0, 2.0], [2.0, 30.0]]), "loglik": -60.0,
+            "extreme": 0, "withheld": 0, "centres": 3}
+    return RoundSums(**{**base, **over})
+
+
+def newton(**options: Any) -> Newton:
+    return Newton(["(intercept)", "x"], intercept=True, dummies=[False], options=FitOptions(**options),
+                  beta_scale_bits=40)
+
+
+def test_newton_halves_a_step_that_lowers_the_loglik_and_caps_rounds() -> None:
+    n = newton(max_rounds=3)
+    assert n.propose() == [0, 0]
+    assert n.observe(sums()).action == "start"
+    first = np.array(n.propose()) / 2**40
+    assert n.observe(sums(loglik=-90.0)).action == "halved"
+    half = np.array(n.propose()) / 2**40
+    assert half == pytest.approx(first / 2, abs=1e-9)
+    n.observe(sums(loglik=-95.0))
+    with pytest.raises(NotConverged, match="within 3 rounds"):
+        n.propose()
+
+
+def test_newton_stops_on_a_tiny_step_and_refuses_changed_data_or_withheld_centres() -> None:
+    n = newton()
+    n.observe(sums())
+    n.propose()
+    step = n.observe(sums(gradient=np.array([1e-13, 0.0]), loglik=-59.0))
+    assert step.action == "converged" and n.propose() is None and n.fitted().converged
+    m = newton()
+    m.observe(sums())
+    with pytest.raises(FitError, match="changed between rounds"):
+        m.observe(sums(n=101))
+    with pytest.raises(FitError, match="withheld"):
+        newton().observe(sums(withheld=1))
+    with pytest.raises(FitError, match="no events"):
+        newton().observe(sums(events=0))
+
+
+def test_chi2_survival_function_matches_scipy() -> None:
+    from scipy.stats import chi2
+
+    for df in (1, 2, 3, 7, 20):
+        for x in (0.05, 1.0, 3.84, 12.0, 80.0):
+            assert chi2_sf(x, df) == pytest.approx(chi2.sf(x, df), rel=1e-10, abs=1e-300)
+
+
+def test_model_files_are_checked(tmp_path: Any) -> None:
+    good = b'model = { cox = { outcome = "OS", cutoff = "2025-12-31", covariates = ["er"] } }\n' \
+           b'targets = ["a", "b"]\npermit = "' + b"00" * 32 + b'"\n[fit]\nl2 = 2\n'
+    req = load_request(good)
+    assert req.options.l2 == 2.0 and req.targets == ("a", "b") and req.permit_hash == bytes(32)
+    for text, message in [(b"targets = 1", "needs 'model'"), (b"extra = 1\n" + good, "unknown key 'extra'"),
+                          (good.replace(b"l2 = 2", b"l2 = true"), "expected float"),
+                          (good.replace(b"l2 = 2", b"speed = 2"), "unknown \\[fit\\] option"),
+                          (good.replace(b'cox = { outcome = "OS", cutoff = "2025-12-31", covariates = ["er"] }',
+                                        b"count = {}"), "not a model"),
+                          (good.replace(b'permit = "', b'permit = "zz'), "neither a permit file")]:
+        with pytest.raises((FitError, QueryError), match=message):
+            load_request(text)
+    with pytest.raises(FitError, match="finite number"):
+        FitOptions(l2=math.inf)
+
+
+def test_model_fit_proposes_rounds_in_order() -> None:
+    f = ModelFit(analysis_from({"logistic": LOG}, "a"), D)
+    a = f.next_analysis()
+    assert a is not None and a.logistic.round == 1 and list(a.logistic.beta) == [0] * 8
+    assert a.logistic.beta_scale_bits == 40
