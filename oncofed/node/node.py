@@ -12,8 +12,10 @@ import os
 import shutil
 import sqlite3
 import tempfile
-from collections.abc import Callable
-from dataclasses import dataclass
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -46,12 +48,39 @@ class Node:
     config: NodeConfig
     dictionary: dictmod.Dictionary
     db: dbmod.StoreDB
+    _side: list[sqlite3.Connection] = field(default_factory=list, repr=False)
+    _side_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def conn(self) -> sqlite3.Connection:
         return self.db.conn
 
+    @contextmanager
+    def side_connection(self) -> Iterator[sqlite3.Connection]:
+        """A second connection to the store, for writes made while a read snapshot stays open on
+        `conn` (the release ledger's, inside an answer). Kept in a small pool: opening one costs
+        several milliseconds (the pragmas), which every federated answer would otherwise pay; one
+        connection serves one caller at a time."""
+        with self._side_lock:
+            conn = self._side.pop() if self._side else None
+        if conn is None:
+            conn = dbmod.connect(self.paths.store).conn
+        try:
+            yield conn
+        except BaseException:
+            conn.close()                    # a connection left in an unknown state is not reused
+            raise
+        if conn.in_transaction:
+            conn.close()
+            return
+        with self._side_lock:
+            self._side.append(conn)
+
     def close(self) -> None:
+        with self._side_lock:
+            side, self._side[:] = list(self._side), []
+        for conn in side:
+            conn.close()
         self.db.conn.close()
 
     def __enter__(self) -> Node:

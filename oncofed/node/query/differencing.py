@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,6 @@ from oncofed.keys.secrets import load_secret_file
 from oncofed.node.config import LEDGER_KEY
 from oncofed.node.node import Node
 from oncofed.node.query.compiler import CompiledCohort
-from oncofed.node.store import db as dbmod
 from oncofed.node.store import rowsets
 from oncofed.node.store.ledger import ReleaseLedger, Resolution
 from oncofed.query.vector import encode
@@ -68,17 +68,25 @@ class Guard:
     meta: dict[str, Any] = field(default_factory=dict)
     resolution: Resolution | None = None
     rows: rowsets.RowSet | None = None
+    _stack: ExitStack = field(default_factory=ExitStack)
 
     @classmethod
     def open(cls, node: Node) -> Guard:
-        """A guard with its own store connection: the ledger writes while the answer's read
-        snapshot stays open on the node's connection."""
-        conn = dbmod.connect(node.paths.store).conn
-        keys = LedgerKeys(load_secret_file(node.paths.secret(LEDGER_KEY)))
-        return cls(ReleaseLedger(conn, keys), conn)
+        """A guard on a second store connection (from the node's pool): the ledger writes while
+        the answer's read snapshot stays open on the node's connection. Its commits do not wait
+        for the disk: the pipeline's audit entry of the answer, committed with synchronous=FULL
+        before the answer leaves, syncs them (ReleaseLedger, `synced=False`)."""
+        stack = ExitStack()
+        conn = stack.enter_context(node.side_connection())
+        try:
+            keys = LedgerKeys(load_secret_file(node.paths.secret(LEDGER_KEY)))
+        except BaseException:
+            stack.close()
+            raise
+        return cls(ReleaseLedger(conn, keys, synced=False), conn, _stack=stack)
 
     def close(self) -> None:
-        self.conn.close()
+        self._stack.close()
 
     def resolve(self, node: Node, the: Analysis[Any, Any], spec: Any, cohort: CompiledCohort, scope: str,
                 k: int, now: int | None) -> tuple[str, tuple[Any, ...]]:

@@ -169,13 +169,18 @@ def _cache(conn: sqlite3.Connection, scope: str) -> _ScopeCache:
 class ReleaseLedger:
     """The node's release ledger over its store connection (see the module docstring)."""
 
-    def __init__(self, conn: sqlite3.Connection, keys: LedgerKeys) -> None:
+    def __init__(self, conn: sqlite3.Connection, keys: LedgerKeys, *, synced: bool = True) -> None:
+        """`synced=False` commits without waiting for the disk, for a caller that commits the
+        answer's audit entry with synchronous=FULL on the same file before anything is sent: that
+        fsync of the WAL makes these earlier commits durable too, and a power loss before it loses
+        only entries of answers that never left (the engine's answering pipeline does this)."""
         self.conn, self.keys = conn, keys
+        self._tx = dbmod.immediate if synced else dbmod.immediate_unsynced
 
     def resolve(self, scope: str, rows: RowSet, k: int, *, now: int | None = None) -> Resolution:
         """Which release `rows` are answered as in `scope`, recording them as an entry."""
         at = int(now if now is not None else time.time())
-        with dbmod.immediate(self.conn) as conn:
+        with self._tx(self.conn) as conn:
             same = conn.execute("SELECT entry_id, release_id, to_release FROM ledger_entries WHERE scope = ? "
                                 "AND digest = ?", (scope, rows.digest)).fetchone()
             if same is not None:
@@ -258,7 +263,7 @@ class ReleaseLedger:
         at = int(now if now is not None else time.time())
         part = participants or b""
         key = release_key(spec_hash, res.release_digest, participants)
-        with dbmod.immediate(self.conn) as conn:
+        with self._tx(self.conn) as conn:
             cur = conn.execute("INSERT OR IGNORE INTO ledger_answers (release_id, spec_hash, participants, "
                                "release_key, vector, first_query, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                                (res.release_id, spec_hash, part, key, encode_vector(vector), query_hash, at))
