@@ -2,10 +2,14 @@
 
     oncofed query config --out researcher.toml        # fill in hub address and your keys
     oncofed query run q.json --config researcher.toml --permit study.permit --to centre-a,centre-b,centre-c
+    oncofed query run q.json --config researcher.toml --permit study.permit --retry-of 3f2a9c0d
 
 `run` signs the query, seals it to each target centre, submits it to the hub, shows each centre's
 progress (accepted / declined with its coarse reason / answered), verifies and opens the answers,
-sums them and prints the result (`--json`, `--csv OUT`, `--plot OUT.png` for Kaplan–Meier).
+sums them and prints the result (`--json`, `--csv OUT`, `--plot OUT.png` for Kaplan–Meier). When
+a centre fails after the participant set is fixed, `run` names it and prints the command that
+retries without it: a new query naming the failed one (`--retry-of`), answered once the centres
+left out have signed abstentions from the failed query (decision D26). Retrying is never automatic.
 """
 
 from __future__ import annotations
@@ -65,11 +69,34 @@ def _permit_hash(value: str) -> bytes:
     return raw
 
 
+def _full_hash(cfg: Any, text: str, what: str) -> str:
+    """A query hash in hex, or a prefix of one of yours from `query list`."""
+    text = text.strip().lower()
+    if len(text) < 64 and cfg.history.exists():
+        known = [json.loads(line)["query_hash"] for line in cfg.history.read_text("utf-8").splitlines() if line]
+        matches = sorted({h for h in known if h.startswith(text)})
+        if len(matches) != 1:
+            raise UsageError(f"{what}: {text!r} names {len(matches)} of your queries; give more of the hash")
+        text = matches[0]
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise UsageError(f"{what}: a query hash is 64 hexadecimal digits (or a prefix from `query list`)")
+    return text
+
+
 @query.command("run")
 @click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @config_option
 @click.option("--permit", "permit", required=True, help="The permit file, or its SHA-256 in hex.")
-@click.option("--to", "targets", required=True, help="Target centres, comma-separated.")
+@click.option("--to", "targets", default=None,
+              help="Target centres, comma-separated (with --retry-of: by default the failed query's "
+                   "participants that did not fail).")
+@click.option("--retry-of", "retry_of", default=None, metavar="QUERY_HASH",
+              help="Retry this failed query of yours (its hash, or a prefix from `query list`) without the "
+                   "centres that failed; they must be online to sign their abstentions from it.")
 @click.option("--min-participants", type=click.IntRange(2, 256), default=None,
               help="Smallest set of centres you accept (default: min(3, targets)).")
 @click.option("--timeout", type=click.FloatRange(1, 3600), default=120.0, show_default=True,
@@ -79,10 +106,11 @@ def _permit_hash(value: str) -> bytes:
 @click.option("--plot", "plot_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Kaplan–Meier only: write the curves, CIs and numbers at risk as a PNG.")
 @json_option
-def run(file: Path, config_path: Path, permit: str, targets: str, min_participants: int | None, timeout: float,
-        csv_out: Path | None, plot_out: Path | None, as_json: bool) -> None:
+def run(file: Path, config_path: Path, permit: str, targets: str | None, retry_of: str | None,
+        min_participants: int | None, timeout: float, csv_out: Path | None, plot_out: Path | None,
+        as_json: bool) -> None:
     """Run the query in FILE (JSON or TOML, see docs/queries.md) across the target centres."""
-    from oncofed.federation.client.client import FederationClient, Progress
+    from oncofed.federation.client.client import ClientError, FederationClient, Progress, QueryFailed
     from oncofed.federation.client.config import PASSPHRASE_ENV, load
     from oncofed.query import loads
 
@@ -90,7 +118,10 @@ def run(file: Path, config_path: Path, permit: str, targets: str, min_participan
     d = cfg.dictionary()
     body = loads(file.read_bytes(), dictionary=d)
     body.permit_hash = _permit_hash(permit)
-    body.target_centres[:] = [t.strip() for t in targets.split(",") if t.strip()]
+    failed = bytes.fromhex(_full_hash(cfg, retry_of, "--retry-of")) if retry_of else None
+    if targets is None and failed is None:
+        raise UsageError("name the target centres with --to (or retry a failed query with --retry-of)")
+    body.target_centres[:] = [t.strip() for t in targets.split(",") if t.strip()] if targets else []
     if min_participants:
         body.min_participants = min_participants
     import os
@@ -109,12 +140,21 @@ def run(file: Path, config_path: Path, permit: str, targets: str, min_participan
                 click.echo(f"  {p.centre:<20} {line}", err=True)
 
     with FederationClient.connect(creds, cfg.address, server_name=cfg.server_name) as client:
-        sub = client.submit(body)
+        if failed is not None and not body.target_centres:
+            body.target_centres[:] = client.retry_targets(failed)
+        sub = client.submit(body, retry_of=failed)
         _remember(cfg.history, sub.query_hash.hex(), file, list(body.target_centres))
         if not as_json:
-            click.echo(f"query {sub.query_hash.hex()[:16]} submitted to {', '.join(body.target_centres)}", err=True)
+            again = f" (retry of {failed.hex()[:16]})" if failed is not None else ""
+            click.echo(f"query {sub.query_hash.hex()[:16]} submitted to {', '.join(body.target_centres)}{again}",
+                       err=True)
         state = client.follow(sub, timeout=timeout, on_progress=show)
-        result = client.collect(sub, state, d)
+        try:
+            result = client.collect(sub, state, d)
+        except QueryFailed as exc:
+            raise ClientError(f"{exc} — failed: {', '.join(exc.failed_centres)}. To retry without them (they "
+                              f"must be online to sign abstentions): oncofed query run {file} --permit {permit} "
+                              f"--retry-of {exc.retry_of.hex()}") from None
     if csv_out is not None:
         _write_csv(result.result, csv_out)
     if plot_out is not None:
@@ -184,16 +224,8 @@ def status_cmd(query_hash: str, config_path: Path, as_json: bool) -> None:
     from oncofed.v1 import federation_pb2 as fpb
 
     cfg = load(config_path)
-    if len(query_hash) < 64 and cfg.history.exists():
-        known = [json.loads(line)["query_hash"] for line in cfg.history.read_text("utf-8").splitlines() if line]
-        matches = sorted({h for h in known if h.startswith(query_hash.lower())})
-        if len(matches) != 1:
-            raise UsageError(f"{query_hash!r} names {len(matches)} of your queries; give more of the hash")
-        query_hash = matches[0]
-    try:
-        qh = bytes.fromhex(query_hash)
-    except ValueError:
-        raise UsageError("the query hash is hexadecimal") from None
+    query_hash = _full_hash(cfg, query_hash, "QUERY_HASH")
+    qh = bytes.fromhex(query_hash)
     with FederationClient.connect(cfg.credentials(), cfg.address, server_name=cfg.server_name) as client:
         state = client._call(client.stub.Watch, fpb.WatchRequest(query_hash=qh, wait_ms=0))
     out = {"query_hash": query_hash, "state": state.state, "error": state.error,

@@ -29,6 +29,7 @@ from oncofed.node.audit import LOCAL_ADMIN, AuditLog, open_audit
 from oncofed.node.node import Node
 from oncofed.node.query.engine import Answer, answer, prepare
 from oncofed.node.query.policy import NodePolicy
+from oncofed.node.store.ledger import Participation
 from oncofed.node.verify import QueryVerifier, VerifiedQuery, analysis_kind, referenced_fields
 from oncofed.query import query_hash
 from oncofed.query.refusals import Refusal
@@ -44,6 +45,7 @@ def _outcome(ans: Answer) -> dict[str, Any]:
     """What the audit entry of an answer records besides its counters (local only)."""
     keep = ("mode", "k", "rows", "values", "suppressed", "mechanism", "epsilon_remaining", "seconds",
             "ledger", "ledger_entry", "ledger_release", "ledger_delta", "ledger_reused", "ledger_other_participants",
+            "ledger_blocker",
             "round", "beta", "gates")
     return {k: ans.meta[k] for k in keep if k in ans.meta}
 
@@ -73,16 +75,16 @@ class AnsweringPipeline:
         return verified
 
     def answer_accepted(self, envelope: bytes, *, at: int | None = None,
-                        participants: bytes | None = None) -> tuple[VerifiedQuery, Answer]:
+                        participants: Participation | None = None) -> tuple[VerifiedQuery, Answer]:
         """The answer step of a query accepted earlier: verify it again (all but the nonce) and
-        answer it through the same engine, under the participant set `participants` (H(S)):
-        the release ledger keeps the answer per set and says when the same release already went
-        out under another set (`Answer.meta["ledger_other_participants"]`)."""
+        answer it through the same engine, under the participant set `participants`: the release
+        ledger keeps the answer per set and says when the same release already went out under
+        another set and may not go out under this one (`Answer.meta["ledger_other_participants"]`)."""
         verified = self.verifier.recheck(envelope, at=at)
         return verified, self.answer_verified(verified, at=at, participants=participants)
 
     def answer_verified(self, verified: VerifiedQuery, *, at: int | None = None,
-                        participants: bytes | None = None) -> Answer:
+                        participants: Participation | None = None) -> Answer:
         """Answer a verified query and audit the outcome (`query.answer`)."""
         try:
             ans = answer(self.node, verified.body, verified.permit, policy=self.policy, now=at,

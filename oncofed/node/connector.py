@@ -17,7 +17,13 @@ Per task:
   this centre's own accept in it, at least the query's and this centre's minimum), verify the
   query again, answer, mask the vector over S, sign and seal the answer to the researcher, store
   it with synchronous=FULL, then send it. The same query answered under another S is refused; a
-  resend under the same S is the stored bytes.
+  resend under the same S is the stored bytes. A retry of a failed query (its signed body names
+  the failed query) comes with the abstentions of the failed set's centres it leaves out: each is
+  verified against the registry and kept as evidence for the release ledger, which refuses the
+  same release under another set without them (decision D26).
+- ABSTAIN: the hub asks, for a failed query being retried without this centre, for a signed
+  abstention. The store signs one only when no answer to that query was recorded, and refuses to
+  record one afterwards (node/store/federation.py); otherwise a failure notice, coarse ANSWERED.
 
 Every reply carries the latest signed audit head when the node can make one (outside evidence of
 the log's length, DESIGN §10).
@@ -25,9 +31,9 @@ the log's length, DESIGN §10).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +51,7 @@ from oncofed.node.answering import AnsweringPipeline
 from oncofed.node.audit import NODE
 from oncofed.node.store import federation as fedstore
 from oncofed.node.store.db import immediate, immediate_unsynced
+from oncofed.node.store.ledger import Participation
 from oncofed.query import QUERY_TAG
 from oncofed.query import query_hash as hash_of
 from oncofed.query.refusals import Refusal
@@ -60,7 +67,10 @@ from oncofed.secagg import (
 from oncofed.secagg.wire import (
     ANSWER_TAG,
     QUERY_SEAL_CONTEXT,
+    ProtocolError,
     answer_context,
+    read_abstention,
+    sign_abstention,
     sign_decline,
     sign_failure,
 )
@@ -176,7 +186,9 @@ class Connector:
         if task.kind == fpb.Task.KIND_PREPARE:
             return self.prepare(qh, bytes(task.sealed_query))
         if task.kind == fpb.Task.KIND_ANSWER:
-            return self.answer(qh, [bytes(p) for p in task.participants])
+            return self.answer(qh, [bytes(p) for p in task.participants], [bytes(a) for a in task.abstentions])
+        if task.kind == fpb.Task.KIND_ABSTAIN:
+            return self.abstain(qh)
         log.warning("unknown task kind %s", task.kind)
         return None
 
@@ -229,8 +241,47 @@ class Connector:
     def _fail(self, qh: bytes, coarse: str) -> fpb.PushRequest:
         return fpb.PushRequest(query_hash=qh, failure=sign_failure(self.identity, qh, coarse))
 
-    def answer(self, qh: bytes, signed_accepts: list[bytes]) -> fpb.PushRequest:
+    def abstain(self, qh: bytes) -> fpb.PushRequest:
+        """Abstain from a failed query, or say that this centre released it (see the module
+        docstring); audited either way."""
         conn = self.pipeline.node.conn
+        try:
+            signed = fedstore.abstain(conn, qh, lambda: sign_abstention(self.identity, qh), int(self.clock()))
+        except fedstore.AlreadyReleased:
+            self._audit_abstention(qh, "refused", "this centre released an answer to the query")
+            return self._fail(qh, "ANSWERED")
+        self._audit_abstention(qh, "abstained", "never released; its answer will not be released")
+        return fpb.PushRequest(query_hash=qh, abstention=signed)
+
+    def _audit_abstention(self, qh: bytes, decision: str, why: str) -> None:
+        self.pipeline.verifier.audit.append(event="query.abstain", decision=decision, who=NODE,
+                                            query_hash=qh.hex(), detail={"why": why}, at=self.clock())
+
+    def _evidence(self, body: pb.QueryBody, abstentions: list[bytes], registry: Registry) -> None:
+        """Keep every abstention from the query this retry retries that verifies against the
+        registry; others are logged and dropped (the ledger then refuses what they would allow)."""
+        if not abstentions:
+            return
+        if len(body.retry_of) != 32:
+            log.warning("abstentions relayed for a query that retries nothing; ignored")
+            return
+        conn = self.pipeline.node.conn
+        keyring = registry.keyring("centre")
+        with immediate_unsynced(conn):         # evidence allows a release only inside the ledger's FULL commit
+            for signed in abstentions:
+                try:
+                    a = read_abstention(signed, keyring, bytes(body.retry_of))
+                except ProtocolError as exc:
+                    log.warning("abstention relayed for %s refused: %s", body.retry_of.hex()[:16], exc)
+                    continue
+                fedstore.add_evidence(conn, a.query_hash, a.centre, signed, int(self.clock()))
+
+    def answer(self, qh: bytes, signed_accepts: list[bytes], abstentions: list[bytes] | None = None
+               ) -> fpb.PushRequest:
+        conn = self.pipeline.node.conn
+        if fedstore.abstention_of(conn, qh) is not None:
+            log.warning("answer task for %s, which this centre abstained from; refused", qh.hex()[:16])
+            return self._fail(qh, "POLICY")
         try:
             registry = self._registry()
             participants = ParticipantSet.from_signed(signed_accepts, keyring=registry.keyring("centre"))
@@ -255,15 +306,17 @@ class Connector:
             participants.check(query_hash=qh.hex(), me=self.me, targets=body.target_centres,
                                my_mask_key=key.public_key,
                                min_size=max(body.min_participants, self.min_participants))
+            self._evidence(body, abstentions or [], registry)
             # The ledger keys a release by the *centres* it was summed with: a new set of the same
-            # centres (fresh mask keys, so a new H(S)) differences nothing; another set would.
-            centres = hashlib.sha256("\n".join(participants.centre_ids).encode()).digest()
-            verified, ans = self.pipeline.answer_accepted(envelope, at=int(self.clock()), participants=centres)
+            # centres (fresh mask keys, so a new H(S)) differences nothing; another set would,
+            # unless the centres it leaves out abstained from the failed query (D26).
+            verified, ans = self.pipeline.answer_accepted(envelope, at=int(self.clock()),
+                                                          participants=Participation.of(participants.centre_ids))
             if ans.meta.get("ledger_other_participants"):
                 # The same release went out under another participant set: answering again would
-                # let the two sums be differenced (DESIGN §4 step 4). Signed abstentions that would
-                # allow a retry are later work; the refusal says only POLICY.
-                self.pipeline.withhold(verified, "the same release went out under another participant set")
+                # let the two sums be differenced (DESIGN §4 step 4). The refusal says only POLICY.
+                self.pipeline.withhold(verified, "the same release went out under another participant set: "
+                                       + str(ans.meta.get("ledger_blocker", "")))
                 return self._fail(qh, "POLICY")
             masked = mask(ans.vector, key=key, me=self.me, participants=participants, query_hash=qh.hex(),
                           round=0)
@@ -281,8 +334,13 @@ class Connector:
                                   audit_head=self.audit_head())
         sealed_answer = seal(body_out.SerializeToString(), verified.researcher, sender=self.identity,
                              context=answer_context(qh, 0, digest))
-        with immediate(conn):                      # durable (synchronous=FULL) before it leaves
-            fedstore.record_answer(conn, qh, 0, digest, sealed_answer, int(self.clock()))
+        try:
+            with immediate(conn):                  # durable (synchronous=FULL) before it leaves
+                fedstore.record_answer(conn, qh, 0, digest, sealed_answer, int(self.clock()))
+        except (fedstore.Abstained, sqlite3.IntegrityError):
+            # abstained while this answer was computed: the store's invariant holds, nothing leaves
+            self.pipeline.withhold(verified, "this centre abstained from the query")
+            return self._fail(qh, "POLICY")
         del accept
         return fpb.PushRequest(query_hash=qh, sealed_answer=sealed_answer)
 

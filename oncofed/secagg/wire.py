@@ -1,6 +1,7 @@
 """The other signed messages of a federated query, as centre, hub and researcher's client all read
-them (DESIGN §4 "Flow"): declines, failures after the participant set is fixed, and the answer a
-centre signs and seals to the researcher (accepts and participant sets: `participants.py`).
+them (DESIGN §4 "Flow"): declines, failures after the participant set is fixed, abstentions from
+a failed query (so that a retry under a smaller set can be answered, decision D26), and the answer
+a centre signs and seals to the researcher (accepts and participant sets: `participants.py`).
 
 Every message is a signed envelope over the exact bytes (oncofed.keys.envelope) with its own type
 tag, verified against the federation registry before its body is parsed; a decline or failure
@@ -24,6 +25,7 @@ from oncofed.v1 import federation_pb2 as fpb
 
 DECLINE_TAG = "oncofed/decline/v1"
 FAILURE_TAG = "oncofed/failure/v1"
+ABSTENTION_TAG = "oncofed/abstention/v1"
 ANSWER_TAG = "oncofed/answer/v1"
 QUERY_SEAL_CONTEXT = "oncofed/query/v1 to={centre}"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -48,6 +50,35 @@ def sign_decline(identity: Identity, query_hash: bytes, coarse: str) -> bytes:
 def sign_failure(identity: Identity, query_hash: bytes, coarse: str) -> bytes:
     body = fpb.FailureBody(query_hash=query_hash, centre=identity.public.member_id, coarse=coarse)
     return sign(identity, FAILURE_TAG, body.SerializeToString())
+
+
+@dataclass(frozen=True)
+class Abstention:
+    """A centre's signed statement that it never released an answer to `query_hash`."""
+
+    query_hash: bytes
+    centre: str
+
+
+def sign_abstention(identity: Identity, query_hash: bytes) -> bytes:
+    """The abstention of this centre from `query_hash`. Sign it only through the node store's
+    `federation.abstain`, which checks that no answer was released and forbids one afterwards:
+    the signature is a promise about the store, not only a message."""
+    body = fpb.AbstentionBody(query_hash=query_hash, centre=identity.public.member_id)
+    return sign(identity, ABSTENTION_TAG, body.SerializeToString())
+
+
+def read_abstention(data: bytes, keyring: Mapping[bytes, PublicIdentity], query_hash: bytes) -> Abstention:
+    """An abstention from `query_hash`, signed by the registry centre it names; ProtocolError
+    for a forged one, one from another centre's key, or one from another query."""
+    signer, raw = _verified_body(data, ABSTENTION_TAG, keyring)
+    try:
+        body = fpb.AbstentionBody.FromString(raw)
+    except DecodeError:
+        raise ProtocolError("a malformed abstention") from None
+    if body.query_hash != query_hash or body.centre != signer.member_id:
+        raise ProtocolError(f"an abstention from {signer.member_id} does not match the retried query")
+    return Abstention(body.query_hash, body.centre)
 
 
 def _verified_body(data: bytes, tag: str, keyring: Mapping[bytes, PublicIdentity]) -> tuple[PublicIdentity, bytes]:

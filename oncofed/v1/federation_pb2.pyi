@@ -8,7 +8,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("query_hash", "permit_hash", "targets", "min_participants", "expires_at", "sealed", "prepare_seconds")
+    __slots__ = ("query_hash", "permit_hash", "targets", "min_participants", "expires_at", "sealed", "prepare_seconds", "retry_of")
     class SealedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -23,6 +23,7 @@ class SubmitRequest(_message.Message):
     EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     SEALED_FIELD_NUMBER: _ClassVar[int]
     PREPARE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RETRY_OF_FIELD_NUMBER: _ClassVar[int]
     query_hash: bytes
     permit_hash: bytes
     targets: _containers.RepeatedScalarFieldContainer[str]
@@ -30,7 +31,8 @@ class SubmitRequest(_message.Message):
     expires_at: int
     sealed: _containers.ScalarMap[str, bytes]
     prepare_seconds: int
-    def __init__(self, query_hash: _Optional[bytes] = ..., permit_hash: _Optional[bytes] = ..., targets: _Optional[_Iterable[str]] = ..., min_participants: _Optional[int] = ..., expires_at: _Optional[int] = ..., sealed: _Optional[_Mapping[str, bytes]] = ..., prepare_seconds: _Optional[int] = ...) -> None: ...
+    retry_of: bytes
+    def __init__(self, query_hash: _Optional[bytes] = ..., permit_hash: _Optional[bytes] = ..., targets: _Optional[_Iterable[str]] = ..., min_participants: _Optional[int] = ..., expires_at: _Optional[int] = ..., sealed: _Optional[_Mapping[str, bytes]] = ..., prepare_seconds: _Optional[int] = ..., retry_of: _Optional[bytes] = ...) -> None: ...
 
 class SubmitReply(_message.Message):
     __slots__ = ("query_hash",)
@@ -51,7 +53,7 @@ class WatchRequest(_message.Message):
     def __init__(self, query_hash: _Optional[bytes] = ..., after_version: _Optional[int] = ..., wait_ms: _Optional[int] = ..., until_final: _Optional[bool] = ...) -> None: ...
 
 class QueryState(_message.Message):
-    __slots__ = ("query_hash", "state", "version", "centres", "participants", "answers", "error", "declines")
+    __slots__ = ("query_hash", "state", "version", "centres", "participants", "answers", "error", "declines", "retry_of", "abstentions", "failed_centres")
     QUERY_HASH_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
@@ -60,6 +62,9 @@ class QueryState(_message.Message):
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     DECLINES_FIELD_NUMBER: _ClassVar[int]
+    RETRY_OF_FIELD_NUMBER: _ClassVar[int]
+    ABSTENTIONS_FIELD_NUMBER: _ClassVar[int]
+    FAILED_CENTRES_FIELD_NUMBER: _ClassVar[int]
     query_hash: bytes
     state: str
     version: int
@@ -68,7 +73,10 @@ class QueryState(_message.Message):
     answers: _containers.RepeatedCompositeFieldContainer[SealedAnswer]
     error: str
     declines: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, query_hash: _Optional[bytes] = ..., state: _Optional[str] = ..., version: _Optional[int] = ..., centres: _Optional[_Iterable[_Union[CentreProgress, _Mapping]]] = ..., participants: _Optional[_Iterable[bytes]] = ..., answers: _Optional[_Iterable[_Union[SealedAnswer, _Mapping]]] = ..., error: _Optional[str] = ..., declines: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    retry_of: bytes
+    abstentions: _containers.RepeatedScalarFieldContainer[bytes]
+    failed_centres: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, query_hash: _Optional[bytes] = ..., state: _Optional[str] = ..., version: _Optional[int] = ..., centres: _Optional[_Iterable[_Union[CentreProgress, _Mapping]]] = ..., participants: _Optional[_Iterable[bytes]] = ..., answers: _Optional[_Iterable[_Union[SealedAnswer, _Mapping]]] = ..., error: _Optional[str] = ..., declines: _Optional[_Iterable[bytes]] = ..., retry_of: _Optional[bytes] = ..., abstentions: _Optional[_Iterable[bytes]] = ..., failed_centres: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CentreProgress(_message.Message):
     __slots__ = ("centre", "state", "coarse", "at_ms")
@@ -105,40 +113,46 @@ class PullReply(_message.Message):
     def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("kind", "query_hash", "sealed_query", "participants")
+    __slots__ = ("kind", "query_hash", "sealed_query", "participants", "abstentions")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[Task.Kind]
         KIND_PREPARE: _ClassVar[Task.Kind]
         KIND_ANSWER: _ClassVar[Task.Kind]
+        KIND_ABSTAIN: _ClassVar[Task.Kind]
     KIND_UNSPECIFIED: Task.Kind
     KIND_PREPARE: Task.Kind
     KIND_ANSWER: Task.Kind
+    KIND_ABSTAIN: Task.Kind
     KIND_FIELD_NUMBER: _ClassVar[int]
     QUERY_HASH_FIELD_NUMBER: _ClassVar[int]
     SEALED_QUERY_FIELD_NUMBER: _ClassVar[int]
     PARTICIPANTS_FIELD_NUMBER: _ClassVar[int]
+    ABSTENTIONS_FIELD_NUMBER: _ClassVar[int]
     kind: Task.Kind
     query_hash: bytes
     sealed_query: bytes
     participants: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, kind: _Optional[_Union[Task.Kind, str]] = ..., query_hash: _Optional[bytes] = ..., sealed_query: _Optional[bytes] = ..., participants: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    abstentions: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, kind: _Optional[_Union[Task.Kind, str]] = ..., query_hash: _Optional[bytes] = ..., sealed_query: _Optional[bytes] = ..., participants: _Optional[_Iterable[bytes]] = ..., abstentions: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class PushRequest(_message.Message):
-    __slots__ = ("query_hash", "accept", "decline", "sealed_answer", "failure", "audit_head")
+    __slots__ = ("query_hash", "accept", "decline", "sealed_answer", "failure", "abstention", "audit_head")
     QUERY_HASH_FIELD_NUMBER: _ClassVar[int]
     ACCEPT_FIELD_NUMBER: _ClassVar[int]
     DECLINE_FIELD_NUMBER: _ClassVar[int]
     SEALED_ANSWER_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
+    ABSTENTION_FIELD_NUMBER: _ClassVar[int]
     AUDIT_HEAD_FIELD_NUMBER: _ClassVar[int]
     query_hash: bytes
     accept: bytes
     decline: bytes
     sealed_answer: bytes
     failure: bytes
+    abstention: bytes
     audit_head: bytes
-    def __init__(self, query_hash: _Optional[bytes] = ..., accept: _Optional[bytes] = ..., decline: _Optional[bytes] = ..., sealed_answer: _Optional[bytes] = ..., failure: _Optional[bytes] = ..., audit_head: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, query_hash: _Optional[bytes] = ..., accept: _Optional[bytes] = ..., decline: _Optional[bytes] = ..., sealed_answer: _Optional[bytes] = ..., failure: _Optional[bytes] = ..., abstention: _Optional[bytes] = ..., audit_head: _Optional[bytes] = ...) -> None: ...
 
 class PushReply(_message.Message):
     __slots__ = ()
@@ -175,6 +189,14 @@ class FailureBody(_message.Message):
     centre: str
     coarse: str
     def __init__(self, query_hash: _Optional[bytes] = ..., centre: _Optional[str] = ..., coarse: _Optional[str] = ...) -> None: ...
+
+class AbstentionBody(_message.Message):
+    __slots__ = ("query_hash", "centre")
+    QUERY_HASH_FIELD_NUMBER: _ClassVar[int]
+    CENTRE_FIELD_NUMBER: _ClassVar[int]
+    query_hash: bytes
+    centre: str
+    def __init__(self, query_hash: _Optional[bytes] = ..., centre: _Optional[str] = ...) -> None: ...
 
 class AnswerBody(_message.Message):
     __slots__ = ("tag", "query_hash", "round", "participants_digest", "centre", "recipient_key_id", "n_values", "n_flags", "vector", "audit_head")

@@ -84,9 +84,9 @@ class World:
         self.clients.append(c)
         return c
 
-    def wait_connected(self, timeout: float = 20) -> None:
+    def wait_connected(self, timeout: float = 20, centres: tuple[str, ...] | None = None) -> None:
         deadline = time.monotonic() + timeout
-        for c in self.centres.values():
+        for c in (self.centres[cid] for cid in centres or tuple(self.centres)):
             assert c.connector is not None
             assert c.connector.connected.wait(max(deadline - time.monotonic(), 0.1)), f"{c.centre_id} not connected"
 

@@ -21,6 +21,7 @@ from oncofed.node.answering import AnsweringPipeline
 from oncofed.node.node import init_node, open_node
 from oncofed.node.query.engine import answer
 from oncofed.node.query.policy import NodePolicy
+from oncofed.node.store.ledger import Participation
 from oncofed.node.verify import QueryVerifier
 from oncofed.query.textform import analysis_from, cohort_from
 from oncofed.synth import write_all
@@ -222,13 +223,14 @@ def test_the_audit_log_looks_the_same_on_every_ledger_path(centre: Any) -> None:
 
 
 def test_the_participant_set_is_kept_with_the_release(centre: Any) -> None:
-    """The federation's hook: the same release answered under another participant set is flagged
-    for the caller; under the same set it is the stored bytes."""
+    """The federation's hook: the same release answered under another participant set (with no
+    abstentions, D26) is flagged for the caller; under the same set it is the stored bytes."""
     fed, d, node = centre["fed"], centre["d"], centre["node"]
     permit = fed.permit(centre["trust"], analyses=["count"], fields=FIELDS, min_cell_count=10)
     target = unique_targets(centre["rows"], 1, lambda r: True)[0]
     flags, vectors = [], []
-    for cohort, participants in ((None, b"S1"), ({"not": u_of(target)}, b"S1"), (None, b"S2")):
+    s1, s2 = Participation.of(["centre-a", "centre-b", "centre-c"]), Participation.of(["centre-a", "centre-b"])
+    for cohort, participants in ((None, s1), ({"not": u_of(target)}, s1), (None, s2)):
         body = query_body(permit, targets=(CENTRE,), d=d)
         body.ClearField("cohort")
         if cohort is not None:

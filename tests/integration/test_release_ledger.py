@@ -14,7 +14,7 @@ import pytest
 from oncofed.keys.ledger import LedgerKeys
 from oncofed.node.store import db as dbmod
 from oncofed.node.store import ledger as ledgermod
-from oncofed.node.store.ledger import ReleaseLedger
+from oncofed.node.store.ledger import Participation, ReleaseLedger
 from oncofed.node.store.rowsets import RowSet
 
 KEY = bytes(range(1, 33))
@@ -24,7 +24,7 @@ BASE = set(range(1, 2_001))
 
 def open_ledger(path: Path) -> ReleaseLedger:
     store = dbmod.connect(path, create=True)
-    dbmod.migrate(store, ["ledger"])
+    dbmod.migrate(store, ["federation", "ledger"])
     return ReleaseLedger(store.conn, LedgerKeys(KEY))
 
 
@@ -91,12 +91,36 @@ def test_answers_are_kept_byte_for_byte_per_release_spec_and_participants(ledger
     assert ledger.keep(near, b"spec-b", [7, 1, 0], "q3").vector == [7, 1, 0]   # another analysis: fresh
     big = [(1 << 128) - 1, 2**127, 0]
     assert ledger.keep(release, b"spec-c", big, "q4").vector == big            # values mod 2^128 survive
-    under_s1 = ledger.keep(release, b"spec-d", [1, 1, 0], "q5", participants=b"S1")
+    under_s1 = ledger.keep(release, b"spec-d", [1, 1, 0], "q5", participants=Participation.of(["a", "b", "c"]))
     assert not under_s1.other_participants
-    under_s2 = ledger.keep(release, b"spec-d", [1, 1, 0], "q6", participants=b"S2")
+    under_s2 = ledger.keep(release, b"spec-d", [1, 1, 0], "q6", participants=Participation.of(["a", "b"]))
     assert under_s2.other_participants and not under_s2.reused
     rows_logged = ledger.conn.execute("SELECT query_hash, decision FROM ledger_queries ORDER BY id").fetchall()
     assert [q for q, _ in rows_logged] == ["q1", "q2", "q3", "q4", "q5", "q6"]
+
+
+def test_a_release_under_a_smaller_set_needs_the_leavers_abstentions(ledger: ReleaseLedger) -> None:
+    """D26: released over {a, b, c} in q1, the same answer goes out over {a, b} only once c's
+    abstention from q1 is kept; a refused release is recorded nowhere; a set with a new centre,
+    or one the store did not record, stays refused."""
+    from oncofed.node.store import federation as fedstore
+
+    q1, q2, q3 = ("1" * 64), ("2" * 64), ("3" * 64)
+    release = ledger.resolve("permit:p", rows(BASE), K)
+    abc, ab = Participation.of(["centre-c", "centre-a", "centre-b"]), Participation.of(["centre-a", "centre-b"])
+    assert not ledger.keep(release, b"spec", [3, 1, 0], q1, participants=abc).other_participants
+    refused = ledger.keep(release, b"spec", [3, 1, 0], q2, participants=ab)
+    assert refused.other_participants and "centre-c" in refused.blocker
+    assert ledger.stored(release, b"spec", ab) is None                       # nothing recorded as released
+    fedstore.add_evidence(ledger.conn, bytes.fromhex(q2), "centre-c", b"wrong query", 1)
+    assert ledger.keep(release, b"spec", [3, 1, 0], q2, participants=ab).other_participants
+    fedstore.add_evidence(ledger.conn, bytes.fromhex(q1), "centre-c", b"abstention", 1)
+    allowed = ledger.keep(release, b"spec", [3, 1, 0], q2, participants=ab)
+    assert not allowed.other_participants and allowed.vector == [3, 1, 0]
+    abd = Participation.of(["centre-a", "centre-b", "centre-d"])            # d was in neither set
+    assert ledger.keep(release, b"spec", [3, 1, 0], q3, participants=abd).other_participants
+    ledger.conn.execute("UPDATE ledger_sets SET centres = NULL WHERE query_hash = ?", (q1,))   # as backfilled
+    assert ledger.keep(release, b"spec", [3, 1, 0], q3, participants=ab).other_participants
 
 
 def test_the_ledger_survives_a_restart(tmp_path: Path) -> None:

@@ -43,8 +43,8 @@ TABLES = {
     "audit": {"audit_log", "audit_checkpoints", "audit_head"},
     "verify": {"seen_nonces"},
     "query": {"query_rate_events", "query_privacy_budgets", "query_privacy_charges"},
-    "federation": {"fed_pending", "fed_answers", "fed_declines"},
-    "ledger": {"ledger_entries", "ledger_answers", "ledger_queries"},
+    "federation": {"fed_pending", "fed_answers", "fed_declines", "fed_abstentions", "fed_evidence"},
+    "ledger": {"ledger_entries", "ledger_answers", "ledger_queries", "ledger_sets"},
     "rounds": {"model_rounds"},
 }
 
@@ -153,8 +153,8 @@ def test_a_fresh_node_has_every_components_tables(tmp_path: Path) -> None:
     assert wanted <= set(store["tables"])
     assert {"tumours", "schema_versions"} <= set(store["tables"])
     assert store["versions"] == {c: len(steps) for c, steps in MIGRATIONS.items()}
-    assert store["versions"] == {"store": 1, "trust": 1, "audit": 2, "verify": 1, "query": 1, "federation": 1,
-                                 "ledger": 1, "rounds": 1}
+    assert store["versions"] == {"store": 1, "trust": 1, "audit": 2, "verify": 1, "query": 1, "federation": 2,
+                                 "ledger": 2, "rounds": 1}
 
 
 def test_audit_rows_hold_exactly_the_hashed_columns() -> None:

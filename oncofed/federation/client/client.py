@@ -11,6 +11,16 @@ participant set at least the query's minimum; one answer per member, sealed to t
 the context of this query, round and H(S), signed by the member it claims; lengths, the centre
 count and non-negative counts. A hub that swaps a key, drops, reorders or forges anything is
 detected (ClientError), and no partial sum is ever finalised.
+
+A query that fails after its participant set is fixed raises `QueryFailed`, naming the centres
+that failed. Retrying is the researcher's decision, never automatic (decision D26): a retry sums
+over fewer centres, and it needs each left-out centre online to sign its abstention.
+
+    try:
+        result = client.run(body, dictionary=d)
+    except QueryFailed as failed:                    # failed.failed_centres, failed.query_hash
+        body.target_centres[:] = client.retry_targets(failed.query_hash)
+        result = client.run(body, dictionary=d, retry_of=failed.query_hash)
 """
 
 from __future__ import annotations
@@ -42,6 +52,7 @@ from oncofed.secagg.wire import (
     QUERY_SEAL_CONTEXT,
     ProtocolError,
     answer_context,
+    read_abstention,
     read_decline,
 )
 from oncofed.transport.channel import make_channel
@@ -59,6 +70,17 @@ class ClientError(OncofedError):
     """The federated query could not be completed or its answers did not verify."""
 
     exit_code = 4
+
+
+class QueryFailed(ClientError):
+    """The query failed after its participant set was fixed (or, for a retry, while it gathered
+    abstentions): `failed_centres` names who failed; `retry_of` is the query a retry names — this
+    one, or, when a retry failed for want of abstentions, the query it retried."""
+
+    def __init__(self, message: str, *, query_hash: bytes, failed_centres: tuple[str, ...],
+                 retry_of: bytes) -> None:
+        super().__init__(message)
+        self.query_hash, self.failed_centres, self.retry_of = query_hash, failed_centres, retry_of
 
 
 @dataclass(frozen=True)
@@ -81,17 +103,25 @@ class FederatedResult:
     declined: dict[str, str]
     seconds: float
     timings: dict[str, float] = field(default_factory=dict)
+    retry_of: str = ""                    # a retry: the failed query it retries (hex)
+    abstained: tuple[str, ...] = ()       # centres of the failed set that signed abstentions from it
 
     def text(self) -> str:
         lines = [render(self.result), f"participants: {', '.join(self.participants)}"]
         if self.declined:
             lines.append("declined: " + ", ".join(f"{c} ({code})" for c, code in sorted(self.declined.items())))
+        if self.retry_of:
+            lines.append(f"retry of {self.retry_of[:16]}" + (f"; abstained from it: {', '.join(self.abstained)}"
+                                                             if self.abstained else ""))
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:
-        return {"query_hash": self.query_hash, "analysis": self.analysis, "result": self.result,
-                "participants": list(self.participants), "declined": self.declined,
-                "seconds": round(self.seconds, 4)}
+        out = {"query_hash": self.query_hash, "analysis": self.analysis, "result": self.result,
+               "participants": list(self.participants), "declined": self.declined,
+               "seconds": round(self.seconds, 4)}
+        if self.retry_of:
+            out.update(retry_of=self.retry_of, abstained=list(self.abstained))
+        return out
 
     def to_pandas(self) -> Any:
         """The result's main table as a pandas DataFrame (pandas must be installed)."""
@@ -167,8 +197,18 @@ class FederationClient:
             raise ClientError(f"the hub refused: {detail or code}") from None
 
     # ------------------------------------------------------------------ the flow
-    def submit(self, body: pb.QueryBody, *, lifetime: int = DEFAULT_LIFETIME, prepare_seconds: int = 0) -> Submitted:
-        """Complete the envelope fields, sign, seal to each target and submit."""
+    def submit(self, body: pb.QueryBody, *, lifetime: int = DEFAULT_LIFETIME, prepare_seconds: int = 0,
+               retry_of: bytes | None = None) -> Submitted:
+        """Complete the envelope fields, sign, seal to each target and submit. `retry_of`: the
+        hash of a failed query of yours this one retries (named in the signed body too)."""
+        sub, request = self.sealed(body, lifetime=lifetime, prepare_seconds=prepare_seconds, retry_of=retry_of)
+        self._call(self.stub.Submit, request)
+        return sub
+
+    def sealed(self, body: pb.QueryBody, *, lifetime: int = DEFAULT_LIFETIME, prepare_seconds: int = 0,
+               retry_of: bytes | None = None) -> tuple[Submitted, fpb.SubmitRequest]:
+        """The signed query sealed to each target, and the request that would submit it (for
+        tools and tests that relay it themselves)."""
         registry, _ = self.trust()
         if not body.target_centres:
             raise ClientError("name the target centres")
@@ -181,6 +221,10 @@ class FederationClient:
         body.expires_at = now + lifetime
         body.researcher_key_id = self.creds.identity.public.signing_fingerprint
         body.min_participants = body.min_participants or min(3, len(body.target_centres))
+        if retry_of is not None:
+            if len(retry_of) != 32:
+                raise ClientError("retry_of is a query hash (32 bytes)")
+            body.retry_of = retry_of
         envelope = sign(self.creds.identity, QUERY_TAG, body.SerializeToString())
         qh = bytes.fromhex(query_hash(envelope))
         sealed = {}
@@ -190,11 +234,24 @@ class FederationClient:
                 raise ClientError(f"{centre} is not a centre of this federation")
             sealed[centre] = seal(envelope, member.identity, sender=self.creds.identity,
                                   context=QUERY_SEAL_CONTEXT.format(centre=centre))
-        self._call(self.stub.Submit, fpb.SubmitRequest(
+        request = fpb.SubmitRequest(
             query_hash=qh, permit_hash=body.permit_hash, targets=list(body.target_centres),
             min_participants=body.min_participants, expires_at=body.expires_at, sealed=sealed,
-            prepare_seconds=prepare_seconds))
-        return Submitted(qh, body, envelope, time.monotonic())
+            prepare_seconds=prepare_seconds, retry_of=body.retry_of)
+        return Submitted(qh, body, envelope, time.monotonic()), request
+
+    def retry_targets(self, query_hash: bytes) -> list[str]:
+        """The centres a retry of a failed query may sum over: its participant set without the
+        centres that failed (the hub's account; the centres check what matters themselves)."""
+        state = self._call(self.stub.Watch, fpb.WatchRequest(query_hash=query_hash, wait_ms=0))
+        registry, _ = self.trust()
+        try:
+            members = ParticipantSet.from_signed(state.participants, keyring=registry.keyring("centre")).centre_ids
+        except (InvalidParticipantSet, InvalidMessage) as exc:
+            raise ClientError(f"the failed query's participant set does not verify: {exc}") from None
+        if not members:
+            raise ClientError("that query never had a participant set: submit it again without --retry-of")
+        return [c for c in members if c not in set(state.failed_centres)]
 
     def follow(self, sub: Submitted, *, timeout: float = DEFAULT_TIMEOUT,
                on_progress: Callable[[list[Progress]], None] | None = None) -> fpb.QueryState:
@@ -221,6 +278,14 @@ class FederationClient:
         declined = self._declines(sub, state, registry)
         if state.state != "complete":
             reason = state.error or state.state
+            if state.failed_centres:
+                # centres that failed without being targets are a retry's missing abstainers: the
+                # next retry names the same failed query again
+                abstainers = not set(state.failed_centres) & set(sub.body.target_centres)
+                raise QueryFailed(f"the query {state.state}: {reason}", query_hash=sub.query_hash,
+                                  failed_centres=tuple(state.failed_centres),
+                                  retry_of=bytes(sub.body.retry_of) if abstainers and sub.body.retry_of
+                                  else sub.query_hash)
             raise ClientError(f"the query {state.state}: {reason}")
         spec = parse_analysis(sub.body.analysis, dictionary)
         centres = registry.keyring("centre")
@@ -264,7 +329,18 @@ class FederationClient:
         except OncofedError as exc:
             raise ClientError(str(exc)) from None
         return FederatedResult(sub.query_hash.hex(), spec.kind, result, participants.centre_ids, declined,
-                               time.monotonic() - sub.submitted_at)
+                               time.monotonic() - sub.submitted_at, retry_of=sub.body.retry_of.hex(),
+                               abstained=self._abstained(sub, state, registry))
+
+    def _abstained(self, sub: Submitted, state: fpb.QueryState, registry: Registry) -> tuple[str, ...]:
+        """Who abstained from the failed query a retry retries (the members verified it; shown)."""
+        out = []
+        for signed in state.abstentions:
+            try:
+                out.append(read_abstention(signed, registry.keyring("centre"), bytes(sub.body.retry_of)).centre)
+            except ProtocolError:
+                log.warning("an abstention relayed by the hub does not verify; ignored")
+        return tuple(sorted(out))
 
     def _declines(self, sub: Submitted, state: fpb.QueryState, registry: Registry) -> dict[str, str]:
         out = {}
@@ -278,8 +354,9 @@ class FederationClient:
         return out
 
     def run(self, body: pb.QueryBody, *, dictionary: Dictionary, timeout: float = DEFAULT_TIMEOUT,
-            on_progress: Callable[[list[Progress]], None] | None = None, prepare_seconds: int = 0) -> FederatedResult:
-        """Submit, follow and collect one query."""
-        sub = self.submit(body, prepare_seconds=prepare_seconds)
+            on_progress: Callable[[list[Progress]], None] | None = None, prepare_seconds: int = 0,
+            retry_of: bytes | None = None) -> FederatedResult:
+        """Submit, follow and collect one query (a retry of the failed `retry_of` when given)."""
+        sub = self.submit(body, prepare_seconds=prepare_seconds, retry_of=retry_of)
         state = self.follow(sub, timeout=timeout, on_progress=on_progress)
         return self.collect(sub, state, dictionary)

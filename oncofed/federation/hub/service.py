@@ -6,7 +6,8 @@ its request is checked, the store changes in one transaction, waiters are woken.
 opens a sealed query or answer; it verifies the signatures on accepts and declines against the
 authority-signed registry (so it cannot be fooled into relaying a forged participant set by a
 member, and a client can check every accept itself). Long polls wait on one condition variable
-and end early when the RPC's deadline passes.
+and end early when the RPC's deadline passes. A retry of a failed query collects the signed
+abstentions its members need (oncofed.federation.hub.retries, decision D26).
 """
 
 from __future__ import annotations
@@ -19,11 +20,12 @@ from typing import Any
 
 import grpc
 
-from oncofed.federation.hub.store import ANSWER, OPEN_STATES, HubStore, now_ms
+from oncofed.federation.hub import retries
+from oncofed.federation.hub.store import ABSTAIN, ANSWER, OPEN_STATES, HubStore, QueryRow, now_ms
 from oncofed.keys.errors import InvalidMessage
 from oncofed.keys.registry import Registry
 from oncofed.secagg import InvalidParticipantSet, open_accept
-from oncofed.secagg.wire import ProtocolError, read_audit_head, read_decline, read_failure
+from oncofed.secagg.wire import ProtocolError, read_abstention, read_audit_head, read_decline, read_failure
 from oncofed.transport.interceptor import current_peer
 from oncofed.v1 import federation_pb2 as fpb
 from oncofed.v1 import federation_pb2_grpc as fgrpc
@@ -120,16 +122,26 @@ class HubService(fgrpc.HubServicer):
         problem = _submit_problem(request, targets, registry, now)
         if problem:
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        retry_of, abstain = bytes(request.retry_of) or None, []
+        if retry_of is not None:
+            failed = self.store.query(retry_of)
+            progress = {p.centre: p for p in self.store.progress(retry_of)}
+            problem = retries.submit_problem(failed, peer.member_id, targets, progress)
+            if problem:
+                context.abort(grpc.StatusCode.FAILED_PRECONDITION, problem)
+            assert failed is not None
+            abstain = retries.to_ask(failed, progress, targets)
         seconds = min(request.prepare_seconds or self.prepare_seconds, MAX_PREPARE_SECONDS)
         added = self.store.add_query(
             query_hash=request.query_hash, researcher=peer.member_id, permit_hash=request.permit_hash,
             targets=targets, min_participants=max(request.min_participants, 1), expires_at=request.expires_at,
-            prepare_until_ms=now_ms() + seconds * 1000, sealed=dict(request.sealed))
+            prepare_until_ms=now_ms() + seconds * 1000, sealed=dict(request.sealed), retry_of=retry_of,
+            abstain=abstain)
         if not added:
             context.abort(grpc.StatusCode.ALREADY_EXISTS, "this query was submitted before")
         log.info("query %s from %s to %d centre(s), %d sealed bytes", request.query_hash.hex()[:16],
                  peer.member_id, len(targets), sum(len(v) for v in request.sealed.values()))
-        self._notify(targets)
+        self._notify([*targets, *abstain])
         return fpb.SubmitReply(query_hash=request.query_hash)
 
     def Watch(self, request: fpb.WatchRequest, context: grpc.ServicerContext) -> fpb.QueryState:
@@ -153,7 +165,8 @@ class HubService(fgrpc.HubServicer):
         row = self.store.query(query_hash)
         assert row is not None
         out = fpb.QueryState(query_hash=query_hash, state=row.state, version=row.version, error=row.error,
-                             participants=list(row.participants))
+                             participants=list(row.participants), retry_of=row.retry_of or b"",
+                             abstentions=list(row.abstentions), failed_centres=list(row.failed_centres))
         for p in self.store.progress(query_hash):
             out.centres.add(centre=p.centre, state=p.state, coarse=p.coarse, at_ms=p.at_ms)
             if p.answer is not None:
@@ -170,8 +183,11 @@ class HubService(fgrpc.HubServicer):
         reply = fpb.PullReply()
         for qh, kind, payload in self.store.take_tasks(centre):
             if kind == ANSWER:
-                reply.tasks.add(kind=fpb.Task.KIND_ANSWER, query_hash=qh,
-                                participants=list(fpb.QueryState.FromString(payload).participants))
+                held = fpb.QueryState.FromString(payload)
+                reply.tasks.add(kind=fpb.Task.KIND_ANSWER, query_hash=qh, participants=list(held.participants),
+                                abstentions=list(held.abstentions))
+            elif kind == ABSTAIN:
+                reply.tasks.add(kind=fpb.Task.KIND_ABSTAIN, query_hash=qh)
             else:
                 reply.tasks.add(kind=fpb.Task.KIND_PREPARE, query_hash=qh, sealed_query=payload)
         return reply
@@ -184,10 +200,12 @@ class HubService(fgrpc.HubServicer):
         if row is None or centre not in row.targets:
             context.abort(grpc.StatusCode.NOT_FOUND, "no such query for this centre")
         assert row is not None
-        if row.state not in OPEN_STATES:
-            return fpb.PushReply()                  # late reply to a finished query: nothing to do
         keyring = self.trust()[0].keyring("centre")
         kind = request.WhichOneof("reply")
+        if row.state not in OPEN_STATES:
+            if kind in ("abstention", "failure") and self.store.has_task(qh, centre, ABSTAIN):
+                self._abstained(row, centre, request, keyring, context)
+            return fpb.PushReply()                  # late reply to a finished query: nothing to do
         try:
             with self.store.tx() as c:
                 if kind in ("accept", "decline") and row.state != "preparing":
@@ -212,12 +230,35 @@ class HubService(fgrpc.HubServicer):
                         context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the answer is too large")
                     self.store.record(c, qh, centre, "answered", column="answer", payload=request.sealed_answer)
                 else:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "push one of accept, decline, failure or answer")
+                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "push one of accept, decline, failure or answer "
+                                  "(an abstention only when asked for one)")
         except (ProtocolError, InvalidMessage, InvalidParticipantSet) as exc:
             log.warning("push from %s refused: %s", centre, exc)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
         self.advance(qh)
         return fpb.PushReply()
+
+    def _abstained(self, failed: QueryRow, centre: str, request: fpb.PushRequest, keyring: Any,
+                   context: grpc.ServicerContext) -> None:
+        """A reply to an abstain task: the centre's signed abstention from the failed query, or its
+        failure notice (it released an answer); either is kept with the failed query, and its
+        open retries move on."""
+        qh = failed.query_hash
+        try:
+            with self.store.tx() as c:
+                if request.WhichOneof("reply") == "abstention":
+                    if read_abstention(request.abstention, keyring, qh).centre != centre:
+                        raise ProtocolError("an abstention of another centre")
+                    self.store.record(c, qh, centre, "abstained", column="abstention", payload=request.abstention)
+                else:
+                    f = read_failure(request.failure, keyring, qh)
+                    self.store.record(c, qh, centre, "no_abstention", column="failure", payload=request.failure,
+                                      coarse=f.coarse, kind=ABSTAIN)
+        except ProtocolError as exc:
+            log.warning("abstain reply from %s refused: %s", centre, exc)
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
+        for retry in self.store.retries_of(qh):
+            self.advance(retry.query_hash)
 
     def GetTrust(self, request: fpb.GetTrustRequest, context: grpc.ServicerContext) -> fpb.TrustDocuments:
         _, registry, revocations = self.trust()
@@ -252,18 +293,21 @@ class HubService(fgrpc.HubServicer):
                 replied = all(p.state in ("accepted", "declined", "failed") for p in progress.values())
                 if replied or now_ms() >= row.prepare_until_ms:
                     woken = self._fix(c, row, progress)
+            elif row.state == "abstaining":
+                woken = self._gather(c, row)
             else:
                 members = set(self._members(qh))
                 failed = sorted(m for m in members if progress[m].state == "failed")
                 silent = sorted(m for m in members if progress[m].state != "answered")
                 if failed:
                     self.store.set_state(c, qh, "failed", f"{', '.join(failed)} failed after the "
-                                         "participant set was fixed; no partial sum exists")
+                                         "participant set was fixed; no partial sum exists", failed_centres=failed)
                 elif not silent:
                     self.store.set_state(c, qh, "complete")
                 elif row.answer_until_ms is not None and now_ms() >= row.answer_until_ms:
                     self.store.set_state(c, qh, "failed", f"{', '.join(silent)} did not answer in time after "
-                                         "the participant set was fixed; no partial sum exists")
+                                         "the participant set was fixed; no partial sum exists",
+                                         failed_centres=silent)
         self._notify(woken)
 
     def _members(self, qh: bytes) -> list[str]:
@@ -281,11 +325,48 @@ class HubService(fgrpc.HubServicer):
                                  f"{row.min_participants} needed")
             return []
         signed = [a for _, a in accepts]
-        self.store.set_state(c, row.query_hash, "answering", participants=signed,
-                             answer_until_ms=now_ms() + self.answer_seconds * 1000)
-        payload = fpb.QueryState(participants=signed).SerializeToString()
-        self.store.add_answer_tasks(c, row.query_hash, [cid for cid, _ in accepts], payload)
-        return [cid for cid, _ in accepts]
+        if row.retry_of is not None:        # the answer tasks wait for the abstentions they need
+            self.store.set_state(c, row.query_hash, "abstaining", participants=signed,
+                                 answer_until_ms=now_ms() + self.answer_seconds * 1000)
+            fixed = self.store.query(row.query_hash)
+            assert fixed is not None
+            return self._gather(c, fixed)
+        return self._answering(c, row.query_hash, signed, [cid for cid, _ in accepts], [])
+
+    def _answering(self, c: Any, qh: bytes, signed: list[bytes], centres: list[str],
+                   abstentions: list[bytes]) -> list[str]:
+        """Send the answer tasks: the participant set, and a retry's abstentions."""
+        self.store.set_state(c, qh, "answering", participants=signed,
+                             answer_until_ms=now_ms() + self.answer_seconds * 1000, abstentions=abstentions)
+        payload = fpb.QueryState(participants=signed, abstentions=abstentions).SerializeToString()
+        self.store.add_answer_tasks(c, qh, centres, payload)
+        return centres
+
+    def _gather(self, c: Any, row: QueryRow) -> list[str]:
+        """A retry whose set is fixed: answer once every member of the failed set outside it has
+        abstained; fail when one cannot, or when the wait is over. Returns the centres with work."""
+        assert row.retry_of is not None
+        failed = self.store.query(row.retry_of)
+        assert failed is not None
+        progress = {p.centre: p for p in self.store.progress(row.retry_of)}
+        members = self._members(row.query_hash)
+        need = retries.needs(failed, progress, members)
+        short = row.retry_of.hex()[:16]
+        if need.refused:
+            self.store.set_state(c, row.query_hash, "failed", f"{', '.join(need.refused)} answered the failed query "
+                                 f"{short} and cannot abstain from it; retry with it among the participants",
+                                 failed_centres=need.refused)
+            return []
+        if need.missing:
+            if row.answer_until_ms is not None and now_ms() >= row.answer_until_ms:
+                self.store.set_state(c, row.query_hash, "failed", f"no abstention from {', '.join(need.missing)} "
+                                     f"from the failed query {short} in time (offline?); retry once it is back",
+                                     failed_centres=need.missing)
+                return []
+            self.store.add_abstain_tasks(c, row.retry_of, need.missing)
+            return need.missing
+        signed = list(row.participants)
+        return self._answering(c, row.query_hash, signed, members, need.abstentions)
 
     def _sweep(self) -> None:
         """Deadlines pass without anyone calling: fix sets whose prepare time is up, expire the dead."""

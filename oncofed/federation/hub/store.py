@@ -8,6 +8,11 @@ release — each centre keeps its accepts and sealed answers with synchronous=FU
 byte for byte, and the researcher resubmits (decision D14: about 2 ms per commit saved, a dozen
 commits per query). This module is the hub's one home of SQL (decision D14); every value is a bound
 parameter.
+
+A retry (decision D26) is a query with `retry_of`, the failed query it retries. Its abstain tasks
+are filed under the *failed* query's hash, one per member of the failed set it leaves out, and
+are delivered whatever that query's state (it is final); the signed abstentions are kept in the
+failed query's progress rows, so every later retry of it can use them.
 """
 
 from __future__ import annotations
@@ -29,7 +34,8 @@ SCHEMA = (
         expires_at INTEGER NOT NULL, prepare_until_ms INTEGER NOT NULL, state TEXT NOT NULL,
         error TEXT NOT NULL DEFAULT '', version INTEGER NOT NULL DEFAULT 1,
         participants TEXT NOT NULL DEFAULT '[]', sealed_bytes INTEGER NOT NULL DEFAULT 0,
-        finished_ms INTEGER, answer_until_ms INTEGER)""",
+        finished_ms INTEGER, answer_until_ms INTEGER, retry_of BLOB,
+        failed_centres TEXT NOT NULL DEFAULT '[]', abstentions TEXT NOT NULL DEFAULT '[]')""",
     """CREATE TABLE IF NOT EXISTS tasks (
         query_hash BLOB NOT NULL, centre TEXT NOT NULL, kind INTEGER NOT NULL, payload BLOB NOT NULL,
         state TEXT NOT NULL, created_ms INTEGER NOT NULL, delivered_ms INTEGER,
@@ -37,13 +43,22 @@ SCHEMA = (
     "CREATE INDEX IF NOT EXISTS tasks_by_centre ON tasks (centre, state)",
     """CREATE TABLE IF NOT EXISTS progress (
         query_hash BLOB NOT NULL, centre TEXT NOT NULL, state TEXT NOT NULL, coarse TEXT NOT NULL DEFAULT '',
-        at_ms INTEGER NOT NULL, accept BLOB, decline BLOB, answer BLOB, failure BLOB,
+        at_ms INTEGER NOT NULL, accept BLOB, decline BLOB, answer BLOB, failure BLOB, abstention BLOB,
         PRIMARY KEY (query_hash, centre))""",
     """CREATE TABLE IF NOT EXISTS centres (
         centre TEXT PRIMARY KEY, last_seen_ms INTEGER NOT NULL, audit_head BLOB, audit_seq INTEGER)""",
 )
-PREPARE, ANSWER = 1, 2
-OPEN_STATES = ("preparing", "answering")
+#: Columns added since the first release, added in place to an existing hub database.
+ADDED_COLUMNS = (
+    ("queries", "retry_of", "BLOB"),
+    ("queries", "failed_centres", "TEXT NOT NULL DEFAULT '[]'"),
+    ("queries", "abstentions", "TEXT NOT NULL DEFAULT '[]'"),
+    ("progress", "abstention", "BLOB"),
+)
+PREPARE, ANSWER, ABSTAIN = 1, 2, 3
+#: preparing → [abstaining, a retry waiting for abstentions] → answering → complete | failed | expired
+OPEN_STATES = ("preparing", "abstaining", "answering")
+_OPEN = ", ".join("?" * len(OPEN_STATES))
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,9 @@ class QueryRow:
     sealed_bytes: int
     finished_ms: int | None
     answer_until_ms: int | None
+    retry_of: bytes | None = None
+    failed_centres: tuple[str, ...] = ()
+    abstentions: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,7 @@ class Progress:
     decline: bytes | None
     answer: bytes | None
     failure: bytes | None
+    abstention: bytes | None = None
 
 
 def now_ms() -> int:
@@ -98,6 +117,11 @@ class HubStore:
         with self.tx() as c:
             for stmt in SCHEMA:
                 c.execute(stmt)
+            for table, column, decl in ADDED_COLUMNS:
+                # table, column and declaration are the fixed names of ADDED_COLUMNS
+                have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     def close(self) -> None:
         with self.lock:
@@ -117,22 +141,25 @@ class HubStore:
     # ------------------------------------------------------------------ queries
     def add_query(self, *, query_hash: bytes, researcher: str, permit_hash: bytes, targets: list[str],
                   min_participants: int, expires_at: int, prepare_until_ms: int,
-                  sealed: dict[str, bytes]) -> bool:
-        """Queue a query and one prepare task per target; False when the hash is known already."""
+                  sealed: dict[str, bytes], retry_of: bytes | None = None, abstain: list[str] | None = None) -> bool:
+        """Queue a query and one prepare task per target — and, for a retry, an abstain task on the
+        failed query for each centre in `abstain`; False when the hash is known already."""
         at = now_ms()
         with self.tx() as c:
             if c.execute("SELECT 1 FROM queries WHERE query_hash = ?", (query_hash,)).fetchone():
                 return False
             c.execute("INSERT INTO queries (query_hash, researcher, permit_hash, targets, min_participants, "
-                      "created_ms, expires_at, prepare_until_ms, state, sealed_bytes) "
-                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'preparing', ?)",
+                      "created_ms, expires_at, prepare_until_ms, state, sealed_bytes, retry_of) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'preparing', ?, ?)",
                       (query_hash, researcher, permit_hash, json.dumps(targets), min_participants, at,
-                       expires_at, prepare_until_ms, sum(len(v) for v in sealed.values())))
+                       expires_at, prepare_until_ms, sum(len(v) for v in sealed.values()), retry_of))
             for centre in targets:
                 c.execute("INSERT INTO tasks (query_hash, centre, kind, payload, state, created_ms) "
                           "VALUES (?, ?, ?, ?, 'queued', ?)", (query_hash, centre, PREPARE, sealed[centre], at))
                 c.execute("INSERT INTO progress (query_hash, centre, state, at_ms) VALUES (?, ?, 'queued', ?)",
                           (query_hash, centre, at))
+            if retry_of is not None:
+                self.add_abstain_tasks(c, retry_of, abstain or [])
         return True
 
     def query(self, query_hash: bytes) -> QueryRow | None:
@@ -143,8 +170,8 @@ class HubStore:
 
     def open_queries(self) -> list[QueryRow]:
         with self.lock:
-            cur = self.conn.execute("SELECT * FROM queries WHERE state IN (?, ?) ORDER BY created_ms",
-                                    OPEN_STATES)
+            cur = self.conn.execute(f"SELECT * FROM queries WHERE state IN ({_OPEN}) "  # noqa: S608 - placeholders
+                                    "ORDER BY created_ms", OPEN_STATES)
             cols = [d[0] for d in cur.description]
             return [_query_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
 
@@ -154,17 +181,33 @@ class HubStore:
             cols = [d[0] for d in cur.description]
             return [_query_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
 
+    def retries_of(self, query_hash: bytes) -> list[QueryRow]:
+        """The open retries of a failed query."""
+        with self.lock:
+            cur = self.conn.execute(f"SELECT * FROM queries WHERE retry_of = ? AND state IN ({_OPEN})",  # noqa: S608
+                                    (query_hash, *OPEN_STATES))
+            cols = [d[0] for d in cur.description]
+            return [_query_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
+
     def set_state(self, c: sqlite3.Connection, query_hash: bytes, state: str, error: str = "",
-                  participants: list[bytes] | None = None, answer_until_ms: int | None = None) -> None:
+                  participants: list[bytes] | None = None, answer_until_ms: int | None = None, *,
+                  failed_centres: list[str] | None = None, abstentions: list[bytes] | None = None) -> None:
         """Change a query's state (inside a transaction) and bump its version."""
         finished = now_ms() if state not in OPEN_STATES else None
         if participants is not None:
             c.execute("UPDATE queries SET participants = ?, answer_until_ms = ? WHERE query_hash = ?",
                       (json.dumps([p.hex() for p in participants]), answer_until_ms, query_hash))
+        if failed_centres is not None:
+            c.execute("UPDATE queries SET failed_centres = ? WHERE query_hash = ?",
+                      (json.dumps(sorted(failed_centres)), query_hash))
+        if abstentions is not None:
+            c.execute("UPDATE queries SET abstentions = ? WHERE query_hash = ?",
+                      (json.dumps([a.hex() for a in abstentions]), query_hash))
         c.execute("UPDATE queries SET state = ?, error = ?, version = version + 1, finished_ms = ? "
                   "WHERE query_hash = ?", (state, error, finished, query_hash))
         if state not in OPEN_STATES:
-            c.execute("DELETE FROM tasks WHERE query_hash = ? AND state = 'queued'", (query_hash,))
+            c.execute("DELETE FROM tasks WHERE query_hash = ? AND state = 'queued' AND kind <> ?",
+                      (query_hash, ABSTAIN))
 
     def bump(self, c: sqlite3.Connection, query_hash: bytes) -> None:
         c.execute("UPDATE queries SET version = version + 1 WHERE query_hash = ?", (query_hash,))
@@ -173,13 +216,14 @@ class HubStore:
     def take_tasks(self, centre: str, limit: int = 16) -> list[tuple[bytes, int, bytes]]:
         """The centre's queued tasks (query hash, kind, payload), marked delivered. A delivered task
         is delivered again on the next pull until the centre replies (at-least-once: nodes reply
-        idempotently), so a node restart loses no task."""
+        idempotently), so a node restart loses no task. Abstain tasks are on final queries."""
         at = now_ms()
         with self.tx() as c:
-            rows = c.execute("SELECT t.query_hash, t.kind, t.payload FROM tasks t JOIN queries q "
-                             "ON q.query_hash = t.query_hash WHERE t.centre = ? AND q.state IN (?, ?) "
-                             "AND (t.state = 'queued' OR t.delivered_ms < ?) ORDER BY t.created_ms LIMIT ?",
-                             (centre, *OPEN_STATES, at - 10_000, limit)).fetchall()
+            rows = c.execute("SELECT t.query_hash, t.kind, t.payload FROM tasks t JOIN queries q "  # noqa: S608
+                             f"ON q.query_hash = t.query_hash WHERE t.centre = ? AND (q.state IN ({_OPEN}) "
+                             "OR t.kind = ?) AND (t.state = 'queued' OR t.delivered_ms < ?) "
+                             "ORDER BY t.created_ms LIMIT ?",
+                             (centre, *OPEN_STATES, ABSTAIN, at - 10_000, limit)).fetchall()
             for qh, kind, _ in rows:
                 c.execute("UPDATE tasks SET state = 'delivered', delivered_ms = ? "
                           "WHERE query_hash = ? AND centre = ? AND kind = ?", (at, qh, centre, kind))
@@ -191,16 +235,22 @@ class HubStore:
     def has_tasks(self, centre: str) -> bool:
         with self.lock:
             return self.conn.execute(
-                "SELECT EXISTS (SELECT 1 FROM tasks t JOIN queries q ON q.query_hash = t.query_hash "
-                "WHERE t.centre = ? AND t.state = 'queued' AND q.state IN (?, ?))",
-                (centre, *OPEN_STATES)).fetchone()[0] == 1
+                "SELECT EXISTS (SELECT 1 FROM tasks t JOIN queries q ON q.query_hash = t.query_hash "  # noqa: S608
+                f"WHERE t.centre = ? AND t.state = 'queued' AND (q.state IN ({_OPEN}) OR t.kind = ?))",
+                (centre, *OPEN_STATES, ABSTAIN)).fetchone()[0] == 1
+
+    def has_task(self, query_hash: bytes, centre: str, kind: int) -> bool:
+        with self.lock:
+            return self.conn.execute("SELECT EXISTS (SELECT 1 FROM tasks WHERE query_hash = ? AND centre = ? "
+                                     "AND kind = ?)", (query_hash, centre, kind)).fetchone()[0] == 1
 
     def record(self, c: sqlite3.Connection, query_hash: bytes, centre: str, state: str, *,
-               column: str, payload: bytes, coarse: str = "") -> None:
+               column: str, payload: bytes, coarse: str = "", kind: int | None = None) -> None:
         """A centre's reply: its progress and the bytes it sent; its task for that step is done."""
-        if column not in ("accept", "decline", "answer", "failure"):
+        if column not in ("accept", "decline", "answer", "failure", "abstention"):
             raise ValueError(column)
-        kind = PREPARE if column in ("accept", "decline") else ANSWER
+        if kind is None:
+            kind = PREPARE if column in ("accept", "decline") else ABSTAIN if column == "abstention" else ANSWER
         # The column name is one of four fixed names checked above; values are bound parameters.
         c.execute(f"UPDATE progress SET state = ?, coarse = ?, at_ms = ?, {column} = ? "  # noqa: S608
                   "WHERE query_hash = ? AND centre = ?", (state, coarse, now_ms(), payload, query_hash, centre))
@@ -209,8 +259,9 @@ class HubStore:
 
     def progress(self, query_hash: bytes) -> list[Progress]:
         with self.lock:
-            rows = self.conn.execute("SELECT centre, state, coarse, at_ms, accept, decline, answer, failure "
-                                     "FROM progress WHERE query_hash = ? ORDER BY centre", (query_hash,)).fetchall()
+            rows = self.conn.execute("SELECT centre, state, coarse, at_ms, accept, decline, answer, failure, "
+                                     "abstention FROM progress WHERE query_hash = ? ORDER BY centre",
+                                     (query_hash,)).fetchall()
         return [Progress(r[0], r[1], r[2], r[3], *(bytes(x) if x is not None else None for x in r[4:]))
                 for r in rows]
 
@@ -219,6 +270,14 @@ class HubStore:
         for centre in centres:
             c.execute("INSERT OR REPLACE INTO tasks (query_hash, centre, kind, payload, state, created_ms) "
                       "VALUES (?, ?, ?, ?, 'queued', ?)", (query_hash, centre, ANSWER, payload, at))
+
+    def add_abstain_tasks(self, c: sqlite3.Connection, failed_query: bytes, centres: list[str]) -> None:
+        """Ask each centre for its abstention from the failed query (once: a task already queued or
+        delivered stays as it is)."""
+        at = now_ms()
+        for centre in centres:
+            c.execute("INSERT OR IGNORE INTO tasks (query_hash, centre, kind, payload, state, created_ms) "
+                      "VALUES (?, ?, ?, x'', 'queued', ?)", (failed_query, centre, ABSTAIN, at))
 
     # ------------------------------------------------------------------ centres
     def seen(self, centre: str, audit_head: bytes | None = None, audit_seq: int | None = None) -> None:
@@ -255,4 +314,7 @@ def _query_row(r: dict[str, Any]) -> QueryRow:
                     int(r["min_participants"]), int(r["created_ms"]), int(r["expires_at"]), int(r["prepare_until_ms"]),
                     r["state"], r["error"], int(r["version"]),
                     tuple(bytes.fromhex(p) for p in json.loads(r["participants"])), int(r["sealed_bytes"]),
-                    r["finished_ms"], r["answer_until_ms"])
+                    r["finished_ms"], r["answer_until_ms"],
+                    bytes(r["retry_of"]) if r.get("retry_of") is not None else None,
+                    tuple(json.loads(r.get("failed_centres") or "[]")),
+                    tuple(bytes.fromhex(a) for a in json.loads(r.get("abstentions") or "[]")))

@@ -36,7 +36,7 @@ from oncofed.node.config import LEDGER_KEY
 from oncofed.node.node import Node
 from oncofed.node.query.compiler import CompiledCohort
 from oncofed.node.store import rowsets
-from oncofed.node.store.ledger import ReleaseLedger, Resolution
+from oncofed.node.store.ledger import Participation, ReleaseLedger, Resolution
 from oncofed.query.vector import encode
 from oncofed.v1 import query_pb2 as pb
 
@@ -103,12 +103,14 @@ class Guard:
         return rowsets.substituted(cohort.where, cohort.params, res.diff or rowsets.NO_CHANGE)
 
     def keep(self, vector: list[int], the: Analysis[Any, Any], spec: Any, raw: Any, body: pb.QueryBody,
-             rules: Rules, query_hash: str, now: int | None, *, participants: bytes | None = None) -> list[int]:
+             rules: Rules, query_hash: str, now: int | None, *,
+             participants: Participation | None = None) -> list[int]:
         """Step 4: the vector to send. When the difference to the release is not known (a chain of
         sketches that did not peel), the answer just computed — over the cohort's own rows — must
         not go out: the release's stored answer does, else a withheld one. `participants` (the
-        federation's participant-set id) is kept with the answer; whether the same release went
-        out under another set is in `meta["ledger_other_participants"]`, for the caller to act on."""
+        federation's participant set) is kept with the answer; when the same release went out
+        under another set and may not go out under this one (no abstentions that make it safe,
+        D26), `meta["ledger_other_participants"]` is true and the caller must not send it."""
         res, rows = self.resolution, self.rows
         assert res is not None and rows is not None, "resolve() comes first"
         key = spec_hash(body, rules)
@@ -126,4 +128,6 @@ class Guard:
         self.meta["ledger_reused"] = kept.reused
         if participants is not None:
             self.meta["ledger_other_participants"] = kept.other_participants
+            if kept.blocker:
+                self.meta["ledger_blocker"] = kept.blocker
         return kept.vector

@@ -45,6 +45,7 @@ from oncofed.node.store import db as dbmod
 from oncofed.node.store import tumours
 from oncofed.node.store.budgets import PrivacyLedger, RateLimiter
 from oncofed.node.store.cohort_reads import StoreReader
+from oncofed.node.store.ledger import Participation
 from oncofed.node.store.recordkeys import ensure_record_keys
 from oncofed.node.store.rounds import RoundLedger
 from oncofed.query import query_hash as hash_of
@@ -178,17 +179,17 @@ def status_cutoff(body: pb.QueryBody) -> dt.date | None:
 
 
 def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy: NodePolicy,
-           now: int | None = None, query_hash: str = "", signer: str = "", participants: bytes | None = None,
+           now: int | None = None, query_hash: str = "", signer: str = "", participants: Participation | None = None,
            differencing: bool = True) -> Answer:
     """Answer `body` at this centre. `permit` None is the centre's own admin (every field, no
     rate limit, no budget, no release ledger); otherwise the permit must already be verified and
     approved here. `query_hash` is the request's one hash (oncofed.query.query_hash of the bytes it
     arrived in); a direct call without it stands for a local preview of the serialised body.
     `signer` is the verified signing key's fingerprint (the rate limit counts it; see `rate_key`).
-    `participants` is the federation's participant-set id, kept with the release in the ledger
-    (`meta["ledger_other_participants"]` says when the same release went out under another set;
-    None: a node-local answer). `differencing=False` bypasses the release ledger: for measuring
-    attacks only (bench, tests), never reachable from a request."""
+    `participants` is the federation's participant set, kept with the release in the ledger
+    (`meta["ledger_other_participants"]` says when the same release went out under another set
+    and may not go out under this one; None: a node-local answer). `differencing=False` bypasses
+    the release ledger: for measuring attacks only (bench, tests), never reachable from a request."""
     started = time.perf_counter()
     spec, cohort = prepare(node, body, permit, policy)
     conn = node.conn

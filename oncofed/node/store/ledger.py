@@ -17,9 +17,12 @@ So any two answers in a scope are computed over the same release or over release
 least k rows apart from everything answered before them. What is kept: per entry its digest, size,
 sketch (3 KiB, oncofed.node.store.rowsets) and its difference to its release (≤ 2 × 2k ids); per
 (release, analysis spec, participant set) the vector as released. `participants` is the
-federation's participant set id (DESIGN §4: the same release under another set is refused, under
-the same set resent byte for byte); None for the node-local answers of today — `Kept` says when a
-release went out under another set, and the caller decides.
+federation's participant set (DESIGN §4: the same release under another set is refused, under the
+same set resent byte for byte); None for node-local answers. A release under another set is
+allowed only as a retry after a failure, when every centre the new set leaves out of an earlier
+one abstained from each query released under it (oncofed.secagg.retry, decision D26; the
+abstentions come verified from the connector through `fed_evidence`). Refused, nothing is
+recorded as released and `Kept` says why; the caller sends a coarse failure instead.
 
 Decisions are made in one IMMEDIATE transaction (two racing queries cannot both become releases
 near each other) and every vector is committed (synchronous=FULL) before the engine returns it.
@@ -31,6 +34,7 @@ decision, so the check stays in milliseconds at 10,000 releases (bench/differenc
 
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 import threading
 import time
@@ -43,7 +47,9 @@ import numpy.typing as npt
 
 from oncofed.keys.ledger import LedgerKeys, release_key
 from oncofed.node.store import db as dbmod
+from oncofed.node.store import federation as fedstore
 from oncofed.node.store.rowsets import NO_CHANGE, Diff, RowSet, Sketch, decode, lower_bound
+from oncofed.secagg.retry import EarlierRelease, release_blocker
 
 MAX_DECODES = 64        # beyond this many far-looking candidates, the next is taken as near (cautious)
 _CACHE_SCOPES = 32
@@ -82,6 +88,38 @@ def migration_1(conn: sqlite3.Connection) -> None:
         at INTEGER NOT NULL)""")
 
 
+def migration_2(conn: sqlite3.Connection) -> None:
+    """Which centres and queries each release under a participant set went out in, so that a
+    retry can be checked against abstentions (D26). Releases made before are backfilled with
+    unknown centres: a retry over them is refused, as every other set was before."""
+    conn.execute("""CREATE TABLE ledger_sets (
+        release_id INTEGER NOT NULL REFERENCES ledger_entries (entry_id),
+        spec_hash BLOB NOT NULL,
+        participants BLOB NOT NULL,
+        query_hash TEXT NOT NULL,
+        centres TEXT,
+        PRIMARY KEY (release_id, spec_hash, participants, query_hash))""")
+    conn.execute("INSERT INTO ledger_sets (release_id, spec_hash, participants, query_hash, centres) "
+                 "SELECT release_id, spec_hash, participants, first_query, NULL FROM ledger_answers "
+                 "WHERE participants <> x''")
+
+
+@dataclass(frozen=True)
+class Participation:
+    """The participant set a federated release is summed over, as the ledger keys it: its centres
+    (a new set of the same centres, with fresh mask keys, differences nothing)."""
+
+    centres: tuple[str, ...]
+
+    @classmethod
+    def of(cls, centres: tuple[str, ...] | list[str]) -> Participation:
+        return cls(tuple(sorted(set(centres))))
+
+    @property
+    def key(self) -> bytes:
+        return hashlib.sha256("\n".join(self.centres).encode()).digest()
+
+
 @dataclass(frozen=True)
 class Resolution:
     """Which release a cohort is answered as. `diff` turns the cohort's rows into the release's
@@ -100,11 +138,14 @@ class Resolution:
 @dataclass(frozen=True)
 class Kept:
     """What the ledger holds for (release, spec, participants) after this answer: the vector to
-    send (this one, or the one released before), and whether it was released before."""
+    send (this one, or the one released before), and whether it was released before. When
+    `other_participants`, the release went out under another set and this one may not go out:
+    `blocker` says why (local audit only), and nothing was recorded as released."""
 
     vector: list[int]
     reused: bool
     other_participants: bool
+    blocker: str = ""
 
 
 class _ScopeCache:
@@ -250,32 +291,63 @@ class ReleaseLedger:
              None if diff is None else diff.to_bytes(), at))
         return int(cur.lastrowid or 0)
 
-    def stored(self, res: Resolution, spec_hash: bytes, participants: bytes | None = None) -> list[int] | None:
+    def stored(self, res: Resolution, spec_hash: bytes, participants: Participation | None = None) -> list[int] | None:
         """The vector released before for this release and spec (and participant set), if any."""
+        part = participants.key if participants is not None else b""
         row = self.conn.execute("SELECT vector FROM ledger_answers WHERE release_id = ? AND spec_hash = ? AND "
-                                "participants = ?", (res.release_id, spec_hash, participants or b"")).fetchone()
+                                "participants = ?", (res.release_id, spec_hash, part)).fetchone()
         return None if row is None else decode_vector(row[0])
 
     def keep(self, res: Resolution, spec_hash: bytes, vector: list[int], query_hash: str, *,
-             participants: bytes | None = None, now: int | None = None) -> Kept:
+             participants: Participation | None = None, now: int | None = None) -> Kept:
         """Record this answer durably and return what to send: the vector released before for the
-        same (release, spec, participants) if there is one — byte for byte — else this one."""
+        same (release, spec, participants) if there is one — byte for byte — else this one. Under
+        a participant set, refused (`Kept.other_participants`, nothing recorded as released) when
+        the same release went out under another set without the abstentions that make it safe."""
         at = int(now if now is not None else time.time())
-        part = participants or b""
-        key = release_key(spec_hash, res.release_digest, participants)
+        part = participants.key if participants is not None else b""
+        key = release_key(spec_hash, res.release_digest, part or None)
         with self._tx(self.conn) as conn:
-            cur = conn.execute("INSERT OR IGNORE INTO ledger_answers (release_id, spec_hash, participants, "
-                               "release_key, vector, first_query, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                               (res.release_id, spec_hash, part, key, encode_vector(vector), query_hash, at))
-            reused = cur.rowcount == 0
-            blob = conn.execute("SELECT vector FROM ledger_answers WHERE release_id = ? AND spec_hash = ? AND "
-                                "participants = ?", (res.release_id, spec_hash, part)).fetchone()[0]
-            other = conn.execute("SELECT EXISTS (SELECT 1 FROM ledger_answers WHERE release_id = ? AND "
-                                 "spec_hash = ? AND participants <> ?)",
-                                 (res.release_id, spec_hash, part)).fetchone()[0]
+            blocker = None if participants is None else self._blocker(res.release_id, spec_hash, participants)
+            if blocker is None:
+                cur = conn.execute("INSERT OR IGNORE INTO ledger_answers (release_id, spec_hash, participants, "
+                                   "release_key, vector, first_query, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                   (res.release_id, spec_hash, part, key, encode_vector(vector), query_hash, at))
+                reused = cur.rowcount == 0
+                out = decode_vector(conn.execute("SELECT vector FROM ledger_answers WHERE release_id = ? AND "
+                                                 "spec_hash = ? AND participants = ?",
+                                                 (res.release_id, spec_hash, part)).fetchone()[0])
+                if participants is not None:
+                    conn.execute("INSERT OR IGNORE INTO ledger_sets (release_id, spec_hash, participants, "
+                                 "query_hash, centres) VALUES (?, ?, ?, ?, ?)",
+                                 (res.release_id, spec_hash, part, query_hash, "\n".join(participants.centres)))
+            else:
+                reused, out = False, vector
             conn.execute("INSERT INTO ledger_queries (query_hash, entry_id, release_id, decision, at) "
                          "VALUES (?, ?, ?, ?, ?)", (query_hash, res.entry_id, res.release_id, res.decision, at))
-        return Kept(decode_vector(blob), reused, bool(other))
+        return Kept(out, reused, blocker is not None, blocker or "")
+
+    def _blocker(self, release_id: int, spec_hash: bytes, participants: Participation) -> str | None:
+        """Why this release may not go out under `participants` (None: it may), from every set it
+        went out under before and the abstentions kept (inside keep's transaction)."""
+        part = participants.key
+        earlier: dict[bytes, tuple[set[str | None], set[str]]] = {}
+        for other, centres, qh in self.conn.execute(
+                "SELECT participants, centres, query_hash FROM ledger_sets WHERE release_id = ? AND spec_hash = ? "
+                "AND participants <> ?", (release_id, spec_hash, part)):
+            names, queries = earlier.setdefault(bytes(other), (set(), set()))
+            names.add(centres)
+            queries.add(str(qh))
+        for (other,) in self.conn.execute("SELECT participants FROM ledger_answers WHERE release_id = ? AND "
+                                          "spec_hash = ? AND participants NOT IN (?, x'')",
+                                          (release_id, spec_hash, part)):
+            if bytes(other) not in earlier:          # released before sets were recorded: unknown
+                earlier[bytes(other)] = ({None}, set())
+        releases = [EarlierRelease(None if None in names or len(names) != 1
+                                   else frozenset(str(next(iter(names))).split("\n")), frozenset(queries))
+                    for names, queries in earlier.values()]
+        abstained = fedstore.abstained(self.conn, {q for r in releases for q in r.queries})
+        return release_blocker(participants.centres, releases, abstained)
 
 
 def encode_vector(vector: list[int]) -> bytes:

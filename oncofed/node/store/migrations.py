@@ -24,7 +24,9 @@ MIGRATIONS: Mapping[str, Sequence[Migration]] = {
               audit_table.migration_2),     # the recorded head (a truncated log shows)
     "verify": (nonces.migration_1,),        # nonces of accepted or refused queries (replays)
     "query": (budgets.migration_1,),        # rate limits and the privacy ledger
-    "federation": (federation.migration_1,),  # accepted queries, sent answers and declines (connector)
-    "ledger": (ledger.migration_1,),        # the release ledger: row sets answered over, answers released
+    "federation": (federation.migration_1,    # accepted queries, sent answers and declines (connector)
+                   federation.migration_2),   # abstentions from failed queries, and others' (retries)
+    "ledger": (ledger.migration_1,          # the release ledger: row sets answered over, answers released
+               ledger.migration_2),         # the centres and queries of each release under a set (retries)
     "rounds": (rounds.migration_1,),        # distinct coefficients answered per model fit (the round cap)
 }
