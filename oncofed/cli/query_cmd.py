@@ -60,13 +60,19 @@ def _permit_hash(value: str) -> bytes:
         from oncofed.keys.permits import permit_sha256
 
         return bytes.fromhex(permit_sha256(path.read_bytes()))
-    try:
-        raw = bytes.fromhex(value)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
+    raw = _sha256_hex(value)
+    if raw is None:
         raise UsageError(f"--permit: {value!r} is neither a permit file nor a SHA-256 in hex")
     return raw
+
+
+def _sha256_hex(text: str) -> bytes | None:
+    """32 bytes written as 64 hexadecimal digits, else None."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None
 
 
 def _full_hash(cfg: Any, text: str, what: str) -> str:
@@ -78,11 +84,7 @@ def _full_hash(cfg: Any, text: str, what: str) -> str:
         if len(matches) != 1:
             raise UsageError(f"{what}: {text!r} names {len(matches)} of your queries; give more of the hash")
         text = matches[0]
-    try:
-        raw = bytes.fromhex(text)
-    except ValueError:
-        raw = b""
-    if len(raw) != 32:
+    if _sha256_hex(text) is None:
         raise UsageError(f"{what}: a query hash is 64 hexadecimal digits (or a prefix from `query list`)")
     return text
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TypeVar
 
 from google.protobuf.message import DecodeError
 
@@ -71,13 +72,7 @@ def sign_abstention(identity: Identity, query_hash: bytes) -> bytes:
 def read_abstention(data: bytes, keyring: Mapping[bytes, PublicIdentity], query_hash: bytes) -> Abstention:
     """An abstention from `query_hash`, signed by the registry centre it names; ProtocolError
     for a forged one, one from another centre's key, or one from another query."""
-    signer, raw = _verified_body(data, ABSTENTION_TAG, keyring)
-    try:
-        body = fpb.AbstentionBody.FromString(raw)
-    except DecodeError:
-        raise ProtocolError("a malformed abstention") from None
-    if body.query_hash != query_hash or body.centre != signer.member_id:
-        raise ProtocolError(f"an abstention from {signer.member_id} does not match the retried query")
+    body = _read(data, ABSTENTION_TAG, fpb.AbstentionBody, "an abstention", keyring, query_hash)
     return Abstention(body.query_hash, body.centre)
 
 
@@ -89,25 +84,30 @@ def _verified_body(data: bytes, tag: str, keyring: Mapping[bytes, PublicIdentity
     return v.signer, v.body
 
 
-def read_decline(data: bytes, keyring: Mapping[bytes, PublicIdentity], query_hash: bytes) -> Decline:
-    signer, raw = _verified_body(data, DECLINE_TAG, keyring)
+_Body = TypeVar("_Body", fpb.DeclineBody, fpb.FailureBody, fpb.AbstentionBody)
+
+
+def _read(data: bytes, tag: str, message: type[_Body], what: str, keyring: Mapping[bytes, PublicIdentity],
+          query_hash: bytes) -> _Body:
+    """The body of a centre's signed statement about `query_hash`: verified against the registry,
+    parsed, and about this query and by the centre it names (else ProtocolError)."""
+    signer, raw = _verified_body(data, tag, keyring)
     try:
-        body = fpb.DeclineBody.FromString(raw)
+        body = message.FromString(raw)
     except DecodeError:
-        raise ProtocolError("a malformed decline") from None
+        raise ProtocolError(f"{what} that is malformed") from None
     if body.query_hash != query_hash or body.centre != signer.member_id:
-        raise ProtocolError(f"a decline from {signer.member_id} does not match this query")
+        raise ProtocolError(f"{what} from {signer.member_id} does not match this query")
+    return body
+
+
+def read_decline(data: bytes, keyring: Mapping[bytes, PublicIdentity], query_hash: bytes) -> Decline:
+    body = _read(data, DECLINE_TAG, fpb.DeclineBody, "a decline", keyring, query_hash)
     return Decline(body.query_hash, body.centre, body.coarse)
 
 
 def read_failure(data: bytes, keyring: Mapping[bytes, PublicIdentity], query_hash: bytes) -> Decline:
-    signer, raw = _verified_body(data, FAILURE_TAG, keyring)
-    try:
-        body = fpb.FailureBody.FromString(raw)
-    except DecodeError:
-        raise ProtocolError("a malformed failure notice") from None
-    if body.query_hash != query_hash or body.centre != signer.member_id:
-        raise ProtocolError(f"a failure notice from {signer.member_id} does not match this query")
+    body = _read(data, FAILURE_TAG, fpb.FailureBody, "a failure notice", keyring, query_hash)
     return Decline(body.query_hash, body.centre, body.coarse)
 
 
