@@ -1,0 +1,1 @@
+"""Flower's engine for oncofed's analyses (floor 4): the apps, and the deployment around them."""
