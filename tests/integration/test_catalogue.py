@@ -7,11 +7,11 @@ example here (the first test), and so without passing it."""
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
 from node_fed_helpers import make_fed, query_body, signed
+from result_compare import assert_close
 
 from oncofed import dictionary as dictmod
 from oncofed.analyses import KINDS, finalise_query
@@ -95,26 +95,6 @@ def test_every_catalogue_entry_has_an_example() -> None:
     assert set(EXAMPLES) == set(KINDS)
 
 
-def close(a: Any, b: Any, path: str = "result") -> None:
-    """Integers (and everything else) equal; reals within 1e-9 relative."""
-    if isinstance(a, float) or isinstance(b, float):
-        assert isinstance(a, int | float) and isinstance(b, int | float), path
-        if math.isnan(a) or math.isnan(b):
-            assert math.isnan(a) and math.isnan(b), path
-        else:
-            assert a == pytest.approx(b, rel=1e-9, abs=1e-12), f"{path}: {a} != {b}"
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), f"{path}: keys {sorted(a)} != {sorted(b)}"
-        for k in a:
-            close(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list):
-        assert isinstance(b, list) and len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            close(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
-
-
 def _example(body: Any, example: Any) -> None:
     """Put one example's analysis, cohort and status cutoff into a query body."""
     doc = example if isinstance(example, dict) and "analysis" in example else {"analysis": example}
@@ -150,7 +130,7 @@ def test_federated_answer_equals_the_pooled_statistic(federation: dict[str, Any]
     for group, centres in empty.items():     # flagged at every centre: no rows anywhere
         if centres == len(CENTRES):
             assert group not in pooled.get("curves", {}) and group not in pooled.get("groups", [])
-    close(federated, pooled)
+    assert_close(federated, pooled)
     if kind in MODELS:
         assert federated["withheld_centres"] == 0, "the example must pass every centre's gates"
         summed = sum_vectors(vectors)

@@ -9,12 +9,12 @@ caught by the client."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from federation_world import World, make_world
+from result_compare import assert_close
 
 from oncofed import dictionary as dictmod
 from oncofed.analyses import KINDS, finalise_query
@@ -56,24 +56,6 @@ def pooled(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[A
     node.close()
 
 
-def close(a: Any, b: Any, path: str = "result") -> None:
-    if isinstance(a, float) or isinstance(b, float):
-        if math.isnan(a) or math.isnan(b):
-            assert math.isnan(a) and math.isnan(b), path
-        else:
-            assert a == pytest.approx(b, rel=1e-9, abs=1e-12), f"{path}: {a} != {b}"
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), f"{path}: {sorted(a)} != {sorted(b)}"
-        for k in a:
-            close(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, list):
-        assert isinstance(b, list) and len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            close(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
-
-
 @pytest.mark.parametrize("kind", KINDS)
 def test_federated_result_equals_the_pooled_statistic(world: World, pooled: Any, kind: str) -> None:
     body = world.body(EXAMPLES[kind])
@@ -93,7 +75,7 @@ def test_federated_result_equals_the_pooled_statistic(world: World, pooled: Any,
     empty, _ = got.pop("suppressed_groups", {}), expected.pop("suppressed_groups", {})
     for group in empty:                    # flagged at k = 1: the centres hold no row of it
         assert group not in expected.get("curves", {}) and group not in expected.get("groups", [])
-    close(got, expected)
+    assert_close(got, expected)
 
 
 def _hub_bytes(world: World) -> bytes:
