@@ -14,6 +14,7 @@ from oncofed.cli.keys_cmd import (
     read_passphrase,
 )
 from oncofed.cli.output import json_option
+from oncofed.cli.settings_cmd import config_command
 from oncofed.errors import UsageError
 
 
@@ -49,21 +50,7 @@ config_option = click.option("--config", "-c", "config_path", type=click.Path(pa
                              show_envvar=True, help="The hub's settings file (see `oncofed hub config`).")
 
 
-@hub.command("config")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write the file here instead of printing it (refuses to overwrite).")
-def config_cmd(out: Path | None) -> None:
-    """Print a hub.toml with every setting and its default, to fill in."""
-    from oncofed.federation.hub.config import render
-
-    text = render()
-    if out is None:
-        click.echo(text, nl=False)
-        return
-    if out.exists():
-        raise UsageError(f"{out} exists; refusing to overwrite it")
-    out.write_text(text, "utf-8")
-    click.echo(f"wrote {out}")
+config_command(hub, "oncofed.federation.hub.config", "Print a hub.toml with every setting and its default, to fill in.")
 
 
 @hub.command("serve")

@@ -23,6 +23,7 @@ from typing import Any
 import click
 
 from oncofed.cli.output import emit_json, json_option
+from oncofed.cli.settings_cmd import config_command
 from oncofed.errors import UsageError
 
 config_option = click.option("--config", "-c", "config_path", type=click.Path(path_type=Path, dir_okay=False),
@@ -36,21 +37,7 @@ def query() -> None:
     """Submit federated queries and read their results (researchers)."""
 
 
-@query.command("config")
-@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write the file here instead of printing it (refuses to overwrite).")
-def config_cmd(out: Path | None) -> None:
-    """Print a researcher.toml with every setting, to fill in."""
-    from oncofed.federation.client.config import render
-
-    text = render()
-    if out is None:
-        click.echo(text, nl=False)
-        return
-    if out.exists():
-        raise UsageError(f"{out} exists; refusing to overwrite it")
-    out.write_text(text, "utf-8")
-    click.echo(f"wrote {out}")
+config_command(query, "oncofed.federation.client.config", "Print a researcher.toml with every setting, to fill in.")
 
 
 def _permit_hash(value: str) -> bytes:

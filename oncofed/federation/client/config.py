@@ -33,6 +33,7 @@ SCHEMA: settings.Schema = {
     "dictionary": {"extension": ""},
     "credentials": {"identity_key": "", "tls_key": "", "cert": "", "root_cert": "", "root_fingerprint": ""},
 }
+TITLE = "oncofed researcher settings; see docs/federation.md"
 PATHS = {("dictionary", "extension"), ("credentials", "identity_key"), ("credentials", "tls_key"),
          ("credentials", "cert"), ("credentials", "root_cert")}
 PASSPHRASE_ENV = "ONCOFED_KEY_PASSPHRASE"  # noqa: S105 - a variable's name, not a secret
@@ -65,7 +66,8 @@ class ResearcherConfig:
 
 
 def render(values: dict[str, dict[str, object]] | None = None) -> str:
-    return settings.render(SCHEMA, "oncofed researcher settings; see docs/federation.md", values)
+    """A researcher.toml showing every setting (defaults where `values` gives none)."""
+    return settings.render(SCHEMA, TITLE, values)
 
 
 def load(path: Path) -> ResearcherConfig:

@@ -35,6 +35,7 @@ SCHEMA: settings.Schema = {
     "credentials": {"identity_key": "", "tls_key": "", "cert": "", "root_cert": "", "root_fingerprint": ""},
     "trust": {"registry": "", "revocations": ""},
 }
+TITLE = "oncofed hub settings; see docs/federation.md"
 PATHS = {("hub", "database"), ("credentials", "identity_key"), ("credentials", "tls_key"), ("credentials", "cert"),
          ("credentials", "root_cert"), ("trust", "registry"), ("trust", "revocations")}
 
@@ -60,7 +61,7 @@ class HubConfig:
 
 def render(values: dict[str, dict[str, object]] | None = None) -> str:
     """A hub.toml showing every setting (defaults where `values` gives none)."""
-    return settings.render(SCHEMA, "oncofed hub settings; see docs/federation.md", values)
+    return settings.render(SCHEMA, TITLE, values)
 
 
 def load(path: Path) -> HubConfig:
