@@ -10,8 +10,17 @@ vector layout), its node-side local step over a `Reader`, its disclosure step an
 """
 
 from oncofed.analyses.base import Analysis, Block, Grants, Reader, Release, Result, Rules
-from oncofed.analyses.catalogue import CATALOGUE, KINDS, analysis, finalise, finalise_query, parse_analysis, render
+from oncofed.analyses.catalogue import (
+    CATALOGUE,
+    KINDS,
+    analysis,
+    finalise,
+    finalise_query,
+    parse_analysis,
+    render,
+    table,
+)
 from oncofed.analyses.disclosure import release
 
 __all__ = ["CATALOGUE", "KINDS", "Analysis", "Block", "Grants", "Reader", "Release", "Result", "Rules", "analysis",
-           "finalise", "finalise_query", "parse_analysis", "release", "render"]
+           "finalise", "finalise_query", "parse_analysis", "release", "render", "table"]

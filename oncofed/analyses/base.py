@@ -255,3 +255,14 @@ class Analysis(ABC, Generic[S, R]):
     @abstractmethod
     def render(self, result: Result) -> list[str]:
         """The finalised result as lines of text for people."""
+
+    def table(self, result: Result) -> list[dict[str, Any]]:
+        """The finalised result as the rows of one table, for CSV export and `to_pandas`: here its
+        scalar figures as one row; an analysis with a natural table (cells, bins, curve points,
+        groups) gives that instead."""
+        return scalar_row(result)
+
+
+def scalar_row(result: Result) -> list[dict[str, Any]]:
+    """A result's scalar figures (numbers, text, missing) as a table of one row."""
+    return [{k: v for k, v in result.items() if isinstance(v, int | float | str | type(None))}]

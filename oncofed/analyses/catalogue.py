@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from oncofed.analyses import count, cox, crosstab, histogram, kaplan_meier, logistic, logrank, summary
-from oncofed.analyses.base import Analysis, Result
+from oncofed.analyses.base import Analysis, Result, scalar_row
 from oncofed.dictionary import Dictionary
 from oncofed.query.errors import invalid
 from oncofed.query.vector import decode, n_total
@@ -74,6 +74,13 @@ def render(result: Result) -> str:
     head += f", {suppressed} suppressed)" if suppressed else ")"
     body = CATALOGUE[kind].render(result) if kind in CATALOGUE else [repr(result)]
     return "\n".join([head, *body])
+
+
+
+def table(result: Result) -> list[dict[str, Any]]:
+    """A finalised result as the rows of one table (CSV, `to_pandas`): its analysis' own table."""
+    kind = str(result.get("analysis"))
+    return CATALOGUE[kind].table(result) if kind in CATALOGUE else scalar_row(result)
 
 
 assert set(KINDS) == set(_oneof_members()), "every Analysis oneof member needs a catalogue entry"

@@ -95,6 +95,10 @@ class Crosstab(Analysis[CrosstabSpec, RawCounts]):
         return {"fields": list(spec.field_names), "cells": cells, "margins": margins, "total": sum(values),
                 "margins_definition": "sums of interior cells", "suppressed_centres": flags["suppressed"]}
 
+    def table(self, result: Result) -> list[dict[str, Any]]:
+        """One row per interior cell: its levels and count (margins are derived, not rows)."""
+        return [{**cell["levels"], "count": cell["count"]} for cell in result["cells"]]
+
     def render(self, result: Result) -> list[str]:
         from oncofed.analyses.text import num
 

@@ -17,7 +17,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from oncofed.analyses import disclosure
-from oncofed.analyses.base import Analysis, Reader, Release, Result, Rules
+from oncofed.analyses.base import Analysis, Reader, Release, Result, Rules, scalar_row
 from oncofed.analyses.cells import EMPTY, RawCounts
 from oncofed.dictionary import Dictionary
 from oncofed.query.errors import invalid
@@ -84,6 +84,10 @@ class Histogram(Analysis[HistogramSpec, RawCounts]):
         return {"field": spec.field, "bins": bins, "missing": values[-1], "total": sum(values),
                 "bins_definition": "[from, to) from the dictionary; values beyond the edges in the end bins",
                 "suppressed_centres": flags["suppressed"]}
+
+    def table(self, result: Result) -> list[dict[str, Any]]:
+        """One row per bin (from, to, count); the scalars when there are no bins."""
+        return [dict(b) for b in result["bins"]] if result.get("bins") else scalar_row(result)
 
     def render(self, result: Result) -> list[str]:
         from oncofed.analyses.text import num

@@ -34,6 +34,11 @@ class KaplanMeier(SurvivalAnalysis):
     def finalise(self, spec: SurvivalSpec, values: list[int], flags: dict[str, int]) -> Result:
         return {**self.head(spec, flags), **kaplan_meier(spec, values)}
 
+    def table(self, result: Result) -> list[dict[str, Any]]:
+        """One row per point of each curve, the group named by the grouping field."""
+        group = result.get("group_by") or "group"
+        return [{group: g, **point} for g, curve in result["curves"].items() for point in curve["points"]]
+
     def render(self, result: Result) -> list[str]:
         return _render(result)
 

@@ -27,6 +27,11 @@ class LogRank(SurvivalAnalysis):
     def finalise(self, spec: SurvivalSpec, values: list[int], flags: dict[str, int]) -> Result:
         return {**self.head(spec, flags), **logrank(spec, values)}
 
+    def table(self, result: Result) -> list[dict[str, Any]]:
+        """One row per group compared: observed and expected events."""
+        return [{"group": g, "observed": result["observed"][g], "expected": result["expected"][g]}
+                for g in result["groups"]]
+
     def render(self, result: Result) -> list[str]:
         return _render(result)
 

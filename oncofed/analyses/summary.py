@@ -29,7 +29,7 @@ from typing import Any
 from google.protobuf.message import Message
 
 from oncofed.analyses import disclosure, ptable
-from oncofed.analyses.base import Analysis, Block, Grants, Reader, Release, Result, Rules
+from oncofed.analyses.base import Analysis, Block, Grants, Reader, Release, Result, Rules, scalar_row
 from oncofed.analyses.cells import EMPTY, RawSummary
 from oncofed.analyses.histogram import bin_of
 from oncofed.dictionary import Dictionary
@@ -220,6 +220,10 @@ class Summary(Analysis[SummarySpec, RawSummary]):
         out["moments_withheld_centres"] = flags["moments_withheld"]
         out["bins_withheld_centres"] = flags["bins_withheld"]
         return out
+
+    def table(self, result: Result) -> list[dict[str, Any]]:
+        """One row per dictionary bin when the summary has them, else its scalar figures."""
+        return [dict(b) for b in result["bins"]] if result.get("bins") else scalar_row(result)
 
     def render(self, result: Result) -> list[str]:
         from oncofed.analyses.text import num

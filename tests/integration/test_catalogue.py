@@ -218,3 +218,35 @@ def test_a_refusal_after_verification_is_audited_and_goes_out_coarse(federation:
     assert public_error(exc.value).message == "declined: BUSY"
     last = live.verifier.audit.entries(query_hash=query_hash(envelope))[-1]
     assert (last.event, last.decision, last.reason) == ("query.answer", "refused", "store_over_policy")
+
+
+@pytest.mark.parametrize(("kind", "i"), CASES)
+def test_every_result_is_one_table(federation: dict[str, Any], kind: str, i: int) -> None:
+    """The table of each kind (CSV export, `to_pandas`): a crosstab's cells, a histogram's or a
+    summary's bins, each survival curve's points, a log-rank's groups, else one row of scalars."""
+    from oncofed.federation.client.tables import rows_of
+
+    body = query_body(federation["permits"]["centre-a"], targets=CENTRES, d=federation["d"])
+    _example(body, EXAMPLES[kind][i])
+    result = finalise_query(body, federation["d"],
+                            answer(federation["pooled"], body, None, policy=NodePolicy(mode="none")).vector)
+    rows = rows_of(result)
+    assert rows and all(isinstance(r, dict) for r in rows)
+    if kind == "crosstab":
+        fields = result["fields"]
+        assert [list(r) for r in rows] == [[*fields, "count"]] * len(result["cells"])
+        assert sum(r["count"] for r in rows) == result["total"]
+    elif kind in ("histogram", "summary") and result.get("bins"):
+        assert rows == result["bins"] and rows is not result["bins"]
+    elif kind == "kaplan_meier":
+        by = result.get("group_by") or "group"
+        assert len(rows) == sum(len(c["points"]) for c in result["curves"].values())
+        assert {r[by] for r in rows} == set(result["curves"])
+    elif kind == "logrank":
+        assert [r["group"] for r in rows] == list(result["groups"])
+        assert [(r["observed"], r["expected"]) for r in rows] == \
+            [(result["observed"][g], result["expected"][g]) for g in result["groups"]]
+    else:
+        assert len(rows) == 1 and rows[0]["analysis"] == kind
+        assert all(rows[0][k] == v for k, v in result.items() if isinstance(v, int | float | str | type(None)))
+        assert not any(isinstance(v, dict | list) for v in rows[0].values())
