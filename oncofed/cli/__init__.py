@@ -65,6 +65,7 @@ def _register() -> None:
         analyse_cmd,
         authority_cmd,
         dictionary_cmd,
+        flower_cmd,
         hub_cmd,
         keys_cmd,
         node_audit_cmd,
@@ -87,6 +88,8 @@ def _register() -> None:
     node_cmd.node.add_command(node_permits_cmd.trust)
     node_cmd.node.add_command(node_audit_cmd.audit)
     node_cmd.node.add_command(node_serve_cmd.serve)
+    hub_cmd.hub.add_command(flower_cmd.hub_flower)
+    node_cmd.node.add_command(flower_cmd.node_flower)
 
 
 _register()

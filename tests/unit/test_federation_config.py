@@ -53,3 +53,20 @@ def test_a_researcher_config_needs_credentials_but_not_an_extension(tmp_path):
         researcher.load(path)
     with pytest.raises(UsageError, match="no such researcher config"):
         researcher.load(tmp_path / "missing.toml")
+
+
+def test_the_hub_config_flower_section_has_defaults_and_may_be_left_out(tmp_path):
+    path = tmp_path / "hub.toml"
+    path.write_text(_filled(hub.render()), "utf-8")
+    cfg = hub.load(path)
+    assert (cfg.flower_host, cfg.flower_port, cfg.flower_supernode_auth) == ("127.0.0.1", 9092, True)
+    assert cfg.flower_dir == (tmp_path / "flower").resolve()
+    text = _filled(hub.render())
+    path.write_text(text[:text.index("[flower]")], "utf-8")              # a hub.toml from before [flower]
+    assert hub.load(path).flower_dir == (tmp_path / "flower").resolve()
+    path.write_text(text.replace('listen = "127.0.0.1:9092"', 'listen = "127.0.0.1:0"'), "utf-8")
+    with pytest.raises(UsageError, match=r"\[flower\] listen needs a fixed port"):
+        hub.load(path)
+    path.write_text(text.replace("supernode_auth = true", 'supernode_auth = "yes"'), "utf-8")
+    with pytest.raises(UsageError, match="supernode_auth must be true or false"):
+        hub.load(path)
