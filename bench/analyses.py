@@ -7,9 +7,12 @@ coordinator (oncofed.federation.client.analyse.run_model): every round is a sign
 secure-aggregated query. The policy releases exact sums (threshold mode, k = 1) so the fits can
 be compared; rate limits are lifted. The pooled side reads each centre's complete cases (the
 rows the fit rests on) and times statsmodels alone: `Logit(...).fit(method="newton")` and
-`PHReg(..., ties="efron", strata=centre).fit(method="newton")`.
+`PHReg(..., ties="efron", strata=centre).fit(method="newton")`, and for the piecewise-exponential
+model `GLM(family=Poisson, offset=log(exposure))` on the rows expanded to person-period records
+(the expansion is not timed).
 
     python bench/analyses.py --out bench/results/analyses.json [--sizes 10000,100000] [--centres 3,5]
+                             [--models logistic,cox,poisson] [--repeats 3]
 
 Targets (issue 11): ≤ 8 rounds; the query plane ≤ 2 s for a fit over 5 × 100k rows.
 """
@@ -39,6 +42,8 @@ MODELS: dict[str, Any] = {
                               "covariates": ["age_at_incidence", "sex", "stage_summary"]}},
     "cox": {"cox": {"outcome": "OS", "cutoff": "2025-12-31",
                     "covariates": ["age_at_incidence", "sex", "stage_summary"]}},
+    "poisson": {"poisson": {"outcome": "OS", "cutoff": "2025-12-31", "step_days": 365, "horizon_days": 3650,
+                            "covariates": ["age_at_incidence", "sex", "stage_summary"]}},
 }
 
 
@@ -53,6 +58,13 @@ def pooled_fit(kind: str, frame: Any, columns: list[str]) -> tuple[float, Any]:
     import numpy as np
     import statsmodels.api as sm
 
+    if kind == "poisson":
+        step, intervals = 365, 10
+        pp, x = person_period(frame, columns, step, intervals)
+        t = time.perf_counter()
+        fit = sm.GLM(pp["d"], x, family=sm.families.Poisson(), offset=np.log(pp["exposure"])).fit(
+            method="newton", tol=1e-10)
+        return time.perf_counter() - t, fit
     t = time.perf_counter()
     if kind == "logistic":
         x = sm.add_constant(frame[columns].to_numpy(float), has_constant="add")
@@ -63,6 +75,24 @@ def pooled_fit(kind: str, frame: Any, columns: list[str]) -> tuple[float, Any]:
                        status=frame["event"].to_numpy(float), ties="efron", strata=frame["centre"].to_numpy(),
                        entry=np.where(entry > 0, entry + 0.5, 0.0)).fit(method="newton", tol=1e-10)
     return time.perf_counter() - t, fit
+
+
+def person_period(frame: Any, columns: list[str], step: int, intervals: int) -> tuple[Any, Any]:
+    """The rows as person-period records (the lattice rules of oncofed.analyses.poisson at k = 1,
+    vectorised): records and their design (interval baselines, then the covariates)."""
+    import numpy as np
+
+    t, e, en = (frame[c].to_numpy(float) for c in ("time", "event", "entry"))
+    kappa = np.maximum(1, np.ceil(t / step)).astype(int)
+    alpha = np.where(en > 0, np.floor(en / step) + 1, 1).astype(int)
+    counts = np.clip(np.minimum(kappa, intervals) - alpha + 1, 0, None)
+    row = np.repeat(np.arange(len(t)), counts)
+    start = np.repeat(np.cumsum(counts) - counts, counts)
+    j = alpha[row] + np.arange(len(row)) - start
+    leaving = j == kappa[row]
+    pp = {"d": np.where(leaving, e[row], 0.0), "exposure": np.where(leaving, step / 2, float(step))}
+    x = np.column_stack([np.eye(intervals)[j - 1], frame[columns].to_numpy(float)[row]])
+    return pp, x
 
 
 def one_centre_alone(world: Any, analysis: Any) -> tuple[float, float]:
@@ -93,7 +123,8 @@ def one_centre_alone(world: Any, analysis: Any) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def measure(size: int, n_centres: int, repeats: int, tmp: Path) -> dict[str, Any]:
+def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[str, ...] = tuple(MODELS)
+            ) -> dict[str, Any]:
     import numpy as np
     from federation_world import make_world
     from regression_reference import node_rows, observed
@@ -119,6 +150,8 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path) -> dict[str, Any
         client.run(world.body("count"), dictionary=d, timeout=600)           # warm: record keys, page cache
         permit = bytes.fromhex(next(iter(world.centres.values())).permit)
         for kind, model in MODELS.items():
+            if kind not in models:
+                continue
             req = ModelRequest(analysis_from(model, "model"), centres, permit, min_participants=n_centres)
             cold: list[float] = []
             warm: list[float] = []
@@ -168,18 +201,20 @@ def main() -> int:
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--centres", default="3,5")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
     opts = ap.parse_args()
     results = []
     for size in (int(s) for s in opts.sizes.split(",") if s):
         for n in (int(c) for c in opts.centres.split(",") if c):
             print(f"{n} centres × {size:,} rows", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
-                results.append(measure(size, n, opts.repeats, Path(tmp)))
+                results.append(measure(size, n, opts.repeats, Path(tmp), tuple(opts.models.split(","))))
     checks = []
     for r in results:
         for m in r["models"]:
-            checks.append({"check": f"≤ 8 rounds: {m['model']} {r['centres']} × {r['rows_per_centre']:,}",
-                           "value": m["rounds"], "ok": m["rounds"] <= 8})
+            if m["model"] in ("logistic", "cox"):          # the issue's target; Poisson reports its rounds
+                checks.append({"check": f"≤ 8 rounds: {m['model']} {r['centres']} × {r['rows_per_centre']:,}",
+                               "value": m["rounds"], "ok": m["rounds"] <= 8})
             if r["centres"] == 5 and r["rows_per_centre"] >= 100_000:
                 checks.append({"check": f"≤ 2 s at 5 × 100k: {m['model']}", "value": m["federated_seconds_median"],
                                "ok": m["federated_seconds_median"] <= 2.0})

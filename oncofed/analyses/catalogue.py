@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from oncofed.analyses import count, cox, crosstab, histogram, kaplan_meier, logistic, logrank, summary
+from oncofed.analyses import count, cox, crosstab, histogram, kaplan_meier, logistic, logrank, poisson, summary
 from oncofed.analyses.base import Analysis, Result, scalar_row
 from oncofed.dictionary import Dictionary
 from oncofed.query.errors import invalid
@@ -19,7 +19,8 @@ from oncofed.query.vector import decode, n_total
 from oncofed.v1 import query_pb2 as pb
 
 CATALOGUE: Mapping[str, Analysis[Any, Any]] = {
-    m.ANALYSIS.kind: m.ANALYSIS for m in (count, crosstab, summary, histogram, kaplan_meier, logrank, logistic, cox)
+    m.ANALYSIS.kind: m.ANALYSIS for m in (count, crosstab, summary, histogram, kaplan_meier, logrank, logistic, cox,
+                                           poisson)
 }
 KINDS = tuple(CATALOGUE)
 

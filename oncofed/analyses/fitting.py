@@ -21,11 +21,11 @@ import numpy as np
 from oncofed.analyses.catalogue import CATALOGUE, parse_analysis
 from oncofed.analyses.model_result import ModelResult
 from oncofed.analyses.newton import FitError, FitOptions, Newton, RoundSums, Step
-from oncofed.analyses.regression import ModelSpec
+from oncofed.analyses.regression import ModelAnalysis, ModelSpec
 from oncofed.dictionary import Dictionary
 from oncofed.v1 import query_pb2 as pb
 
-MODELS = ("logistic", "cox")
+MODELS = ("logistic", "cox", "poisson")
 
 
 class ModelFit:
@@ -34,7 +34,7 @@ class ModelFit:
     def __init__(self, template: pb.Analysis, dictionary: Dictionary, options: FitOptions | None = None) -> None:
         kind = template.WhichOneof("kind")
         if kind not in MODELS:
-            raise FitError(f"a model fit needs a logistic or cox analysis, not {kind or 'none'}")
+            raise FitError(f"a model fit needs a model ({', '.join(MODELS)}), not {kind or 'none'}")
         self.kind = kind
         self.template = pb.Analysis()
         self.template.CopyFrom(template)
@@ -45,9 +45,14 @@ class ModelFit:
         self.options = options or FitOptions()
         self.beta_bits = self.spec.beta_scale_bits
         msg.beta_scale_bits = self.beta_bits
-        self.newton = Newton(self.spec.coefficient_names(), intercept=self.spec.intercept,
-                             dummies=[c.dummy for c in self.spec.design.columns], options=self.options,
-                             beta_scale_bits=self.beta_bits, stratified=kind == "cox")
+        the = CATALOGUE[kind]
+        assert isinstance(the, ModelAnalysis)
+        self.analysis: ModelAnalysis = the
+        spec = self.spec
+        self.newton = Newton(spec.coefficient_names(), intercept=spec.intercept,
+                             dummies=[c.dummy for c in spec.design.columns], options=self.options,
+                             beta_scale_bits=self.beta_bits, stratified=kind == "cox", baselines=spec.intervals,
+                             warm_start=lambda sums: self.analysis.warm_start(spec, sums))
         self.steps: list[Step] = []
         self.centres = 0
 
@@ -87,7 +92,10 @@ class ModelFit:
             null = sum(k * math.log(k / s.n) for k in (ones, zeros) if k > 0)
             df = len(keep) - 1
         else:
-            null, df = f.loglik_zero, len(keep)
+            assert self.newton.first is not None
+            closed = self.analysis.null_loglik(spec, self.newton.first)
+            null = f.loglik_zero if closed is None else closed
+            df = len(keep) - spec.intervals
         notes = list(f.notes)
         if s.withheld:
             notes.append(f"{s.withheld} centre(s) withheld their sums (disclosure gates): the model is fitted "
@@ -95,7 +103,7 @@ class ModelFit:
         if self.options.l2:
             notes.append("standard errors of a penalised fit come from the penalised information")
         ratio = "odds ratio" if self.kind == "logistic" else "hazard ratio"
-        name = str(getattr(CATALOGUE[self.kind], "model_name", self.kind))
+        name = self.analysis.title(spec)
         return ModelResult(model=name, outcome=spec.outcome_label, coefficients=names,
                            beta=[float(f.beta[i]) for i in keep], se=se, ratio_name=ratio, loglik=f.loglik,
                            loglik_null=null, lr_df=df, n=s.n, events=s.events, centres=s.centres - s.withheld,

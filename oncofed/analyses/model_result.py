@@ -113,7 +113,7 @@ class ModelResult:
             lo, hi = b - Z95 * s, b + Z95 * s
             row: dict[str, Any] = {"coefficient": name, "coef": b, "se": s, "z": z, "p": p, "ci_low": lo,
                                    "ci_high": hi}
-            if name != "(intercept)":
+            if not name.startswith("("):              # not an intercept or a baseline
                 row.update({self.ratio_name.replace(" ", "_"): math.exp(b), "ratio_ci_low": math.exp(lo),
                             "ratio_ci_high": math.exp(hi)})
             out.append(row)

@@ -26,6 +26,7 @@ centre's own figures.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -133,8 +134,13 @@ class Newton:
     """Newton's method over federated rounds (see the module docstring)."""
 
     def __init__(self, names: list[str], *, intercept: bool, dummies: list[bool], options: FitOptions,
-                 beta_scale_bits: int, stratified: bool = False) -> None:
+                 beta_scale_bits: int, stratified: bool = False, baselines: int = 0,
+                 warm_start: Callable[[RoundSums], list[float] | None] | None = None) -> None:
         self.names, self.intercept, self.options, self.stratified = names, intercept, options, stratified
+        # the leading coefficients that act as intercepts: logistic's one, or Poisson's baselines
+        # (one per interval; every person-period has exactly one, so together they are an intercept)
+        self.off = (1 if intercept else 0) + baselines
+        self.warm = warm_start
         self.dummies = np.asarray(dummies, dtype=bool)
         self.p, self.sb = len(names), beta_scale_bits
         self.rounds = self.iterations = self.halvings = 0
@@ -198,7 +204,11 @@ class Newton:
             return Step(self.rounds, self._reported(theta).tolist(), sums.loglik, size, "converged")
         if self.iterations >= self.options.max_iterations:
             raise NotConverged(f"no convergence within {self.options.max_iterations} iterations")
-        self.pending = self._quantised(theta + self.step)
+        warm = self.warm(sums) if previous is None and self.warm is not None else None
+        if warm is not None:                          # a closed-form start from round 1's sums
+            self.pending = self._quantised(self.A_inv @ np.asarray(warm, dtype=np.float64))
+        else:
+            self.pending = self._quantised(theta + self.step)
         return Step(self.rounds, self._reported(theta).tolist(), sums.loglik, size,
                     "start" if previous is None else "newton")
 
@@ -227,7 +237,7 @@ class Newton:
         if sums.events == 0 or (self.intercept and sums.events == n):
             raise FitError("no events in the pooled cohort: there is nothing to fit" if sums.events == 0 else
                            "every row of the pooled cohort is an event: the outcome has one level")
-        off = 1 if self.intercept else 0
+        off = self.off
         cols = self.names[off:]
         # A level no row has anywhere is left out (as a formula would never make its column);
         # every other constant column is an error the researcher must see.
@@ -246,17 +256,15 @@ class Newton:
         self.means, self.sds = means, sds
         a = np.eye(self.p)                            # β = A θ
         a[off:, off:] = np.diag(1.0 / sds)
-        if self.intercept:
-            a[0, off:] = -means / sds
+        a[:off, off:] = -means / sds                  # every intercept-like row absorbs the centring
         t = np.eye(self.p)                            # γ = T β, the reported scale
         if self.options.standardise:
             numeric = ~self.dummies
             scale = np.where(numeric, sds, 1.0)
             t[off:, off:] = np.diag(scale)
-            if self.intercept:
-                t[0, off:] = np.where(numeric, means, 0.0)
+            t[:off, off:] = np.where(numeric, means, 0.0)
         self.A, self.T = a, t
-        drop = np.eye(self.p)[off:]                  # the intercept is not penalised
+        drop = np.eye(self.p)[off:]                  # the intercept(s) are not penalised
         pa = drop @ t @ a
         self.Q = pa.T @ pa
         self.A_inv = np.asarray(np.linalg.inv(a), dtype=np.float64)

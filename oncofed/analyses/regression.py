@@ -80,14 +80,21 @@ class ModelSpec:
     beta_key: bytes
     flags: tuple[str, ...] = ("centres", "withheld")
     outcome_label: str = "outcome"
+    step_days: int = 0                    # Poisson: the lattice's interval width (days)
+    intervals: int = 0                    # Poisson: one baseline log-hazard per interval, before the covariates
 
     @property
     def q(self) -> int:
         return self.design.q
 
     @property
+    def baselines(self) -> int:
+        """The leading coefficients that act as intercepts (not centred, not penalised)."""
+        return (1 if self.intercept else 0) + self.intervals
+
+    @property
     def p(self) -> int:
-        return self.q + (1 if self.intercept else 0)
+        return self.q + self.baselines
 
     @property
     def n_values(self) -> int:
@@ -97,11 +104,16 @@ class ModelSpec:
         return self.question.fields
 
     def coefficient_names(self) -> list[str]:
-        return (["(intercept)"] if self.intercept else []) + self.design.names()
+        return (["(intercept)"] if self.intercept else []) + self.interval_names() + self.design.names()
+
+    def interval_names(self) -> list[str]:
+        """The Poisson baselines: "(baseline 0–365 d)", then "(baseline 365–730 d)", …"""
+        w = self.step_days
+        return [f"(baseline {j * w}–{(j + 1) * w} d)" for j in range(self.intervals)]
 
     def x_bounds(self) -> list[float]:
-        """|x| bounds of the p model columns (intercept first)."""
-        return ([1.0] if self.intercept else []) + [c.bound for c in self.design.columns]
+        """|x| bounds of the p model columns (intercept or baselines first)."""
+        return [1.0] * self.baselines + [c.bound for c in self.design.columns]
 
 
 @dataclass
@@ -117,6 +129,11 @@ class ModelRaw:
     loglik: float
     extreme: int
     counts: dict[str, int] = field(default_factory=dict)
+    #: The rows, when the sums depend on the centre's k (Poisson's tail rule: `at_k` computes them).
+    rows: DesignRows | None = None
+    #: Why these sums cannot go out (fitted values beyond the public bounds the overflow check
+    #: assumed): the centre withholds, the reason stays in its audit log.
+    beyond: str = ""
 
 
 def parse_beta(msg: Any, p: int, path: str) -> tuple[tuple[float, ...], int, int]:
@@ -157,6 +174,24 @@ class ModelAnalysis(Analysis[ModelSpec, ModelRaw]):
     def evaluate(self, spec: ModelSpec, rows: DesignRows) -> ModelRaw:
         """The centre's exact sums at spec.beta over its complete cases."""
 
+    def at_k(self, spec: ModelSpec, raw: ModelRaw, k: int) -> ModelRaw:
+        """The sums a centre whose minimum cell count is k releases (most models: the same at any k)."""
+        return raw
+
+    def title(self, spec: ModelSpec) -> str:
+        """The model's name in the output (a lattice or a coarsening may be part of it)."""
+        return self.model_name
+
+    def warm_start(self, spec: ModelSpec, beta0: Any) -> list[float] | None:
+        """Coefficients to try after round 1 (at β = 0) instead of the first Newton step, from that
+        round's pooled sums (oncofed.analyses.newton.RoundSums); None: Newton's own step."""
+        return None
+
+    def null_loglik(self, spec: ModelSpec, first: Any) -> float | None:
+        """The null model's log-likelihood from round 1's pooled sums, when it has a closed form
+        (None: the log-likelihood at β = 0)."""
+        return None
+
     def check(self, spec: ModelSpec, d: Dictionary, grants: Grants) -> None:
         """No DP permit (this release); a survival outcome the permit names."""
         if grants.dp:
@@ -190,6 +225,9 @@ class ModelAnalysis(Analysis[ModelSpec, ModelRaw]):
         return raw.n
 
     def exact(self, spec: ModelSpec, raw: ModelRaw) -> list[int]:
+        raw = self.at_k(spec, raw, 1)
+        if raw.beyond:                                 # only the local admin's exact mode gets here
+            raise Refusal("internal_error", f"{spec.kind}: {raw.beyond} at round {spec.round}'s β")
         s = spec.scale_bits
         reals = [*raw.sum_x, *raw.sum_xx, *raw.gradient, *raw.information, raw.loglik]
         if not all(math.isfinite(x) for x in reals):   # the rows decided it: outward only as BUSY
@@ -199,12 +237,21 @@ class ModelAnalysis(Analysis[ModelSpec, ModelRaw]):
         return [raw.n, raw.events, *fx[:2 * q + p + p * (p + 1) // 2], fx[-1], raw.extreme]
 
     def protect(self, spec: ModelSpec, raw: ModelRaw, rules: Rules, meta: dict[str, Any]) -> Release:
-        reason = gate(raw.n, spec.p, raw.counts, rules.k)
         out = dict(meta)
+        refused = self.withhold(spec, rules)
+        if refused:
+            return Release([0] * spec.n_values, [1, 1], {**out, "suppressed": refused,
+                                                         "cells_suppressed": spec.n_values})
+        raw = self.at_k(spec, raw, rules.k)
+        reason = gate(raw.n, spec.p, raw.counts, rules.k) or raw.beyond
         if reason:
             return Release([0] * spec.n_values, [1, 1], {**out, "suppressed": f"gate: {reason}",
                                                          "cells_suppressed": spec.n_values})
         return Release(self.exact(spec, raw), [1, 0], {**out, "gates": "passed"})
+
+    def withhold(self, spec: ModelSpec, rules: Rules) -> str:
+        """A reason this centre withholds whatever its rows (its policy), for the audit log; ''."""
+        return ""
 
     def plausible(self, spec: ModelSpec, values: list[int]) -> bool:
         n, events = values[0], values[1]
@@ -235,7 +282,7 @@ class ModelAnalysis(Analysis[ModelSpec, ModelRaw]):
             for j in range(i, p):
                 info[i][j] = info[j][i] = tri[k]
                 k += 1
-        return {"model": self.model_name, "round": spec.round, "coefficients": spec.coefficient_names(),
+        return {"model": self.title(spec), "round": spec.round, "coefficients": spec.coefficient_names(),
                 "beta": list(spec.beta), "n": values[0], "events": values[1], "sum_x": sum_x, "sum_xx": sum_xx,
                 "gradient": gradient, "information": info, "loglik": real(values[-2]), "extreme": values[-1],
                 "withheld_centres": flags["withheld"]}

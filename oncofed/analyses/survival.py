@@ -139,14 +139,7 @@ class SurvivalAnalysis(Analysis[SurvivalSpec, RawSurvival]):
             raise QueryError("PERMISSION_DENIED", f"the permit does not allow the outcome {spec.outcome} "
                              f"(it names {', '.join(sorted(grants.outcomes)) or 'none'})",
                              f"analysis.{spec.kind}.outcome")
-        path = f"analysis.{spec.kind}.lattice.step_days"
-        if spec.step_days == 1:
-            if not grants.exact_times:
-                raise QueryError("PERMISSION_DENIED", "a 1-day lattice (exact event times) needs a permit with "
-                                 "exact dates and a centre policy that allows exact survival times", path)
-        elif spec.step_days < grants.min_step_days:
-            raise QueryError("PERMISSION_DENIED", f"this centre's lattice steps are at least "
-                             f"{grants.min_step_days} days", path)
+        check_lattice(spec.step_days, grants, f"analysis.{spec.kind}.lattice.step_days")
 
     def local(self, spec: SurvivalSpec, reader: Reader, *, clamp: bool) -> RawSurvival:
         n_edges, n_groups = spec.n_edges, len(spec.groups)
@@ -242,6 +235,19 @@ class SurvivalAnalysis(Analysis[SurvivalSpec, RawSurvival]):
     def head(self, spec: SurvivalSpec, flags: dict[str, int]) -> dict[str, Any]:
         return {"suppressed_centres": flags["suppressed"],
                 "suppressed_groups": {g: flags[f"suppressed:{g}"] for g in spec.groups if flags[f"suppressed:{g}"]}}
+
+
+def check_lattice(step_days: int, grants: Grants, path: str) -> None:
+    """A lattice step the permit and the centre's policy allow: 1 day (exact event times) only with
+    the permit's exact dates and a policy that allows exact survival times, else at least the
+    centre's coarsest step. Shared by every analysis on the lattice (survival curves, models)."""
+    if step_days == 1:
+        if not grants.exact_times:
+            raise QueryError("PERMISSION_DENIED", "a 1-day lattice (exact event times) needs a permit with "
+                             "exact dates and a centre policy that allows exact survival times", path)
+    elif step_days < grants.min_step_days:
+        raise QueryError("PERMISSION_DENIED", f"this centre's lattice steps are at least "
+                         f"{grants.min_step_days} days", path)
 
 
 def _levels(group: Field | None, asked: list[str], path: str,

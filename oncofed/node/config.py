@@ -121,7 +121,7 @@ QUERY_COMMENTS: dict[str, str] = {
     "max_rows": "The public maximum rows at this centre: overflow and DP range checks use it, never "
                 "the store's actual size.",
     "max_rounds": "The rounds (distinct coefficients) this centre answers of one model fit (logistic, "
-                  "Cox) per permit.",
+                  "Cox, Poisson) per permit.",
 }
 
 #: Inclusive bounds of the numeric [query] settings (None: unbounded above).

@@ -121,7 +121,7 @@ class Prefix(_message.Message):
     def __init__(self, field: _Optional[str] = ..., prefix: _Optional[str] = ...) -> None: ...
 
 class Analysis(_message.Message):
-    __slots__ = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank", "logistic", "cox")
+    __slots__ = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank", "logistic", "cox", "poisson")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     CROSSTAB_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
@@ -130,6 +130,7 @@ class Analysis(_message.Message):
     LOGRANK_FIELD_NUMBER: _ClassVar[int]
     LOGISTIC_FIELD_NUMBER: _ClassVar[int]
     COX_FIELD_NUMBER: _ClassVar[int]
+    POISSON_FIELD_NUMBER: _ClassVar[int]
     count: Count
     crosstab: Crosstab
     summary: Summary
@@ -138,7 +139,8 @@ class Analysis(_message.Message):
     logrank: LogRank
     logistic: Logistic
     cox: Cox
-    def __init__(self, count: _Optional[_Union[Count, _Mapping]] = ..., crosstab: _Optional[_Union[Crosstab, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., kaplan_meier: _Optional[_Union[KaplanMeier, _Mapping]] = ..., logrank: _Optional[_Union[LogRank, _Mapping]] = ..., logistic: _Optional[_Union[Logistic, _Mapping]] = ..., cox: _Optional[_Union[Cox, _Mapping]] = ...) -> None: ...
+    poisson: Poisson
+    def __init__(self, count: _Optional[_Union[Count, _Mapping]] = ..., crosstab: _Optional[_Union[Crosstab, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., kaplan_meier: _Optional[_Union[KaplanMeier, _Mapping]] = ..., logrank: _Optional[_Union[LogRank, _Mapping]] = ..., logistic: _Optional[_Union[Logistic, _Mapping]] = ..., cox: _Optional[_Union[Cox, _Mapping]] = ..., poisson: _Optional[_Union[Poisson, _Mapping]] = ...) -> None: ...
 
 class Count(_message.Message):
     __slots__ = ()
@@ -265,3 +267,25 @@ class Cox(_message.Message):
     scale_bits: int
     round: int
     def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., covariates: _Optional[_Iterable[str]] = ..., reference: _Optional[_Iterable[str]] = ..., ties: _Optional[_Union[Ties, str]] = ..., beta: _Optional[_Iterable[int]] = ..., beta_scale_bits: _Optional[int] = ..., scale_bits: _Optional[int] = ..., round: _Optional[int] = ...) -> None: ...
+
+class Poisson(_message.Message):
+    __slots__ = ("outcome", "cutoff", "lattice", "covariates", "reference", "beta", "beta_scale_bits", "scale_bits", "round")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    LATTICE_FIELD_NUMBER: _ClassVar[int]
+    COVARIATES_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    BETA_SCALE_BITS_FIELD_NUMBER: _ClassVar[int]
+    SCALE_BITS_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    outcome: Outcome
+    cutoff: str
+    lattice: Lattice
+    covariates: _containers.RepeatedScalarFieldContainer[str]
+    reference: _containers.RepeatedScalarFieldContainer[str]
+    beta: _containers.RepeatedScalarFieldContainer[int]
+    beta_scale_bits: int
+    scale_bits: int
+    round: int
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., lattice: _Optional[_Union[Lattice, _Mapping]] = ..., covariates: _Optional[_Iterable[str]] = ..., reference: _Optional[_Iterable[str]] = ..., beta: _Optional[_Iterable[int]] = ..., beta_scale_bits: _Optional[int] = ..., scale_bits: _Optional[int] = ..., round: _Optional[int] = ...) -> None: ...

@@ -59,7 +59,7 @@ def network(base: Path, parts: Sequence[list[dict[str, str]]], *, policy: NodePo
         node = open_node(init_node(base / centre, centre, extension=EXTENSION).root)
         node.ingest(write_csv(rows, base / f"{centre}.csv"))
         trust = fed.attach(node.paths.store, centre)
-        permits[centre] = fed.permit(trust, analyses=["logistic", "cox", "count"], fields=FIELDS,
+        permits[centre] = fed.permit(trust, analyses=["logistic", "cox", "poisson", "count"], fields=FIELDS,
                                      min_cell_count=min_cell_count, outcomes=["os", "rfs"])
         trust.close()
         pipelines[centre] = AnsweringPipeline(node, QueryVerifier.for_node(node), policy)

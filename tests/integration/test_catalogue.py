@@ -57,10 +57,16 @@ EXAMPLES: dict[str, list[Any]] = {
     "cox": [{"cox": {"outcome": "OS", "cutoff": CUTOFF, "beta_scale_bits": 8, "round": 3,
                      "covariates": ["age_at_incidence", "stage_summary", "er"], "beta": [5, 60, 150, -20, 10, -8, 3]}},
             {"cox": {"outcome": "RFS", "cutoff": CUTOFF, "ties": "BRESLOW", "covariates": ["her2"]}}],
+    # ten yearly baselines (log-hazards per day near −8.6), then age and three stage dummies
+    "poisson": [{"poisson": {"outcome": "OS", "cutoff": CUTOFF, "beta_scale_bits": 8, "round": 2,
+                             "covariates": ["age_at_incidence", "stage_summary"],
+                             "beta": [-2200] * 10 + [3, 60, 150, 20]}},
+                {"poisson": {"outcome": "RFS", "cutoff": CUTOFF, "step_days": 730, "horizon_days": 2920,
+                             "covariates": ["her2"]}}],
 }
 #: The models' sums are reals, rounded to fixed point at each centre: equal to the pooled ones
 #: within rounding, not bit for bit (their counts are exact).
-MODELS = ("logistic", "cox")
+MODELS = ("logistic", "cox", "poisson")
 CASES = [(kind, i) for kind, examples in EXAMPLES.items() for i in range(len(examples))]
 EXACT = NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=1_000)
 

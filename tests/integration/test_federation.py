@@ -33,6 +33,10 @@ EXAMPLES: dict[str, Any] = {
                               "beta_scale_bits": 8, "beta": [-200, 2, 30, -10, 5]}},
     "cox": {"cox": {"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["age_at_incidence", "stage_summary"],
                     "beta_scale_bits": 8, "beta": [4, 50, 120, 30]}},
+    "poisson": {"poisson": {"outcome": "OS", "cutoff": "2025-12-31",
+                            "covariates": ["age_at_incidence", "stage_summary"], "step_days": 730,
+                            "horizon_days": 3650, "beta_scale_bits": 8,
+                            "beta": [-2200] * 5 + [3, 60, 150, 20]}},
 }
 
 

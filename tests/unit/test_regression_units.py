@@ -212,3 +212,70 @@ def test_model_fit_proposes_rounds_in_order() -> None:
     a = f.next_analysis()
     assert a is not None and a.logistic.round == 1 and list(a.logistic.beta) == [0] * 8
     assert a.logistic.beta_scale_bits == 40
+
+
+# ---------------------------------------------------------------------------- Poisson
+
+
+def brute_cells(x: np.ndarray, t: np.ndarray, e: np.ndarray, entry: np.ndarray, step: int, j_max: int,
+                k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Person-period records one row and interval at a time (the lattice rules, written plainly):
+    → per record (interval 0-based, exposure, event), and the row each belongs to."""
+    kappa = [max(1, math.ceil(ti / step)) for ti in t]
+    alpha = [1 if en <= 0 else math.floor(en / step) + 1 for en in entry]
+    stop = j_max
+    for j in range(1, j_max + 1):
+        if sum(1 for a, kap in zip(alpha, kappa, strict=True) if a <= j <= min(kap, j_max)) < k:
+            stop = j - 1
+            break
+    recs = []
+    for i in range(len(t)):
+        for j in range(alpha[i], min(kappa[i], stop) + 1):
+            leaving = j == kappa[i]
+            recs.append((i, j - 1, step / 2 if leaving else float(step), float(e[i]) if leaving else 0.0))
+    arr = np.array(recs)
+    return arr[:, 0].astype(int), arr[:, 1].astype(int), arr[:, 2:]
+
+
+@pytest.mark.parametrize("k", [1, 40])
+def test_poisson_cells_are_the_person_period_records_summed(k: int) -> None:
+    from oncofed.analyses.poisson import Cells
+
+    rng = np.random.default_rng(5)
+    n, step, j_max = 250, 100, 8
+    x = np.column_stack([rng.integers(0, 2, n), rng.integers(0, 3, n)]).astype(float)     # few patterns
+    t = np.ceil(rng.exponential(300, n))
+    t[:5] = 0.0                                                  # day 0: the first interval, half its width
+    e = (rng.random(n) < 0.6).astype(float)
+    entry = np.where(rng.random(n) < 0.3, np.floor(t * rng.random(n)), 0.0)
+    cells = Cells.of(x, t, e, entry, step, j_max, k)
+    row, interval, (exposure, d) = (lambda r, j, m: (r, j, m.T))(*brute_cells(x, t, e, entry, step, j_max, k))
+    beta = np.array([-5.0 + 0.1 * j for j in range(j_max)] + [0.3, -0.2])
+    g, info, ll = cells.at(beta)
+    z = np.column_stack([np.eye(j_max)[interval], x[row]])
+    mu = exposure * np.exp(z @ beta)
+    assert np.allclose(g, z.T @ (d - mu), rtol=1e-10, atol=1e-10)
+    assert np.allclose(info, z.T @ (z * mu[:, None]), rtol=1e-10, atol=1e-10)
+    assert ll == pytest.approx(float(d @ (z @ beta) - mu.sum()), rel=1e-12)
+    assert cells.events == int(d.sum()) and len(cells.t) < len(row)
+    if k > 1:
+        assert interval.max() < j_max - 1                        # the tail rule stopped this centre early
+
+
+def test_poisson_parse_layout_and_overflow_bounds() -> None:
+    from oncofed.analyses.poisson import ANALYSIS as POISSON
+    from oncofed.query.vector import check_overflow
+
+    spec = spec_of("poisson", outcome="OS", cutoff="2025-12-31", covariates=["age_at_incidence", "er"])
+    assert (spec.step_days, spec.intervals, spec.p) == (365, 10, 14)
+    assert spec.coefficient_names()[:2] == ["(baseline 0–365 d)", "(baseline 365–730 d)"]
+    assert POISSON.title(spec) == "Poisson regression, piecewise-exponential, 365-day intervals"
+    check_overflow(POISSON.component_maxima(spec), 10_000_000)             # the default policy's rows
+    for params, message in [({"cutoff": "2025-12-31", "covariates": ["er"]}, "OS or RFS"),
+                            ({"outcome": "OS", "cutoff": "2025-12-31"}, "at least one covariate"),
+                            ({"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["er"], "step_days": 10,
+                              "horizon_days": 1000}, "at most 60"),
+                            ({"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["er"], "step_days": 400,
+                              "horizon_days": 300}, "longer than the horizon")]:
+        with pytest.raises(QueryError, match=message):
+            spec_of("poisson", **params)
