@@ -15,8 +15,9 @@ in the local audit log, and only its public message (the coarse code unless the 
 from the query alone) may go outward. The centre admin's preview takes the same path from the
 engine on, as the local admin, audited as `query.local`.
 
-The query service and the hub connector (later) call `answer_envelope`; `oncofed node query`
-calls `preview`.
+The query service calls `answer_envelope`; the hub connector `accept_envelope` then
+`answer_accepted`; a Flower run's participant (oncofed.node.federated) `accept_envelope` on the
+Flower plane, then `answer_verified` once per round; `oncofed node query` calls `preview`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from oncofed.node.node import Node
 from oncofed.node.query.engine import Answer, answer, prepare
 from oncofed.node.query.policy import NodePolicy
 from oncofed.node.store.ledger import Participation
-from oncofed.node.verify import QueryVerifier, VerifiedQuery, analysis_kind, referenced_fields
+from oncofed.node.verify import QUERY_PLANE, QueryVerifier, VerifiedQuery, analysis_kind, referenced_fields
 from oncofed.query import query_hash
 from oncofed.query.refusals import Refusal
 from oncofed.v1 import query_pb2 as pb
@@ -62,11 +63,12 @@ class AnsweringPipeline:
         verified = self.verifier.verify(envelope, at=at)        # audited as query.verify
         return self.answer_verified(verified, at=at)
 
-    def accept_envelope(self, envelope: bytes, *, at: int | None = None) -> VerifiedQuery:
-        """The prepare step of a federated query: verify the exact bytes (consuming the nonce) and
-        run every check that reads no data, so a centre declines before the participant set is
-        fixed rather than failing after it. Raise a Refusal (audited) when it would decline."""
-        verified = self.verifier.verify(envelope, at=at)
+    def accept_envelope(self, envelope: bytes, *, at: int | None = None, plane: str = QUERY_PLANE) -> VerifiedQuery:
+        """The prepare step of a federated query (or of a Flower run, `plane` FLOWER_PLANE): verify
+        the exact bytes (consuming the nonce) and run every check that reads no data, so a centre
+        declines before the participant set is fixed rather than failing after it. Raise a
+        Refusal (audited) when it would decline."""
+        verified = self.verifier.verify(envelope, at=at, plane=plane)
         try:
             prepare(self.node, verified.body, verified.permit, self.policy)
         except Refusal as exc:
@@ -107,6 +109,11 @@ class AnsweringPipeline:
         """Audit an answer computed but not sent (the caller sends a coarse failure instead)."""
         self.verifier.record(verified, event=ANSWER_EVENT, decision="withheld", reason="node_policy",
                              detail={"why": why})
+
+    def refused(self, verified: VerifiedQuery, exc: Refusal) -> None:
+        """Audit a refusal decided after verification by a caller of the pipeline (the Flower
+        participant's checks on a round: its participant set, its number)."""
+        self._refused(verified, exc)
 
     def _refused(self, verified: VerifiedQuery, exc: Refusal) -> None:
         self.verifier.record(verified, event=ANSWER_EVENT, decision="refused", reason=exc.reason,

@@ -15,7 +15,9 @@ touches the data.
  7. this centre is a target, the dictionary is the node's, the analysis and every field the
     cohort and analysis name are allowed by the permit, and so is every survival outcome they
     follow (a survival analysis' outcome, a derived status field's); exact dates only if the
-    permit says so.
+    permit says so; and the body is for the plane it arrived on — a body with `flower` set on
+    the Flower plane only (oncofed.node.federated), one without on the query plane only, so a
+    signed query cannot be replayed from one plane into the other.
 
 Every decision is appended to the audit log with a fine-grained reason from the one refusal
 vocabulary (oncofed.query.refusals: `REASONS`); what may go back to the hub and researcher is only
@@ -60,6 +62,9 @@ MAX_LIFETIME = 24 * 3600    # expires_at ≤ issued_at + 24 h
 NONCE_BYTES = 16
 MAX_QUERY_BYTES = 1024 * 1024
 VERIFY_EVENT = "query.verify"
+QUERY_PLANE = "query"       # signed queries relayed by the hub (oncofed.node.connector)
+FLOWER_PLANE = "flower"     # a Flower run's one envelope (oncofed.node.federated)
+PLANES = (QUERY_PLANE, FLOWER_PLANE)
 
 
 class RequestRefused(Refusal):
@@ -106,6 +111,11 @@ def analysis_kind(body: query_pb2.QueryBody) -> str:
         if kind:
             return kind
     return ""
+
+
+def _check_plane(plane: str) -> None:
+    if plane not in PLANES:
+        raise ValueError(f"unknown plane {plane!r} (known: {', '.join(PLANES)})")
 
 
 class _Refusal(Exception):
@@ -243,8 +253,12 @@ class QueryVerifier:
         if not body.issued_at <= body.expires_at <= body.issued_at + MAX_LIFETIME:
             raise _Refusal("bad_lifetime", "expires_at must lie within 24 h after issued_at")
 
-    def _scope(self, body: query_pb2.QueryBody, permit: Permit, ctx: _Context) -> _Refusal | None:
-        """The checks after the nonce: addressed here, same dictionary, allowed by the permit."""
+    def _scope(self, body: query_pb2.QueryBody, permit: Permit, ctx: _Context, plane: str) -> _Refusal | None:
+        """The checks after the nonce: addressed here, on its plane, same dictionary, allowed by
+        the permit."""
+        if body.HasField("flower") != (plane == FLOWER_PLANE):
+            return _Refusal("wrong_plane", f"a {'Flower run' if body.HasField('flower') else 'query-plane query'} "
+                            f"arrived on the {plane} plane")
         if self.centre_id not in body.target_centres:
             return _Refusal("not_a_target", "this centre is not among the targets")
         ref, mine = body.dictionary, self.dictionary.identity()
@@ -271,8 +285,10 @@ class QueryVerifier:
         return None
 
     # --- the flow -----------------------------------------------------------------------------
-    def verify(self, envelope: bytes, *, at: int | None = None) -> VerifiedQuery:
-        """Verify a signed query envelope and record the decision; raise RequestRefused."""
+    def verify(self, envelope: bytes, *, at: int | None = None, plane: str = QUERY_PLANE) -> VerifiedQuery:
+        """Verify a signed query envelope arriving on `plane` and record the decision; raise
+        RequestRefused."""
+        _check_plane(plane)
         at = int(self.clock()) if at is None else at
         envelope = bytes(envelope)
         ctx = _Context(query_hash(envelope), len(envelope))
@@ -283,7 +299,7 @@ class QueryVerifier:
                 body = self._parse(raw, ctx)
                 permit = self._permit(ctx.permit_hash, revocations, at)
             self._holder_and_time(body, signer, permit, at)
-            later = self._scope(body, permit, ctx)
+            later = self._scope(body, permit, ctx, plane)
             return self._decide(body, signer, permit, later, ctx, at)
         except _Refusal as refusal:
             raise self._refused(ctx, refusal, at) from None
@@ -293,10 +309,11 @@ class QueryVerifier:
             log.exception("verifying query %s failed", ctx.query_hash[:16])
             raise self._refused(ctx, _Refusal("internal_error", type(exc).__name__), at) from exc
 
-    def recheck(self, envelope: bytes, *, at: int | None = None) -> VerifiedQuery:
+    def recheck(self, envelope: bytes, *, at: int | None = None, plane: str = QUERY_PLANE) -> VerifiedQuery:
         """Verify again a query this node accepted earlier — every check but the nonce, which its
         acceptance consumed: the answer step of a federated query comes later, perhaps after a
         restart, and the permit or registry may have changed since. Refusals are audited."""
+        _check_plane(plane)
         at = int(self.clock()) if at is None else at
         envelope = bytes(envelope)
         ctx = _Context(query_hash(envelope), len(envelope))
@@ -307,7 +324,7 @@ class QueryVerifier:
                 body = self._parse(raw, ctx)
                 permit = self._permit(ctx.permit_hash, revocations, at)
             self._holder_and_time(body, signer, permit, at)
-            later = self._scope(body, permit, ctx)
+            later = self._scope(body, permit, ctx, plane)
             if later is not None:
                 raise later
         except _Refusal as refusal:

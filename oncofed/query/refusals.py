@@ -79,6 +79,9 @@ REASONS: Mapping[str, Reason] = {
     "no_analysis": _coarse(_I), "analysis_not_allowed": _coarse(_P),
     "field_not_allowed": _coarse(_P), "outcome_not_allowed": _coarse(_P),
     "exact_dates_not_allowed": _coarse(_P),
+    "wrong_plane": _coarse(_I),
+    # a Flower run's rounds (oncofed.node.federated): S or the round is not what this centre accepted
+    "participant_set": _coarse(_I), "round_refused": _coarse(_P),
     # the query contract and the engine (oncofed.query.errors.QueryError): decided from the
     # query, dictionary, permit and published policy only, so their message may go outward
     "invalid_query": Reason(_I, "INVALID_ARGUMENT", query_only=True),

@@ -11,6 +11,9 @@ answer from the hub and the researcher, leaving only the sum over the participan
     answer.data, answer.set_digest          # into the signed answer header and body; key is spent
     # researcher's client, with one verified answer per member of S
     total = unmask_sum(answers, participants=s, round=0)
+    # a Flower run: one accept, one RunMaskKey, rounds 1, 2, … each masked once (runs.py, D25)
+    run_key = RunMaskKey.generate()
+    answer = run_key.mask(vector, me="centre-a", participants=s, query_hash=q, round=1)
 
 Only this package and oncofed.keys import nacl and cryptography (ruff's banned-imports rule):
 here for X25519, HKDF and ChaCha20, which the masks need and no recipe in keys provides.
@@ -27,7 +30,8 @@ from oncofed.secagg.participants import (
     open_accept,
     sign_accept,
 )
+from oncofed.secagg.runs import RunMaskKey
 
 __all__ = ["ACCEPT_TAG", "DEFAULT_MIN_PARTICIPANTS", "Accept", "AnswersMismatch", "EphemeralMaskKey",
-           "InvalidParticipantSet", "MaskKeyUsed", "MaskedVector", "ParticipantSet", "SecAggError", "mask",
-           "open_accept", "pair_info", "sign_accept", "unmask_sum"]
+           "InvalidParticipantSet", "MaskKeyUsed", "MaskedVector", "ParticipantSet", "RunMaskKey", "SecAggError",
+           "mask", "open_accept", "pair_info", "sign_accept", "unmask_sum"]

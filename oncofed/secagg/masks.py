@@ -185,31 +185,44 @@ def mask(vector: Sequence[int], *, key: EphemeralMaskKey, me: str, participants:
     this key's public half, the vector and round are in range — and nothing is consumed when a
     check fails. From then on the key is spent, whatever happens.
     """
-    _check_round(round)
-    participants.check(query_hash=query_hash, me=me, my_mask_key=key.public_key, min_size=2)
-    if not 1 <= len(vector) <= MAX_VECTOR_LENGTH:
-        raise SecAggError(f"an answer vector has 1–{MAX_VECTOR_LENGTH} elements, not {len(vector)}")
-    data = pack(vector)
-    digest = participants.digest()
-    mine = participants.accept_of(me)
+    data = _checked(vector, public_key=key.public_key, me=me, participants=participants, query_hash=query_hash,
+                    round=round)
     private = key._take()
     try:
-        acc = Accumulator(len(vector))
-        acc.add(data)
-        zeros = bytes(len(data))
-        for other in participants:
-            if other.centre_id == me:
-                continue
-            info = pair_info(query_hash=query_hash, round=round, set_digest=digest, a=mine, b=other)
-            stream = _keystream(_pair_key(private, other.mask_public_key, info), zeros)
-            if me < other.centre_id:
-                acc.add(stream)
-            else:
-                acc.subtract(stream)
-        masked = acc.result()
+        return _masked(data, private, me=me, participants=participants, query_hash=query_hash, round=round)
     finally:
         key.destroy()
-    return MaskedVector(me, query_hash, round, digest, masked)
+
+
+def _checked(vector: Sequence[int], *, public_key: bytes, me: str, participants: ParticipantSet, query_hash: str,
+             round: int) -> bytes:
+    """The checks that need no secret, then the packed vector."""
+    _check_round(round)
+    participants.check(query_hash=query_hash, me=me, my_mask_key=public_key, min_size=2)
+    if not 1 <= len(vector) <= MAX_VECTOR_LENGTH:
+        raise SecAggError(f"an answer vector has 1–{MAX_VECTOR_LENGTH} elements, not {len(vector)}")
+    return pack(vector)
+
+
+def _masked(data: bytes, private: bytes, *, me: str, participants: ParticipantSet, query_hash: str,
+            round: int) -> MaskedVector:
+    """The packed vector plus (lower id) or minus (higher id) each pair's keystream."""
+    digest = participants.digest()
+    mine = participants.accept_of(me)
+    n = len(data) // ELEMENT_BYTES
+    acc = Accumulator(n)
+    acc.add(data)
+    zeros = bytes(len(data))
+    for other in participants:
+        if other.centre_id == me:
+            continue
+        info = pair_info(query_hash=query_hash, round=round, set_digest=digest, a=mine, b=other)
+        stream = _keystream(_pair_key(private, other.mask_public_key, info), zeros)
+        if me < other.centre_id:
+            acc.add(stream)
+        else:
+            acc.subtract(stream)
+    return MaskedVector(me, query_hash, round, digest, acc.result())
 
 
 def unmask_sum(masked_vectors: Iterable[MaskedVector], *, participants: ParticipantSet, round: int) -> list[int]:

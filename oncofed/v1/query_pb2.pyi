@@ -27,7 +27,7 @@ TIES_EFRON: Ties
 TIES_BRESLOW: Ties
 
 class QueryBody(_message.Message):
-    __slots__ = ("permit_hash", "researcher_key_id", "nonce", "issued_at", "expires_at", "target_centres", "min_participants", "dictionary", "cohort", "analysis", "exact_dates", "epsilon", "status_cutoff", "retry_of")
+    __slots__ = ("permit_hash", "researcher_key_id", "nonce", "issued_at", "expires_at", "target_centres", "min_participants", "dictionary", "cohort", "analysis", "exact_dates", "epsilon", "status_cutoff", "flower", "retry_of")
     PERMIT_HASH_FIELD_NUMBER: _ClassVar[int]
     RESEARCHER_KEY_ID_FIELD_NUMBER: _ClassVar[int]
     NONCE_FIELD_NUMBER: _ClassVar[int]
@@ -41,6 +41,7 @@ class QueryBody(_message.Message):
     EXACT_DATES_FIELD_NUMBER: _ClassVar[int]
     EPSILON_FIELD_NUMBER: _ClassVar[int]
     STATUS_CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    FLOWER_FIELD_NUMBER: _ClassVar[int]
     RETRY_OF_FIELD_NUMBER: _ClassVar[int]
     permit_hash: bytes
     researcher_key_id: str
@@ -55,8 +56,15 @@ class QueryBody(_message.Message):
     exact_dates: bool
     epsilon: float
     status_cutoff: str
+    flower: FlowerRun
     retry_of: bytes
-    def __init__(self, permit_hash: _Optional[bytes] = ..., researcher_key_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., issued_at: _Optional[int] = ..., expires_at: _Optional[int] = ..., target_centres: _Optional[_Iterable[str]] = ..., min_participants: _Optional[int] = ..., dictionary: _Optional[_Union[_common_pb2.DictionaryRef, _Mapping]] = ..., cohort: _Optional[_Union[Cohort, _Mapping]] = ..., analysis: _Optional[_Union[Analysis, _Mapping]] = ..., exact_dates: _Optional[bool] = ..., epsilon: _Optional[float] = ..., status_cutoff: _Optional[str] = ..., retry_of: _Optional[bytes] = ...) -> None: ...
+    def __init__(self, permit_hash: _Optional[bytes] = ..., researcher_key_id: _Optional[str] = ..., nonce: _Optional[bytes] = ..., issued_at: _Optional[int] = ..., expires_at: _Optional[int] = ..., target_centres: _Optional[_Iterable[str]] = ..., min_participants: _Optional[int] = ..., dictionary: _Optional[_Union[_common_pb2.DictionaryRef, _Mapping]] = ..., cohort: _Optional[_Union[Cohort, _Mapping]] = ..., analysis: _Optional[_Union[Analysis, _Mapping]] = ..., exact_dates: _Optional[bool] = ..., epsilon: _Optional[float] = ..., status_cutoff: _Optional[str] = ..., flower: _Optional[_Union[FlowerRun, _Mapping]] = ..., retry_of: _Optional[bytes] = ...) -> None: ...
+
+class FlowerRun(_message.Message):
+    __slots__ = ("max_rounds",)
+    MAX_ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    max_rounds: int
+    def __init__(self, max_rounds: _Optional[int] = ...) -> None: ...
 
 class Cohort(_message.Message):
     __slots__ = ("equals", "in_set", "range", "prefix", "is_null", "not_null", "all_of", "any_of", "negate")

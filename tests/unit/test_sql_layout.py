@@ -46,6 +46,7 @@ TABLES = {
     "federation": {"fed_pending", "fed_answers", "fed_declines", "fed_abstentions", "fed_evidence"},
     "ledger": {"ledger_entries", "ledger_answers", "ledger_queries", "ledger_sets"},
     "rounds": {"model_rounds"},
+    "flower": {"flower_runs", "flower_answers", "flower_declines"},
 }
 
 
@@ -114,7 +115,8 @@ def test_the_check_catches_a_planted_violation() -> None:
 
 
 def test_migrations_are_one_explicit_list() -> None:
-    assert list(MIGRATIONS) == ["store", "trust", "audit", "verify", "query", "federation", "ledger", "rounds"]
+    assert list(MIGRATIONS) == ["store", "trust", "audit", "verify", "query", "federation", "ledger", "rounds",
+                                "flower"]
     for component, steps in MIGRATIONS.items():
         assert steps, component
         assert all(step.__module__.startswith("oncofed.node.store.") for step in steps), component
@@ -154,7 +156,7 @@ def test_a_fresh_node_has_every_components_tables(tmp_path: Path) -> None:
     assert {"tumours", "schema_versions"} <= set(store["tables"])
     assert store["versions"] == {c: len(steps) for c, steps in MIGRATIONS.items()}
     assert store["versions"] == {"store": 1, "trust": 1, "audit": 2, "verify": 1, "query": 1, "federation": 2,
-                                 "ledger": 2, "rounds": 1}
+                                 "ledger": 2, "rounds": 1, "flower": 1}
 
 
 def test_audit_rows_hold_exactly_the_hashed_columns() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from oncofed.node.store import audit_table, budgets, federation, ledger, meta, nonces, rounds, trust_state
+from oncofed.node.store import audit_table, budgets, federation, flower_runs, ledger, meta, nonces, rounds, trust_state
 from oncofed.node.store.db import Migration
 
 #: component → its migrations, applied in this order (components are independent of each other).
@@ -29,4 +29,5 @@ MIGRATIONS: Mapping[str, Sequence[Migration]] = {
     "ledger": (ledger.migration_1,          # the release ledger: row sets answered over, answers released
                ledger.migration_2),         # the centres and queries of each release under a set (retries)
     "rounds": (rounds.migration_1,),        # distinct coefficients answered per model fit (the round cap)
+    "flower": (flower_runs.migration_1,),   # Flower runs accepted, their round answers and declines
 }

@@ -1,0 +1,219 @@
+"""Model fits on Flower's simulation engine (real Flower, real Ray workers, real node directories,
+keys and signatures): the ServerApp coordinates, each virtual SuperNode's ClientApp answers for one
+centre's node through its one pipeline. One engine start serves every run of this module
+(Ray takes 15–40 s to start on a loaded machine), over six SuperNodes: three centres of a
+synthetic federation and three of another federation holding the public gbsg2 dataset — each
+run's prepare reaches all six, and the other federation's nodes decline (their signatures are not
+in the run's registry, so the coordinator ignores them).
+
+- synthetic logistic and Cox (stratified by centre) equal statsmodels and lifelines on the pooled
+  rows to 1e-6, *and* the query-plane driver over a real hub on the same nodes (to 1e-12);
+- gbsg2 (lifelines' German breast cancer study) split across three centres: Cox equals lifelines
+  `CoxPHFitter(strata=…)` and statsmodels `PHReg(ties='efron')`, logistic equals `Logit`;
+- a centre that has not approved the permit is left out of the participant set (the fit is over
+  the other two, named); with too few left the run fails before any round, naming the decline.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from federation_world import World, make_world
+from flower_world import enable_flower, model_request, run_config
+from regression_data import EXTENSION
+from regression_reference import assert_matches, lifelines_strata, logit, node_rows, observed, phreg
+from regression_world import FIELDS, Network, network, split
+
+from oncofed.federation.client.analyse import run_model
+from oncofed.flower.request import read_result
+from oncofed.flower.simulation import SimulationReport, run_fits
+from oncofed.query.textform import analysis_from, cohort_from
+
+LOGISTIC = {"logistic": {"survival": "OS", "cutoff": "2025-12-31", "horizon_days": 1826,
+                         "covariates": ["age_at_incidence", "sex", "stage_summary"]}}
+COX = {"cox": {"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["age_at_incidence", "stage_summary", "er"]}}
+BREAST = {"and": [{"field": "sex", "equals": "2"}, {"field": "topography", "prefix": "C50"}]}
+GBSG = {"horTh": "b1", "menostat": "b2", "tsize": "x1", "tgrade": "c2", "pnodes": "x2", "progrec": "x3",
+        "estrec": "x4", "cens": "b6"}
+GBSG_COVARIATES = ["age_at_incidence", "b1", "b2", "x1", "c2", "x2", "x3", "x4"]
+GBSG_REF = ["age", "horTh", "menostat", "tsize", "grade2", "grade3", "pnodes", "progrec", "estrec"]
+
+
+@dataclass
+class Sim:
+    world: World
+    gbsg: Network
+    frame: pd.DataFrame
+    report: SimulationReport
+    paths: dict[str, Path]
+
+    def result(self, name: str) -> Any:
+        return read_result(self.paths[name])
+
+
+def gbsg2() -> pd.DataFrame:
+    import lifelines.datasets as ld
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = ld.load_gbsg2()
+    g["horTh"] = (g["horTh"] == "yes").astype(int)
+    g["menostat"] = (g["menostat"] == "Post").astype(int)
+    g["tgrade"] = g["tgrade"].map({"I": "a", "II": "b", "III": "c"})
+    g["grade2"], g["grade3"] = (g["tgrade"] == "b").astype(float), (g["tgrade"] == "c").astype(float)
+    g["centre"] = np.arange(len(g)) % 3
+    return g
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
+    base = tmp_path_factory.mktemp("flower-sim")
+    w = make_world(base / "syn", patients=500)
+    targets = list(w.centres)
+    for c in w.centres.values():
+        enable_flower(Path(c.node.paths.root), w.fed, c.centre_id)
+    permit = w.centres["centre-a"].permit
+    # a permit centre-c holds but has not approved: it declines (NOT_APPROVED) at prepare
+    import time
+
+    now = int(time.time())
+    _, doc = w.fed.authority.issue_permit(
+        researcher_id="res-1", project_title="Models at A and B", analyses=["logistic"],
+        fields=["sex", "age_at_incidence", "stage_summary"], outcomes=["os"], min_cell_count=1, not_before=now - 60,
+        not_after=now + 86_400)
+    for centre, c in w.centres.items():
+        c.pipeline.verifier.trust.add_permit(doc.data)
+        if centre != "centre-c":
+            c.pipeline.verifier.trust.approve(doc.sha256, by="test-admin")
+    g = gbsg2()
+    net = network(base / "gbsg2", split(g.drop(columns=["grade2", "grade3"]), g["centre"], time="time", event="cens",
+                                        age="age", mapping=GBSG))
+    # one permit for the run's one envelope, approved at every centre (network() gives each its own)
+    _, shared = net.fed.authority.issue_permit(
+        researcher_id="res-1", project_title="gbsg2 on Flower", analyses=["logistic", "cox"], fields=FIELDS,
+        outcomes=["os"], min_cell_count=1, not_before=now - 60, not_after=now + 86_400)
+    for centre, p in net.pipelines.items():
+        enable_flower(Path(p.node.paths.root), net.fed, centre)
+        p.verifier.trust.add_permit(shared.data)
+        p.verifier.trust.approve(shared.sha256, by="test-admin")
+    d = w.dictionary()
+    paths = {name: base / f"{name}.json" for name in ("logistic", "cox", "declined", "too_few", "gbsg_cox",
+                                                        "gbsg_logistic")}
+    configs = [
+        run_config(w.fed, base / "syn", model_request(LOGISTIC, targets, permit), d, paths["logistic"]),
+        run_config(w.fed, base / "syn", model_request(COX, targets, permit, cohort=BREAST), d, paths["cox"]),
+        run_config(w.fed, base / "syn", model_request(LOGISTIC, targets, doc.sha256, min_participants=2), d,
+                   paths["declined"]),
+        run_config(w.fed, base / "syn", model_request(LOGISTIC, targets, doc.sha256, min_participants=3), d,
+                   paths["too_few"]),
+        run_config(net.fed, base / "gbsg2", model_request({"cox": {"outcome": "OS", "cutoff": "2025-12-31",
+                                                                   "covariates": GBSG_COVARIATES}},
+                                                          list(net.pipelines), shared.sha256),
+                   net.d, paths["gbsg_cox"], extension=EXTENSION),
+        run_config(net.fed, base / "gbsg2", model_request({"logistic": {"outcome": "b6",
+                                                                        "covariates": GBSG_COVARIATES}},
+                                                          list(net.pipelines), shared.sha256),
+                   net.d, paths["gbsg_logistic"], extension=EXTENSION),
+    ]
+    dirs = [Path(c.node.paths.root) for c in w.centres.values()] + [Path(p.node.paths.root)
+                                                                   for p in net.pipelines.values()]
+    report = run_fits(dirs, configs)
+    yield Sim(w, net, g, report, paths)
+    net.close()
+    w.close()
+
+
+def nodes(world: World, names: tuple[str, ...] | None = None) -> dict[str, Any]:
+    return {c: world.centres[c].node for c in names or world.centres}
+
+
+def test_every_run_of_one_engine_start_finished(sim: Sim) -> None:
+    errors = {name: o.error for name, o in zip(sim.paths, sim.report.outcomes, strict=True)}
+    assert errors == {"logistic": None, "cox": None, "declined": None, "too_few": errors["too_few"],
+                      "gbsg_cox": None, "gbsg_logistic": None}
+    assert errors["too_few"] is not None
+
+
+def test_logistic_on_flower_equals_the_pooled_logit(sim: Sim) -> None:
+    result = sim.result("logistic")
+    spec, frame = node_rows(nodes(sim.world), analysis_from(LOGISTIC, "a"), None, sim.world.dictionary())
+    columns = observed(frame, spec.design.names())
+    ref = logit(frame, columns)
+    assert result.coefficients == ["(intercept)", *columns]
+    assert_matches(result, ref.params, ref.bse, ref.llf)
+    assert result.converged and result.rounds <= 8 and result.participants == sorted(sim.world.centres)
+    assert result.n == len(frame) and result.events == int(frame["y"].sum())
+
+
+def test_cox_on_flower_equals_lifelines_and_statsmodels(sim: Sim) -> None:
+    result = sim.result("cox")
+    spec, frame = node_rows(nodes(sim.world), analysis_from(COX, "a"), cohort_from(BREAST, "c"),
+                            sim.world.dictionary())
+    names = observed(frame, spec.design.names())
+    sm_fit = phreg(frame, names)
+    assert_matches(result, sm_fit.params, sm_fit.bse, sm_fit.llf)
+    renamed = frame.rename(columns={n: f"c{i}" for i, n in enumerate(names)})
+    ll = lifelines_strata(renamed, [f"c{i}" for i in range(len(names))])
+    assert_matches(result, ll.params_.to_numpy(), ll.standard_errors_.to_numpy(), ll.log_likelihood_)
+    assert "stratified by centre" in result.model and result.ties == "efron"
+
+
+def test_flower_equals_the_query_plane_driver_on_the_same_nodes(sim: Sim) -> None:
+    """The same fits over the query plane (a real hub, the centres' connectors, the researcher's
+    client as coordinator): the same rounds to the same numbers."""
+    from test_regression_federated import request
+
+    w = sim.world
+    w.start_hub()
+    for c in w.centres.values():
+        c.start(w.fed, w.target)
+    w.wait_connected()
+    for name, model, cohort in (("logistic", LOGISTIC, None), ("cox", COX, BREAST)):
+        flower = sim.result(name)
+        plane = run_model(w.client(), request(w, model, cohort=cohort), dictionary=w.dictionary(), timeout=60)
+        assert flower.coefficients == plane.coefficients and flower.rounds == plane.rounds
+        assert np.abs(np.array(flower.beta) - np.array(plane.beta)).max() <= 1e-12
+        assert np.abs(np.array(flower.se) - np.array(plane.se)).max() <= 1e-12
+        assert flower.loglik == pytest.approx(plane.loglik, abs=1e-10)
+
+
+def test_a_declining_centre_is_left_out_or_fails_the_run(sim: Sim) -> None:
+    result = sim.result("declined")
+    assert result.participants == ["centre-a", "centre-b"] and result.centres == 2
+    spec, frame = node_rows(nodes(sim.world, ("centre-a", "centre-b")), analysis_from(LOGISTIC, "a"), None,
+                            sim.world.dictionary())
+    ref = logit(frame, observed(frame, spec.design.names()))
+    assert_matches(result, ref.params, ref.bse, ref.llf)
+    run = sim.report.outcomes[2].run
+    assert run["declined"] == {"centre-c": "NOT_APPROVED"} and run["ignored_nodes"] == 3   # the other federation's
+    error = sim.report.outcomes[3].error
+    assert error is not None and "2 of 3 target centres accepted; the run needs 3" in error
+    assert "centre-c NOT_APPROVED" in error
+
+
+def test_gbsg2_cox_and_logistic_on_flower_equal_lifelines_and_statsmodels(sim: Sim) -> None:
+    import statsmodels.api as sm
+    from lifelines import CoxPHFitter
+
+    g = sim.frame
+    cox = sim.result("gbsg_cox")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ll = CoxPHFitter().fit(g[[*GBSG_REF, "time", "cens", "centre"]], "time", "cens", strata=["centre"],
+                               fit_options={"precision": 1e-12})
+    assert_matches(cox, ll.params_[GBSG_REF].to_numpy(), ll.standard_errors_[GBSG_REF].to_numpy(), ll.log_likelihood_)
+    ref = sm.PHReg(g["time"].to_numpy(float), g[GBSG_REF].to_numpy(float), status=g["cens"].to_numpy(float),
+                   ties="efron", strata=g["centre"].to_numpy()).fit(method="newton", tol=1e-12, maxiter=200)
+    assert_matches(cox, ref.params, ref.bse, ref.llf)
+    logistic = sim.result("gbsg_logistic")
+    lref = sm.Logit(g["cens"].astype(float), sm.add_constant(g[GBSG_REF].astype(float))).fit(
+        method="newton", tol=1e-12, disp=0)
+    assert_matches(logistic, lref.params, lref.bse, lref.llf)
+    assert cox.n == logistic.n == len(g) and cox.participants == ["centre-a", "centre-b", "centre-c"]
