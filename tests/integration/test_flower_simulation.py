@@ -7,15 +7,19 @@ run's prepare reaches all six, and the other federation's nodes decline (their s
 in the run's registry, so the coordinator ignores them).
 
 - synthetic logistic and Cox (stratified by centre) equal statsmodels and lifelines on the pooled
-  rows to 1e-6, *and* the query-plane driver over a real hub on the same nodes (to 1e-12);
+  rows to 1e-6, and they and the piecewise-exponential Poisson model equal the query-plane driver
+  over a real hub on the same nodes (to 1e-12);
 - gbsg2 (lifelines' German breast cancer study) split across three centres: Cox equals lifelines
   `CoxPHFitter(strata=…)` and statsmodels `PHReg(ties='efron')`, logistic equals `Logit`;
 - a centre that has not approved the permit is left out of the participant set (the fit is over
-  the other two, named); with too few left the run fails before any round, naming the decline.
+  the other two, named); with too few left the run fails before any round, naming the decline;
+- members that refuse a round after the participant set is fixed (beyond the signed max_rounds)
+  fail the run cleanly: one line naming centre and round, no result.
 """
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,6 +43,8 @@ from oncofed.query.textform import analysis_from, cohort_from
 LOGISTIC = {"logistic": {"survival": "OS", "cutoff": "2025-12-31", "horizon_days": 1826,
                          "covariates": ["age_at_incidence", "sex", "stage_summary"]}}
 COX = {"cox": {"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["age_at_incidence", "stage_summary", "er"]}}
+POISSON = {"poisson": {"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["age_at_incidence", "stage_summary"],
+                       "step_days": 365, "horizon_days": 3650}}
 BREAST = {"and": [{"field": "sex", "equals": "2"}, {"field": "topography", "prefix": "C50"}]}
 GBSG = {"horTh": "b1", "menostat": "b2", "tsize": "x1", "tgrade": "c2", "pnodes": "x2", "progrec": "x3",
         "estrec": "x4", "cens": "b6"}
@@ -105,7 +111,12 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
         p.verifier.trust.approve(shared.sha256, by="test-admin")
     d = w.dictionary()
     paths = {name: base / f"{name}.json" for name in ("logistic", "cox", "declined", "too_few", "gbsg_cox",
-                                                        "gbsg_logistic")}
+                                                        "gbsg_logistic", "capped", "poisson")}
+    # a run the researcher signed for 2 rounds, whose coordinator would go on: the centres refuse
+    # round 3, after S is fixed, and the run fails cleanly
+    capped = run_config(w.fed, base / "syn", model_request(COX, targets, permit, cohort=BREAST, max_rounds=2), d,
+                        paths["capped"])
+    capped["fit-options"] = json.dumps({"max_rounds": 25})
     configs = [
         run_config(w.fed, base / "syn", model_request(LOGISTIC, targets, permit), d, paths["logistic"]),
         run_config(w.fed, base / "syn", model_request(COX, targets, permit, cohort=BREAST), d, paths["cox"]),
@@ -121,6 +132,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
                                                                         "covariates": GBSG_COVARIATES}},
                                                           list(net.pipelines), shared.sha256),
                    net.d, paths["gbsg_logistic"], extension=EXTENSION),
+        capped,
+        run_config(w.fed, base / "syn", model_request(POISSON, targets, permit), d, paths["poisson"]),
     ]
     dirs = [Path(c.node.paths.root) for c in w.centres.values()] + [Path(p.node.paths.root)
                                                                    for p in net.pipelines.values()]
@@ -137,8 +150,9 @@ def nodes(world: World, names: tuple[str, ...] | None = None) -> dict[str, Any]:
 def test_every_run_of_one_engine_start_finished(sim: Sim) -> None:
     errors = {name: o.error for name, o in zip(sim.paths, sim.report.outcomes, strict=True)}
     assert errors == {"logistic": None, "cox": None, "declined": None, "too_few": errors["too_few"],
-                      "gbsg_cox": None, "gbsg_logistic": None}
-    assert errors["too_few"] is not None
+                      "gbsg_cox": None, "gbsg_logistic": None, "capped": errors["capped"], "poisson": None}
+    assert errors["too_few"] is not None and errors["capped"] is not None
+    assert sim.report.seconds < 600
 
 
 def test_logistic_on_flower_equals_the_pooled_logit(sim: Sim) -> None:
@@ -175,7 +189,7 @@ def test_flower_equals_the_query_plane_driver_on_the_same_nodes(sim: Sim) -> Non
     for c in w.centres.values():
         c.start(w.fed, w.target)
     w.wait_connected()
-    for name, model, cohort in (("logistic", LOGISTIC, None), ("cox", COX, BREAST)):
+    for name, model, cohort in (("logistic", LOGISTIC, None), ("cox", COX, BREAST), ("poisson", POISSON, None)):
         flower = sim.result(name)
         plane = run_model(w.client(), request(w, model, cohort=cohort), dictionary=w.dictionary(), timeout=60)
         assert flower.coefficients == plane.coefficients and flower.rounds == plane.rounds
@@ -217,3 +231,19 @@ def test_gbsg2_cox_and_logistic_on_flower_equal_lifelines_and_statsmodels(sim: S
         method="newton", tol=1e-12, disp=0)
     assert_matches(logistic, lref.params, lref.bse, lref.llf)
     assert cox.n == logistic.n == len(g) and cox.participants == ["centre-a", "centre-b", "centre-c"]
+
+
+def test_a_member_refusing_a_round_after_s_is_fixed_fails_the_run_cleanly(sim: Sim) -> None:
+    """Signed for 2 rounds: round 3 is refused by the first member asked (BUDGET, the reason
+    `round_cap` in its audit log), and the run fails naming it — no result, no partial sum."""
+    error = sim.report.outcomes[6].error
+    assert error is not None and "round 3: centre-a refused it (BUDGET)" in error and "no partial sum" in error
+    doc = json.loads(sim.paths["capped"].read_text("utf-8"))
+    assert doc["status"] == "failed" and "result" not in doc
+    with pytest.raises(Exception, match="round 3"):
+        read_result(sim.paths["capped"])
+    audit = sim.world.centres["centre-b"].pipeline.verifier.audit
+    refused = [e for e in audit.entries(query_hash=doc["query_hash"]) if e.decision == "refused"]
+    assert [e.reason for e in refused] == ["round_cap"]
+    answered = [e.detail["round"] for e in audit.entries(query_hash=doc["query_hash"]) if e.decision == "answered"]
+    assert answered == [1, 2]
