@@ -376,3 +376,38 @@ def test_the_same_rows_under_another_set_of_centres_are_refused(world: World) ->
     with pytest.raises(ClientError, match="failed after the participant set was fixed"):
         world.client().run(world.body("count", cohort=cohort, targets=("centre-a", "centre-b")),
                            dictionary=dictmod.load(), timeout=60)
+
+
+_LOGISTIC = {"outcome": "her2", "positive": ["pos"], "covariates": ["age_at_incidence", "er"], "beta_scale_bits": 8}
+# Pairs of releases over the same rows whose specs differ but whose sums difference each other:
+# what the first gives summed over {a, b, c} minus what the second gives over {a, b} is centre-c's.
+_RELATED = {
+    # a model round's label changes nothing in the answer: β alike, round 1 then round 2
+    "round_label": ({"logistic": {**_LOGISTIC, "beta": [-200, 2, 30, -10, 5], "round": 1}},
+                    {"logistic": {**_LOGISTIC, "beta": [-200, 2, 30, -10, 5], "round": 2}}),
+    # "none: all 0" and explicit zeros are the same β
+    "beta_encoding": ({"logistic": {**_LOGISTIC, "round": 1}},
+                      {"logistic": {**_LOGISTIC, "beta": [0, 0, 0, 0, 0], "round": 1}}),
+    # a crosstab's cells sum to the count of the same rows
+    "another_analysis": ({"crosstab": {"fields": ["sex"]}}, "count"),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(_RELATED))
+def test_related_releases_of_the_same_rows_under_a_smaller_set_are_refused(world: World, variant: str) -> None:
+    """Red team: the participant-set check must hold for the *rows*, not for one spelling of the
+    analysis. A researcher alone (targets are hers to choose) asked the same rows over {a, b, c}
+    and then, in another spelling, over {a, b}; each of a and b released both, and the difference
+    of the two sums was centre-c's figures (round label, β encoding, a crosstab's margin)."""
+    from oncofed.federation.client.client import ClientError
+
+    cohort = {"field": "stage_summary", "equals": {"round_label": "localised", "beta_encoding": "regional",
+                                                    "another_analysis": "distant"}[variant]}
+    first, second = _RELATED[variant]
+    full = world.client().run(world.body(first, cohort=cohort), dictionary=dictmod.load(), timeout=60)
+    assert full.participants == ("centre-a", "centre-b", "centre-c")
+    again = world.client().run(world.body(first, cohort=cohort), dictionary=dictmod.load(), timeout=60)
+    assert again.result == full.result                        # the same set again: the same release
+    with pytest.raises(ClientError, match="failed after the participant set was fixed"):
+        world.client().run(world.body(second, cohort=cohort, targets=("centre-a", "centre-b")),
+                           dictionary=dictmod.load(), timeout=60)

@@ -17,8 +17,9 @@ So any two answers in a scope are computed over the same release or over release
 least k rows apart from everything answered before them. What is kept: per entry its digest, size,
 sketch (3 KiB, oncofed.node.store.rowsets) and its difference to its release (≤ 2 × 2k ids); per
 (release, analysis spec, participant set) the vector as released. `participants` is the
-federation's participant set (DESIGN §4: the same release under another set is refused, under the
-same set resent byte for byte); None for node-local answers. A release under another set is
+federation's participant set (DESIGN §4: the same release under another set is refused — for any
+analysis spec over its rows, since related specs difference each other as well as equal ones do —
+under the same set resent byte for byte); None for node-local answers. A release under another set is
 allowed only as a retry after a failure, when every centre the new set leaves out of an earlier
 one abstained from each query released under it (oncofed.secagg.retry, decision D26; the
 abstentions come verified from the connector through `fed_evidence`). Refused, nothing is
@@ -308,7 +309,7 @@ class ReleaseLedger:
         part = participants.key if participants is not None else b""
         key = release_key(spec_hash, res.release_digest, part or None)
         with self._tx(self.conn) as conn:
-            blocker = None if participants is None else self._blocker(res.release_id, spec_hash, participants)
+            blocker = None if participants is None else self._blocker(res.release_id, participants)
             if blocker is None:
                 cur = conn.execute("INSERT OR IGNORE INTO ledger_answers (release_id, spec_hash, participants, "
                                    "release_key, vector, first_query, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -327,20 +328,23 @@ class ReleaseLedger:
                          "VALUES (?, ?, ?, ?, ?)", (query_hash, res.entry_id, res.release_id, res.decision, at))
         return Kept(out, reused, blocker is not None, blocker or "")
 
-    def _blocker(self, release_id: int, spec_hash: bytes, participants: Participation) -> str | None:
+    def _blocker(self, release_id: int, participants: Participation) -> str | None:
         """Why this release may not go out under `participants` (None: it may), from every set it
-        went out under before and the abstentions kept (inside keep's transaction)."""
+        went out under before — *whatever the analysis spec* — and the abstentions kept (inside
+        keep's transaction). Specs are many spellings of related sums over the same rows (a round's
+        label, β as none or zeros, a crosstab and the count that is its margin), so a set is fixed
+        per release, not per spec: otherwise two related sums over S and S' differenced the
+        centres of S ∖ S' (D28)."""
         part = participants.key
         earlier: dict[bytes, tuple[set[str | None], set[str]]] = {}
         for other, centres, qh in self.conn.execute(
-                "SELECT participants, centres, query_hash FROM ledger_sets WHERE release_id = ? AND spec_hash = ? "
-                "AND participants <> ?", (release_id, spec_hash, part)):
+                "SELECT participants, centres, query_hash FROM ledger_sets WHERE release_id = ? "
+                "AND participants <> ?", (release_id, part)):
             names, queries = earlier.setdefault(bytes(other), (set(), set()))
             names.add(centres)
             queries.add(str(qh))
-        for (other,) in self.conn.execute("SELECT participants FROM ledger_answers WHERE release_id = ? AND "
-                                          "spec_hash = ? AND participants NOT IN (?, x'')",
-                                          (release_id, spec_hash, part)):
+        for (other,) in self.conn.execute("SELECT participants FROM ledger_answers WHERE release_id = ? "
+                                          "AND participants NOT IN (?, x'')", (release_id, part)):
             if bytes(other) not in earlier:          # released before sets were recorded: unknown
                 earlier[bytes(other)] = ({None}, set())
         releases = [EarlierRelease(None if None in names or len(names) != 1
