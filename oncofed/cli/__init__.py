@@ -63,6 +63,7 @@ def main() -> None:
 def _register() -> None:
     from oncofed.cli import (
         analyse_cmd,
+        analyse_flower_cmd,  # noqa: F401 - registers `analyse flower` on the analyse group
         authority_cmd,
         dictionary_cmd,
         flower_cmd,

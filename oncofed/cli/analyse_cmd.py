@@ -14,11 +14,15 @@ import csv
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from oncofed.cli.output import emit_json, json_option
 from oncofed.cli.query_cmd import config_option
+
+if TYPE_CHECKING:
+    from oncofed.analyses.model_result import ModelResult
 
 
 @click.group()
@@ -65,6 +69,13 @@ def run(file: Path, config_path: Path, permit: str | None, targets: str | None, 
         click.echo(f"fitting {request.analysis.WhichOneof('kind')} across {', '.join(request.targets)}", err=True)
     with FederationClient.connect(creds, cfg.address, server_name=cfg.server_name) as client:
         result = run_model(client, request, dictionary=d, timeout=timeout, on_round=show)
+    show_result(result, csv_out, as_json,
+                f"participants: {', '.join(result.participants)}; fitted in {result.seconds:.2f} s")
+
+
+def show_result(result: ModelResult, csv_out: Path | None, as_json: bool, footer: str) -> None:
+    """The coefficient table (or its JSON), and the CSV when asked: the same for every transport,
+    so a fit over the query plane and on Flower print alike."""
     if csv_out is not None:
         rows = result.rows()
         columns = list(dict.fromkeys(k for r in rows for k in r))
@@ -77,5 +88,4 @@ def run(file: Path, config_path: Path, permit: str | None, targets: str | None, 
         emit_json(result.to_json())
         return
     click.echo(result.summary())
-    click.echo(f"participants: {', '.join(result.participants)}; fitted in {result.seconds:.2f} s"
-               + (f"; wrote {csv_out}" if csv_out else ""))
+    click.echo(footer + (f"; wrote {csv_out}" if csv_out else ""))

@@ -5,7 +5,10 @@ none). The processes get this checkout first on PYTHONPATH and our interpreter's
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +28,18 @@ from oncofed.flower.flwr_cli import FlowerCli
 from oncofed.keys.flower_auth import new_supernode_key
 
 REPO = Path(__file__).resolve().parents[2]
+_STARTED: list[FlowerProcess] = []
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    """A last net, should a test be cut short (pytest-timeout) before its teardown ran: kill
+    whatever this test process started that still runs (each pid checked against its start time)."""
+    for proc in _STARTED:
+        for pid, start in proc.all_pids().items():
+            if _alive(pid, start):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def free_port() -> int:
@@ -66,6 +81,7 @@ class Deployment:
     def start_node(self, name: str, node_dir: Path, **config: str) -> int:
         spec = self.supernode_spec(name, node_dir, **config)
         proc, node_id = start_supernode(spec, timeout=90, env=process_env(spec.directory / "home"))
+        _STARTED.append(proc)
         self.nodes[name], self.node_ids[name] = proc, node_id
         return node_id
 
@@ -75,7 +91,8 @@ class Deployment:
         for p in procs:
             p.watch()
         for p in procs:
-            p.stop(grace=15)
+            with contextlib.suppress(Exception):   # one failed stop must not leave the others running
+                p.stop(grace=15)
         return [pid for p in procs for pid, start in p.all_pids().items() if _alive(pid, start)]
 
 
@@ -90,6 +107,7 @@ def deploy(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b", "c
     spec = SuperLinkSpec(base / "hub-flower", fed.cert_path("hub", "hub"), fed.tls_keys["hub"],
                          base / "root.cert.pem", port=free_port())
     proc = start_superlink(spec, timeout=90, env=process_env(spec.directory / "home"))
+    _STARTED.append(proc)
     cli = FlowerCli(base / "operator-flwr", spec.address, base / "root.cert.pem", timeout=90)
     cli.env = process_env(cli.home)
     return Deployment(base, fed, spec, proc, cli)

@@ -47,8 +47,22 @@ def hub_toml(base: Path, fed, port: int) -> Path:
     return path
 
 
+def researcher_toml(base: Path, fed) -> Path:
+    from oncofed.keys.keystore import save_identity
+
+    folder = base / "identity-res-1"
+    folder.mkdir()
+    key = save_identity(fed.identities["res-1"], folder)[0]
+    path = base / "researcher.toml"
+    path.write_text(
+        f'[hub]\naddress = "127.0.0.1:1"\n\n[credentials]\nidentity_key = "{key}"\n'
+        f'tls_key = "{fed.tls_keys["res-1"]}"\ncert = "{fed.cert_path("researcher", "res-1")}"\n'
+        f'root_cert = "{base / "root.cert.pem"}"\nroot_fingerprint = "{fed.authority.root.fingerprint}"\n', "utf-8")
+    return path
+
+
 def test_hub_and_node_flower_commands_end_to_end(tmp_path):
-    fed = make_fed(tmp_path, centres=("centre-a", "centre-b"), researchers=())
+    fed = make_fed(tmp_path, centres=("centre-a", "centre-b"), researchers=("res-1",))
     fed.enroll("hub", "hub")
     root = tmp_path / "root.cert.pem"
     root.write_bytes(fed.root_pem)
@@ -121,6 +135,21 @@ def test_hub_and_node_flower_commands_end_to_end(tmp_path):
         gone = oncofed("node", "flower", "serve", "-n", str(nodes["centre-a"]), "--superlink", f"127.0.0.1:{port}",
                        "--root-cert", str(root), "--port", str(free_port()), "--timeout", "8")
         assert gone.returncode != 0 and "could not reach a SuperLink" in gone.stderr
+
+        # the researcher's run against a SuperLink that is down: one line, exit != 0
+        researcher = researcher_toml(tmp_path, fed)
+        model = tmp_path / "cox.toml"
+        model.write_text('model = { cox = { outcome = "OS", cutoff = "2025-12-31", '
+                         'covariates = ["age_at_incidence"] } }\n'
+                         f'targets = ["centre-a", "centre-b"]\npermit = "{"ab" * 32}"\n', "utf-8")
+        registry = fed.authority.dir / "published" / "registry.bin"
+        refused = oncofed("analyse", "flower", str(model), "-c", str(researcher), "--superlink",
+                          f"127.0.0.1:{port}", "--registry", str(registry))
+        assert refused.returncode != 0 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "no SuperLink answers" in refused.stderr
+        as_json = oncofed("analyse", "flower", str(model), "-c", str(researcher), "--superlink",
+                          f"127.0.0.1:{port}", "--registry", str(tmp_path / "missing.bin"), "--json")
+        assert as_json.returncode == 2 and "cannot read the registry" in json.loads(as_json.stdout)["error"]
     finally:
         for p in serving:
             if p.poll() is None:

@@ -1,21 +1,39 @@
 """Flower's deployment engine for real: a SuperLink (TLS, `--database`, SuperNode authentication)
-and SuperNodes as processes on 127.0.0.1, driven through `flwr` — a registered node joins, an
-unregistered key is refused, a run completes with the right answer, a failing run is reported as
-failed (not exit 0), and teardown leaves no process behind."""
+and SuperNodes as processes on 127.0.0.1, driven through `flwr`.
+
+- With a tiny probe app of the tests' own: a registered node joins, an unregistered key is
+  refused, a run completes with the right answer, a failing run is reported as failed (not exit 0).
+- With oncofed's apps: a Cox model (stratified by centre) over three SuperNodes, each on a real node
+  directory, equals the pooled statsmodels `PHReg(ties='efron')` and lifelines fits to 1e-6, and the
+  query-plane driver over a real hub on the same centres to 1e-12.
+Teardown leaves no process behind (asserted over every pid seen below the ones we started)."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from federation_world import make_world
 from flower_deploy_world import deploy
+from flower_world import enable_flower, model_request, run_config
+from regression_reference import assert_matches, lifelines_strata, node_rows, observed, phreg
 
+from oncofed.federation.client.analyse import run_model
 from oncofed.flower.deploy import SUPERLINK, SupernodeRefused, find, start_supernode
 from oncofed.flower.fab import write_app
 from oncofed.flower.flwr_cli import RunFailed
+from oncofed.flower.request import FlowerRunError
+from oncofed.flower.submit import fit_on_flower
+from oncofed.query.textform import analysis_from, cohort_from
 
-pytestmark = pytest.mark.slow
+# Each round on the deployment engine costs a 3 s poll at the SuperNode and at the ServerApp and a
+# fresh ClientApp process per message: minutes per fit on a loaded 2-core machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+COX = {"cox": {"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["age_at_incidence", "stage_summary", "er"]}}
+BREAST = {"and": [{"field": "sex", "equals": "2"}, {"field": "topography", "prefix": "C50"}]}
 PROBE = (Path(__file__).parent / "flower_probe_app.py").read_text()
 
 
@@ -55,3 +73,61 @@ def test_superlink_with_authenticated_supernodes_runs_an_app_and_leaves_nothing(
         left = d.close()
     assert left == []
     assert find(d.spec.directory, SUPERLINK) is None
+
+
+def test_cox_on_a_superlink_with_three_supernodes_equals_pooled_and_query_plane_fits(tmp_path):
+    w = make_world(tmp_path / "fed", patients=500)
+    d = None
+    try:
+        for c in w.centres.values():
+            enable_flower(Path(c.node.paths.root), w.fed, c.centre_id)
+        d = deploy(tmp_path, fed=w.fed)
+        for name, c in w.centres.items():
+            d.start_node(name, Path(c.node.paths.root))
+        stranger = d.supernode_spec("stranger", Path(w.centres["centre-a"].node.paths.root), register=False)
+        with pytest.raises(SupernodeRefused):
+            start_supernode(stranger, timeout=90)
+
+        targets, permit = list(w.centres), w.centres["centre-a"].permit
+        config = run_config(w.fed, tmp_path / "fed", model_request(COX, targets, permit, cohort=BREAST),
+                            w.dictionary(), tmp_path / "cox.json")
+        fit = fit_on_flower(config, superlink=d.spec.address, root_cert=tmp_path / "root.cert.pem", timeout=1500)
+        result = fit.result
+        assert fit.status.completed and result.participants == sorted(targets) and result.converged
+
+        spec, frame = node_rows({k: c.node for k, c in w.centres.items()}, analysis_from(COX, "a"),
+                                cohort_from(BREAST, "c"), w.dictionary())
+        names = observed(frame, spec.design.names())
+        sm = phreg(frame, names)
+        assert_matches(result, sm.params, sm.bse, sm.llf)
+        ll = lifelines_strata(frame.rename(columns={n: f"c{i}" for i, n in enumerate(names)}),
+                              [f"c{i}" for i in range(len(names))])
+        assert_matches(result, ll.params_.to_numpy(), ll.standard_errors_.to_numpy(), ll.log_likelihood_)
+        assert "stratified by centre" in result.model
+
+        # a run no centre may answer (a permit nobody approved) fails, and says so
+        now = int(time.time())
+        _, doc = w.fed.authority.issue_permit(
+            researcher_id="res-1", project_title="never approved", analyses=["cox"],
+            fields=["age_at_incidence", "stage_summary", "er"], outcomes=["os"], min_cell_count=1,
+            not_before=now - 60, not_after=now + 86_400)
+        bad = run_config(w.fed, tmp_path / "fed", model_request(COX, targets, doc.sha256), w.dictionary(),
+                         tmp_path / "refused.json")
+        with pytest.raises((RunFailed, FlowerRunError), match=r"NOT_APPROVED|accepted"):
+            fit_on_flower(bad, superlink=d.spec.address, root_cert=tmp_path / "root.cert.pem", timeout=900)
+
+        # the same model over the query plane: a real hub, the centres' connectors
+        from test_regression_federated import request
+
+        w.start_hub()
+        for c in w.centres.values():
+            c.start(w.fed, w.target)
+        w.wait_connected()
+        plane = run_model(w.client(), request(w, COX, cohort=BREAST), dictionary=w.dictionary(), timeout=60)
+        assert plane.coefficients == result.coefficients and plane.rounds == result.rounds
+        assert np.abs(np.array(plane.beta) - np.array(result.beta)).max() <= 1e-12
+        assert np.abs(np.array(plane.se) - np.array(result.se)).max() <= 1e-12
+    finally:
+        left = d.close() if d is not None else []
+        w.close()
+    assert left == []
