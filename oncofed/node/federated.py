@@ -42,6 +42,7 @@ from oncofed.node.answering import AnsweringPipeline
 from oncofed.node.keyfiles import load_node_identity
 from oncofed.node.node import open_node
 from oncofed.node.query.engine import load_policy
+from oncofed.node.store import federation as fedstore
 from oncofed.node.store import flower_runs as runstore
 from oncofed.node.store.db import immediate, immediate_unsynced
 from oncofed.node.store.ledger import Participation
@@ -225,6 +226,8 @@ class FlowerParticipant:
         except Refusal as exc:
             return self._fail(qh, exc.coarse.value)
         try:
+            if fedstore.abstention_of(self.conn, qh) is not None:      # its store would refuse the row too
+                raise Refusal("node_policy", "this centre abstained from the run: it releases no round of it")
             participants = self._participants(verified, run, signed_accepts)
             digest = participants.digest()
             stored = runstore.answer_of(self.conn, qh, round_)
@@ -259,14 +262,19 @@ class FlowerParticipant:
             key.destroy()
         signed = sign_run_answer(self.identity, masked, n_values=ans.n_values, n_flags=len(ans.flags),
                                  audit_head=self._audit_head())
-        with immediate(self.conn):                       # durable (synchronous=FULL) before it leaves
-            again = runstore.answer_of(self.conn, qh, round_)
-            if again is not None:                        # another process answered it meanwhile
-                return Reply("answer", again[1]) if again[0] == digest else self._fail(qh, "POLICY")
-            latest = runstore.run_of(self.conn, qh)
-            if latest is None or latest.masked_through >= round_:
-                return self._fail(qh, "POLICY")
-            runstore.record_answer(self.conn, qh, round_, digest, signed, now)
+        try:
+            with immediate(self.conn):                   # durable (synchronous=FULL) before it leaves
+                again = runstore.answer_of(self.conn, qh, round_)
+                if again is not None:                    # another process answered it meanwhile
+                    return Reply("answer", again[1]) if again[0] == digest else self._fail(qh, "POLICY")
+                latest = runstore.run_of(self.conn, qh)
+                if latest is None or latest.masked_through >= round_:
+                    return self._fail(qh, "POLICY")
+                runstore.record_answer(self.conn, qh, round_, digest, signed, now)
+        except sqlite3.IntegrityError:
+            # abstained while this round was computed: the store's trigger refused it, nothing leaves
+            self.pipeline.withhold(verified, "this centre abstained from the run")
+            return self._fail(qh, "POLICY")
         return Reply("answer", signed)
 
     def _participants(self, verified: VerifiedQuery, run: runstore.RunRecord,

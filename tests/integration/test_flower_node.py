@@ -227,3 +227,34 @@ def test_the_clientapp_takes_its_node_from_the_node_config_never_the_run_config(
     lost = Context(run_id=1, node_id=7, node_config={}, state=RecordDict(), run_config={"node-dir": root})
     with pytest.raises(NodeError, match="node-dir"):
         node_dir_of(lost)
+
+
+def test_a_centre_that_answered_a_round_cannot_abstain_from_the_run_and_one_that_abstained_answers_none(
+        world: World, parts: dict[str, FlowerParticipant]) -> None:
+    """Red team: an abstention says "never released q" — and a Flower run's rounds are releases
+    of q. The store checked only the query plane's answers, so a hub could get centre-c's
+    abstention from a run it had answered and present it with a query-plane retry of the run
+    (retry_of = the run's hash) under {a, b}: their ledgers let the same release out under the
+    smaller set, and the two sums differenced centre-c. Nor did an abstention stop later rounds."""
+    import sqlite3
+
+    from oncofed.node.store import federation as fedstore
+    from oncofed.secagg.wire import sign_abstention
+
+    keyring = keyring_of(parts)
+    zero = [0] * 5
+    c = parts["centre-c"]
+    sign_c = lambda q: (lambda: sign_abstention(world.fed.identities["centre-c"], q))  # noqa: E731
+    qh, s = accepted(world, parts, envelope(world))
+    assert c.answer_round(qh, 1, zero, s.signed).kind == "answer"
+    with pytest.raises(fedstore.AlreadyReleased):
+        fedstore.abstain(c.conn, qh, sign_c(qh), int(time.time()))
+    assert fedstore.abstention_of(c.conn, qh) is None
+    with pytest.raises(sqlite3.IntegrityError, match="answered a round"):          # whatever code writes
+        c.conn.execute("INSERT INTO fed_abstentions (query_hash, abstention, abstained_at) VALUES (?, x'', 0)", (qh,))
+    # abstained before any round: no round of that run is released afterwards, whatever S says
+    later, s2 = accepted(world, parts, envelope(world))
+    fedstore.abstain(c.conn, later, sign_c(later), int(time.time()))
+    reply = c.answer_round(later, 1, zero, s2.signed)
+    assert reply.kind == "failure" and read_failure(reply.data, keyring, later).coarse == "POLICY"
+    assert c.conn.execute("SELECT count(*) FROM flower_answers WHERE query_hash = ?", (later,)).fetchone()[0] == 0

@@ -155,8 +155,8 @@ def test_a_fresh_node_has_every_components_tables(tmp_path: Path) -> None:
     assert wanted <= set(store["tables"])
     assert {"tumours", "schema_versions"} <= set(store["tables"])
     assert store["versions"] == {c: len(steps) for c, steps in MIGRATIONS.items()}
-    assert store["versions"] == {"store": 1, "trust": 1, "audit": 2, "verify": 1, "query": 1, "federation": 2,
-                                 "ledger": 2, "rounds": 1, "flower": 1}
+    assert store["versions"] == {"store": 1, "trust": 1, "audit": 2, "verify": 1, "query": 1, "federation": 3,
+                                 "ledger": 2, "rounds": 1, "flower": 2}
 
 
 def test_audit_rows_hold_exactly_the_hashed_columns() -> None:

@@ -7,8 +7,9 @@ answer is byte-identical (DESIGN §4 "Persist across restarts", §7).
   store's synchronous=FULL *before* the answer leaves, so a resend is the stored bytes;
 - `fed_declines`: the signed decline of a query, resent as it was;
 - `fed_abstentions`: this centre's signed abstentions from failed queries (decision D26). An
-  invariant of the store, held by two triggers: a query has an abstention or released answers,
-  never both. `abstain` checks and records in one IMMEDIATE transaction committed with
+  invariant of the store, held by triggers: a query has an abstention or released answers — on
+  the query plane (`fed_answers`) or as a Flower run's rounds (`flower_answers`, D28) — never
+  both. `abstain` checks and records in one IMMEDIATE transaction committed with
   synchronous=FULL before the abstention leaves; from then on `record_answer` for that query
   aborts, whatever path the connector took to it;
 - `fed_evidence`: other centres' abstentions this node verified against the registry when a
@@ -57,6 +58,14 @@ def migration_2(conn: sqlite3.Connection) -> None:
     conn.execute("""CREATE TABLE fed_evidence (
         query_hash BLOB NOT NULL, centre TEXT NOT NULL, abstention BLOB NOT NULL, received_at INTEGER NOT NULL,
         PRIMARY KEY (query_hash, centre))""")
+
+
+def migration_3(conn: sqlite3.Connection) -> None:
+    """No abstention from a Flower run once a round of it was answered (D28; flower_runs
+    .migration_2 holds the other direction). `flower_answers` is named only in the body."""
+    conn.execute("""CREATE TRIGGER fed_no_abstention_after_round BEFORE INSERT ON fed_abstentions
+        WHEN EXISTS (SELECT 1 FROM flower_answers WHERE query_hash = NEW.query_hash)
+        BEGIN SELECT RAISE(ABORT, 'oncofed: this centre answered a round of the run'); END""")
 
 
 def pending(conn: sqlite3.Connection, query_hash: bytes) -> tuple[bytes, bytes, bytes | None] | None:
@@ -113,16 +122,20 @@ def abstention_of(conn: sqlite3.Connection, query_hash: bytes) -> bytes | None:
 
 def abstain(conn: sqlite3.Connection, query_hash: bytes, sign: Callable[[], bytes], at: int) -> bytes:
     """This centre's abstention from `query_hash`, signed by `sign` only when no answer to it was
-    released, and recorded durably (IMMEDIATE, synchronous=FULL) before it is returned: from then
-    on no answer to it is recorded, so none can leave. The mask secret of the query is forgotten
+    released (on the query plane or, for a Flower run, in any round), and recorded durably
+    (IMMEDIATE, synchronous=FULL) before it is returned: from then on no answer to it is
+    recorded, so none can leave. The mask secret of the query is forgotten
     too, so the failed set's sum cannot be completed even from this store. Asked again, the same
     signed bytes. AlreadyReleased when an answer was recorded (under any participant set)."""
     with immediate(conn):
         earlier = abstention_of(conn, query_hash)
         if earlier is not None:
             return earlier
-        if conn.execute("SELECT EXISTS (SELECT 1 FROM fed_answers WHERE query_hash = ?)",
-                        (query_hash,)).fetchone()[0]:
+        # A Flower run's rounds are releases of its query hash too (D28): a centre that answered
+        # one never abstains from the run, whatever plane a retry of it comes on.
+        if conn.execute("SELECT EXISTS (SELECT 1 FROM fed_answers WHERE query_hash = ?) OR "
+                        "EXISTS (SELECT 1 FROM flower_answers WHERE query_hash = ?)",
+                        (query_hash, query_hash)).fetchone()[0]:
             raise AlreadyReleased("this centre released an answer to the query")
         signed = sign()
         conn.execute("INSERT INTO fed_abstentions (query_hash, abstention, abstained_at) VALUES (?, ?, ?)",

@@ -43,6 +43,15 @@ class RunRecord:
     expires_at: int
 
 
+def migration_2(conn: sqlite3.Connection) -> None:
+    """A run's rounds are releases of its query hash: no round answer after this centre abstained
+    from it (D28; federation.migration_3 holds the other direction). The trigger names the
+    federation component's table only in its body, so the components stay independent."""
+    conn.execute("""CREATE TRIGGER flower_no_answer_after_abstention BEFORE INSERT ON flower_answers
+        WHEN EXISTS (SELECT 1 FROM fed_abstentions WHERE query_hash = NEW.query_hash)
+        BEGIN SELECT RAISE(ABORT, 'oncofed: this centre abstained from the run'); END""")
+
+
 def run_of(conn: sqlite3.Connection, query_hash: bytes) -> RunRecord | None:
     row = conn.execute("SELECT envelope, accept, mask_secret, max_round, participants_digest, masked_through, "
                        "expires_at FROM flower_runs WHERE query_hash = ?", (query_hash,)).fetchone()

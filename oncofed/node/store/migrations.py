@@ -25,9 +25,11 @@ MIGRATIONS: Mapping[str, Sequence[Migration]] = {
     "verify": (nonces.migration_1,),        # nonces of accepted or refused queries (replays)
     "query": (budgets.migration_1,),        # rate limits and the privacy ledger
     "federation": (federation.migration_1,    # accepted queries, sent answers and declines (connector)
-                   federation.migration_2),   # abstentions from failed queries, and others' (retries)
+                   federation.migration_2,    # abstentions from failed queries, and others' (retries)
+                   federation.migration_3),   # no abstention from a Flower run after a round of it (D28)
     "ledger": (ledger.migration_1,          # the release ledger: row sets answered over, answers released
                ledger.migration_2),         # the centres and queries of each release under a set (retries)
     "rounds": (rounds.migration_1,),        # distinct coefficients answered per model fit (the round cap)
-    "flower": (flower_runs.migration_1,),   # Flower runs accepted, their round answers and declines
+    "flower": (flower_runs.migration_1,     # Flower runs accepted, their round answers and declines
+               flower_runs.migration_2),    # no round answer after an abstention from the run (D28)
 }
