@@ -36,14 +36,14 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
 
 from oncofed.keys.envelope import unverified_body
 from oncofed.keys.errors import InvalidMessage
-from oncofed.keys.identity import Identity
+from oncofed.keys.identity import Identity, PublicIdentity
 from oncofed.keys.registry import Registry
 from oncofed.keys.sealing import open_sealed_from, seal
 from oncofed.keys.tls import TlsFiles, channel_credentials
@@ -257,16 +257,17 @@ class Connector:
         self.pipeline.verifier.audit.append(event="query.abstain", decision=decision, who=NODE,
                                             query_hash=qh.hex(), detail={"why": why}, at=self.clock())
 
-    def _evidence(self, body: pb.QueryBody, abstentions: list[bytes], registry: Registry) -> None:
+    def _evidence(self, body: pb.QueryBody, abstentions: list[bytes], keyring: Mapping[bytes, PublicIdentity]
+                  ) -> None:
         """Keep every abstention from the query this retry retries that verifies against the
-        registry; others are logged and dropped (the ledger then refuses what they would allow)."""
+        registry's unrevoked centre keys (`keyring`); others are logged and dropped (the ledger
+        then refuses what they would allow)."""
         if not abstentions:
             return
         if len(body.retry_of) != 32:
             log.warning("abstentions relayed for a query that retries nothing; ignored")
             return
         conn = self.pipeline.node.conn
-        keyring = registry.keyring("centre")
         with immediate_unsynced(conn):         # evidence allows a release only inside the ledger's FULL commit
             for signed in abstentions:
                 try:
@@ -283,8 +284,9 @@ class Connector:
             log.warning("answer task for %s, which this centre abstained from; refused", qh.hex()[:16])
             return self._fail(qh, "POLICY")
         try:
-            registry = self._registry()
-            participants = ParticipantSet.from_signed(signed_accepts, keyring=registry.keyring("centre"))
+            self._registry()
+            keyring = self.pipeline.verifier.trust.peer_keyring("centre")       # revoked keys sign nothing
+            participants = ParticipantSet.from_signed(signed_accepts, keyring=keyring)
         except (InvalidParticipantSet, InvalidMessage, Refusal) as exc:
             log.warning("participant set for %s refused: %s", qh.hex()[:16], exc)
             return self._fail(qh, "INVALID")
@@ -306,7 +308,7 @@ class Connector:
             participants.check(query_hash=qh.hex(), me=self.me, targets=body.target_centres,
                                my_mask_key=key.public_key,
                                min_size=max(body.min_participants, self.min_participants))
-            self._evidence(body, abstentions or [], registry)
+            self._evidence(body, abstentions or [], keyring)
             # The ledger keys a release by the *centres* it was summed with: a new set of the same
             # centres (fresh mask keys, so a new H(S)) differences nothing; another set would,
             # unless the centres it leaves out abstained from the failed query (D26).

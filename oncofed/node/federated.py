@@ -280,13 +280,13 @@ class FlowerParticipant:
     def _participants(self, verified: VerifiedQuery, run: runstore.RunRecord,
                       signed_accepts: Sequence[bytes]) -> ParticipantSet:
         """S, checked as the query plane checks it, and the same S as the run's earlier rounds."""
-        registry = self.pipeline.verifier.trust.registry()
-        if registry is None:
+        trust = self.pipeline.verifier.trust
+        if trust.registry() is None:
             raise Refusal("trust_not_pinned", "no registry installed")
         body = verified.body
         mine = _accept_key(run.accept)
-        try:
-            participants = ParticipantSet.from_signed(signed_accepts, keyring=registry.keyring("centre"))
+        try:                                             # a revoked centre key signs no accept here
+            participants = ParticipantSet.from_signed(signed_accepts, keyring=trust.peer_keyring("centre"))
             participants.check(query_hash=verified.query_hash, me=self.me, targets=body.target_centres,
                                my_mask_key=mine, min_size=max(body.min_participants, self.min_participants))
         except (InvalidParticipantSet, InvalidMessage) as exc:

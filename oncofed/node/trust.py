@@ -241,6 +241,18 @@ class NodeTrust:
         return {m.identity.signing_key_id: m.identity for m in registry.members
                 if revocations.member_revoked(m) is None}
 
+    def peer_keyring(self, role: str) -> dict[bytes, PublicIdentity]:
+        """Registry members of `role` whose keys the revocation list this node holds does not
+        revoke, by signing key id — what peers' accepts and abstentions are verified against. A
+        revocation list can arrive before the registry that drops the member (a hub may relay
+        one and hold back the other until it goes stale); a revoked key signs nothing here
+        meanwhile. Empty without a registry."""
+        registry, revocations = self.registry(), self.revocations()
+        if registry is None:
+            return {}
+        return {m.identity.signing_key_id: m.identity for m in registry.members
+                if m.role == role and (revocations is None or revocations.member_revoked(m) is None)}
+
     def changes_in_latest(self) -> RegistryChanges | None:
         """What the newest registry changed against the one before: new members to look at."""
         latest = self.registry()
