@@ -170,6 +170,7 @@ class Rules:
     dp_mechanism: str = "laplace"
     dp_delta: float = 1e-9
     rows_per_patient: int = 2
+    pooled_cox: bool = False          # the centre opts in to the pooled-equivalent Cox model (its policy)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

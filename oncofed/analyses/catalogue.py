@@ -11,7 +11,18 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
-from oncofed.analyses import count, cox, crosstab, histogram, kaplan_meier, logistic, logrank, poisson, summary
+from oncofed.analyses import (
+    count,
+    cox,
+    cox_pooled,
+    crosstab,
+    histogram,
+    kaplan_meier,
+    logistic,
+    logrank,
+    poisson,
+    summary,
+)
 from oncofed.analyses.base import Analysis, Result, scalar_row
 from oncofed.dictionary import Dictionary
 from oncofed.query.errors import invalid
@@ -20,7 +31,7 @@ from oncofed.v1 import query_pb2 as pb
 
 CATALOGUE: Mapping[str, Analysis[Any, Any]] = {
     m.ANALYSIS.kind: m.ANALYSIS for m in (count, crosstab, summary, histogram, kaplan_meier, logrank, logistic, cox,
-                                           poisson)
+                                           poisson, cox_pooled)
 }
 KINDS = tuple(CATALOGUE)
 

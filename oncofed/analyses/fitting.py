@@ -25,7 +25,7 @@ from oncofed.analyses.regression import ModelAnalysis, ModelSpec
 from oncofed.dictionary import Dictionary
 from oncofed.v1 import query_pb2 as pb
 
-MODELS = ("logistic", "cox", "poisson")
+MODELS = ("logistic", "cox", "poisson", "cox_pooled")
 
 
 class ModelFit:
@@ -54,6 +54,7 @@ class ModelFit:
                              beta_scale_bits=self.beta_bits, stratified=kind == "cox", baselines=spec.intervals,
                              warm_start=lambda sums: self.analysis.warm_start(spec, sums))
         self.steps: list[Step] = []
+        self.last: dict[str, Any] = {}
         self.centres = 0
 
     @property
@@ -70,11 +71,13 @@ class ModelFit:
         msg = getattr(out, self.kind)
         msg.beta[:] = beta
         msg.round = self.round
+        self.analysis.round_message(msg, self.newton)
         return out
 
     def observe(self, result: dict[str, Any]) -> Step:
         """One round's finalised, summed result (oncofed.analyses.finalise of the summed vector)."""
         sums = RoundSums.from_result(result)
+        self.last = result
         self.centres = sums.centres
         step = self.newton.observe(sums)
         self.steps.append(step)
@@ -102,6 +105,8 @@ class ModelFit:
                          "over the others")
         if self.options.l2:
             notes.append("standard errors of a penalised fit come from the penalised information")
+        more, tolerance = self.analysis.fit_notes(spec, self.last)
+        notes.extend(more)
         ratio = "odds ratio" if self.kind == "logistic" else "hazard ratio"
         name = self.analysis.title(spec)
         return ModelResult(model=name, outcome=spec.outcome_label, coefficients=names,
@@ -110,4 +115,4 @@ class ModelFit:
                            iterations=f.iterations, rounds=f.rounds, converged=f.converged,
                            participants=list(participants or []), withheld_centres=s.withheld,
                            ties=spec.ties, l2=self.options.l2, standardised=self.options.standardise, notes=notes,
-                           seconds=seconds)
+                           seconds=seconds, tolerance_se=tolerance)

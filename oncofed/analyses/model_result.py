@@ -81,6 +81,9 @@ class ModelResult:
     standardised: bool = False
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    #: The stated tolerance against the exact pooled fit, in standard errors (the pooled-equivalent
+    #: Cox model: 0 when nothing was coarsened); None where the model is exact by construction.
+    tolerance_se: float | None = None
 
     @property
     def z(self) -> list[float]:

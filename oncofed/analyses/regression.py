@@ -187,6 +187,15 @@ class ModelAnalysis(Analysis[ModelSpec, ModelRaw]):
         round's pooled sums (oncofed.analyses.newton.RoundSums); None: Newton's own step."""
         return None
 
+    def round_message(self, msg: Message, newton: Any) -> None:
+        """Fill in what a round's message needs besides β and the round number (the coordinator's
+        oncofed.analyses.newton.Newton at hand); most models need nothing."""
+
+    def fit_notes(self, spec: ModelSpec, last: Result) -> tuple[list[str], float | None]:
+        """Notes for the fitted model from its last finalised round, and its stated tolerance
+        against an exact reference (in standard errors; None: not applicable)."""
+        return [], None
+
     def null_loglik(self, spec: ModelSpec, first: Any) -> float | None:
         """The null model's log-likelihood from round 1's pooled sums, when it has a closed form
         (None: the log-likelihood at β = 0)."""

@@ -122,6 +122,9 @@ QUERY_COMMENTS: dict[str, str] = {
                 "the store's actual size.",
     "max_rounds": "The rounds (distinct coefficients) this centre answers of one model fit (logistic, "
                   "Cox, Poisson) per permit.",
+    "allow_pooled_cox": "Answer the pooled-equivalent Cox model: risk-set sums at this centre's event times, "
+                        "coarsened so each released step removes at least k tumours (docs/analyses.md). Off: "
+                        "this centre withholds those rounds inside the masked vector.",
 }
 
 #: Inclusive bounds of the numeric [query] settings (None: unbounded above).

@@ -129,7 +129,7 @@ class Prefix(_message.Message):
     def __init__(self, field: _Optional[str] = ..., prefix: _Optional[str] = ...) -> None: ...
 
 class Analysis(_message.Message):
-    __slots__ = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank", "logistic", "cox", "poisson")
+    __slots__ = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank", "logistic", "cox", "poisson", "cox_pooled")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     CROSSTAB_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +139,7 @@ class Analysis(_message.Message):
     LOGISTIC_FIELD_NUMBER: _ClassVar[int]
     COX_FIELD_NUMBER: _ClassVar[int]
     POISSON_FIELD_NUMBER: _ClassVar[int]
+    COX_POOLED_FIELD_NUMBER: _ClassVar[int]
     count: Count
     crosstab: Crosstab
     summary: Summary
@@ -148,7 +149,8 @@ class Analysis(_message.Message):
     logistic: Logistic
     cox: Cox
     poisson: Poisson
-    def __init__(self, count: _Optional[_Union[Count, _Mapping]] = ..., crosstab: _Optional[_Union[Crosstab, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., kaplan_meier: _Optional[_Union[KaplanMeier, _Mapping]] = ..., logrank: _Optional[_Union[LogRank, _Mapping]] = ..., logistic: _Optional[_Union[Logistic, _Mapping]] = ..., cox: _Optional[_Union[Cox, _Mapping]] = ..., poisson: _Optional[_Union[Poisson, _Mapping]] = ...) -> None: ...
+    cox_pooled: CoxPooled
+    def __init__(self, count: _Optional[_Union[Count, _Mapping]] = ..., crosstab: _Optional[_Union[Crosstab, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., kaplan_meier: _Optional[_Union[KaplanMeier, _Mapping]] = ..., logrank: _Optional[_Union[LogRank, _Mapping]] = ..., logistic: _Optional[_Union[Logistic, _Mapping]] = ..., cox: _Optional[_Union[Cox, _Mapping]] = ..., poisson: _Optional[_Union[Poisson, _Mapping]] = ..., cox_pooled: _Optional[_Union[CoxPooled, _Mapping]] = ...) -> None: ...
 
 class Count(_message.Message):
     __slots__ = ()
@@ -297,3 +299,29 @@ class Poisson(_message.Message):
     scale_bits: int
     round: int
     def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., lattice: _Optional[_Union[Lattice, _Mapping]] = ..., covariates: _Optional[_Iterable[str]] = ..., reference: _Optional[_Iterable[str]] = ..., beta: _Optional[_Iterable[int]] = ..., beta_scale_bits: _Optional[int] = ..., scale_bits: _Optional[int] = ..., round: _Optional[int] = ...) -> None: ...
+
+class CoxPooled(_message.Message):
+    __slots__ = ("outcome", "cutoff", "lattice", "covariates", "reference", "ties", "beta", "beta_scale_bits", "scale_bits", "round", "offset")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    CUTOFF_FIELD_NUMBER: _ClassVar[int]
+    LATTICE_FIELD_NUMBER: _ClassVar[int]
+    COVARIATES_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    TIES_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    BETA_SCALE_BITS_FIELD_NUMBER: _ClassVar[int]
+    SCALE_BITS_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    outcome: Outcome
+    cutoff: str
+    lattice: Lattice
+    covariates: _containers.RepeatedScalarFieldContainer[str]
+    reference: _containers.RepeatedScalarFieldContainer[str]
+    ties: Ties
+    beta: _containers.RepeatedScalarFieldContainer[int]
+    beta_scale_bits: int
+    scale_bits: int
+    round: int
+    offset: int
+    def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., lattice: _Optional[_Union[Lattice, _Mapping]] = ..., covariates: _Optional[_Iterable[str]] = ..., reference: _Optional[_Iterable[str]] = ..., ties: _Optional[_Union[Ties, str]] = ..., beta: _Optional[_Iterable[int]] = ..., beta_scale_bits: _Optional[int] = ..., scale_bits: _Optional[int] = ..., round: _Optional[int] = ..., offset: _Optional[int] = ...) -> None: ...

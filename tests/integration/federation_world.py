@@ -29,7 +29,8 @@ from oncofed.v1 import common_pb2
 from oncofed.v1 import query_pb2 as pb
 
 FIELDS = ["sex", "topography", "stage_summary", "her2", "er", "age_at_incidence"]
-ANALYSES = ["count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank", "logistic", "cox", "poisson"]
+ANALYSES = ["count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank", "logistic", "cox", "poisson",
+            "cox_pooled"]
 
 
 @dataclass
@@ -133,7 +134,8 @@ def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b"
         folder = base / f"identity-{member}"
         folder.mkdir()
         keys[member] = save_identity(fed.identities[member], folder)[0]
-    policy = policy or NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=10_000, rate_per_day=100_000)
+    policy = policy or NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=10_000, rate_per_day=100_000,
+                                  allow_pooled_cox=True)
     d = dictmod.load(extension)
     # The generator models at most 26 distinct centres; a larger federation reuses their extracts.
     from oncofed.synth import MAX_CENTRES

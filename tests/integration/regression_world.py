@@ -28,6 +28,9 @@ from oncofed.query.textform import analysis_from, cohort_from
 
 FIELDS = ["x1", "x2", "x3", "x4", "x5", "b1", "b2", "b3", "b4", "b5", "b6", "c1", "c2", "age_at_incidence", "sex"]
 EXACT = NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=100_000, rate_per_day=1_000_000)
+#: EXACT, and the centre opts in to the pooled Cox model and allows exact survival times (a 1-day lattice).
+POOLED = NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=100_000, rate_per_day=1_000_000,
+                    allow_pooled_cox=True, allow_exact_survival_times=True, max_values=200_000)
 
 
 @dataclass
@@ -49,8 +52,9 @@ class Network:
 
 
 def network(base: Path, parts: Sequence[list[dict[str, str]]], *, policy: NodePolicy = EXACT,
-            min_cell_count: int = 1) -> Network:
-    """One node per part of registry rows (regression_data.registry_rows), ingested for real."""
+            min_cell_count: int = 1, exact_dates: bool = False) -> Network:
+    """One node per part of registry rows (regression_data.registry_rows), ingested for real;
+    `exact_dates`: the permits allow exact dates (a 1-day survival lattice, with the policy's leave)."""
     centres = tuple(f"centre-{chr(97 + i)}" for i in range(len(parts)))
     fed = make_fed(base, centres=centres, researchers=("res-1",))
     d = dictmod.load(EXTENSION)
@@ -59,8 +63,9 @@ def network(base: Path, parts: Sequence[list[dict[str, str]]], *, policy: NodePo
         node = open_node(init_node(base / centre, centre, extension=EXTENSION).root)
         node.ingest(write_csv(rows, base / f"{centre}.csv"))
         trust = fed.attach(node.paths.store, centre)
-        permits[centre] = fed.permit(trust, analyses=["logistic", "cox", "poisson", "count"], fields=FIELDS,
-                                     min_cell_count=min_cell_count, outcomes=["os", "rfs"])
+        permits[centre] = fed.permit(trust, analyses=["logistic", "cox", "poisson", "cox_pooled", "count"],
+                                     fields=FIELDS, min_cell_count=min_cell_count, outcomes=["os", "rfs"],
+                                     allow_exact_dates=exact_dates)
         trust.close()
         pipelines[centre] = AnsweringPipeline(node, QueryVerifier.for_node(node), policy)
         nodes.append(node)

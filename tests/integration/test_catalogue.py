@@ -63,12 +63,17 @@ EXAMPLES: dict[str, list[Any]] = {
                              "beta": [-2200] * 10 + [3, 60, 150, 20]}},
                 {"poisson": {"outcome": "RFS", "cutoff": CUTOFF, "step_days": 730, "horizon_days": 2920,
                              "covariates": ["her2"]}}],
+    # risk-set sums at each point of a 90-day lattice, with a common offset near xᵀβ at the means
+    "cox_pooled": [{"cox_pooled": {"outcome": "OS", "cutoff": CUTOFF, "beta_scale_bits": 8, "round": 2,
+                                   "step_days": 90, "horizon_days": 3600, "offset": 200,
+                                   "covariates": ["age_at_incidence", "stage_summary"], "beta": [3, 60, 150, 20]}},
+                   {"cox_pooled": {"outcome": "RFS", "cutoff": CUTOFF, "ties": "BRESLOW", "covariates": ["her2"]}}],
 }
 #: The models' sums are reals, rounded to fixed point at each centre: equal to the pooled ones
 #: within rounding, not bit for bit (their counts are exact).
-MODELS = ("logistic", "cox", "poisson")
+MODELS = ("logistic", "cox", "poisson", "cox_pooled")
 CASES = [(kind, i) for kind, examples in EXAMPLES.items() for i in range(len(examples))]
-EXACT = NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=1_000)
+EXACT = NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=1_000, allow_pooled_cox=True)
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,8 @@ EXAMPLES: dict[str, Any] = {
                             "covariates": ["age_at_incidence", "stage_summary"], "step_days": 730,
                             "horizon_days": 3650, "beta_scale_bits": 8,
                             "beta": [-2200] * 5 + [3, 60, 150, 20]}},
+    "cox_pooled": {"cox_pooled": {"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["age_at_incidence"],
+                                  "step_days": 90, "beta_scale_bits": 8, "beta": [4], "offset": 250}},
 }
 
 

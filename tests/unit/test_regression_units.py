@@ -279,3 +279,51 @@ def test_poisson_parse_layout_and_overflow_bounds() -> None:
                               "horizon_days": 300}, "longer than the horizon")]:
         with pytest.raises(QueryError, match=message):
             spec_of("poisson", **params)
+
+
+# ---------------------------------------------------------------------------- pooled Cox
+
+
+@pytest.mark.parametrize(("k", "efron"), [(1, True), (7, True), (7, False), (25, True)])
+def test_pooled_cox_placement_releases_only_steps_of_at_least_k(k: int, efron: bool) -> None:
+    """Every released risk set holds 0 or ≥ k rows, every step removes and every entry adds 0 or
+    ≥ k, only event rows die; k = 1 is the lattice placement itself (entry < point ≤ exit)."""
+    from oncofed.analyses.cox_pooled import Placement
+
+    rng = np.random.default_rng(6)
+    n, step, points = 400, 10, 61
+    t = np.ceil(rng.exponential(200, n))
+    e = (rng.random(n) < 0.6).astype(float)
+    entry = np.where(rng.random(n) < 0.3, np.floor(t * rng.random(n)), 0.0)
+    p = Placement.of(t, e, entry, step, points, k, efron=efron)
+    live = p.start <= p.end
+    at_risk = [int(((p.start <= j) & (j <= p.end)).sum()) for j in range(points)]
+    leave = [int((live & (p.end == j)).sum()) for j in range(points - 1)]
+    join = [int((live & (p.start == j)).sum()) for j in range(1, points)]
+    assert all(c == 0 or c >= k for c in at_risk + leave + join)
+    assert not (p.dead & (e == 0)).any() and p.dead.sum() > 0
+    if k == 1:
+        kappa = np.ceil(t / step)
+        alpha = np.where(entry > 0, np.floor(entry / step) + 1, 0)
+        ok = alpha <= np.minimum(kappa, points - 1)
+        assert (p.start[ok] == alpha[ok]).all() and (p.end[ok] == np.minimum(kappa, points - 1)[ok]).all()
+        assert not p.coarsened and not len(p.mean_points)
+    else:
+        assert p.coarsened and (len(p.mean_points) > 0) == efron
+
+
+def test_pooled_cox_layout_and_bounds() -> None:
+    from oncofed.analyses.cox_pooled import ANALYSIS as POOLED
+    from oncofed.query.vector import check_overflow
+
+    spec = spec_of("cox_pooled", outcome="OS", cutoff="2025-12-31", covariates=["age_at_incidence", "er"])
+    q = 4
+    block = 1 + q + q * (q + 1) // 2
+    assert (spec.step_days, spec.n_points, spec.efron) == (30, 123, True)
+    assert spec.n_values == 2 + 3 * q + 123 * (1 + 2 * block) and spec.flags[-1] == "coarsened"
+    assert len(POOLED.component_maxima(spec)) == spec.n_values
+    check_overflow(POOLED.component_maxima(spec), 10_000_000)
+    assert POOLED.title(spec) == "Cox proportional hazards, pooled-equivalent (30-day lattice)"
+    other = spec_of("cox_pooled", outcome="OS", cutoff="2025-12-31", covariates=["age_at_incidence", "er"],
+                    beta=[1, 2, 3, 4], offset=9, round=3)
+    assert other.fit_key == spec.fit_key and other.beta_key != spec.beta_key

@@ -39,6 +39,7 @@ class NodePolicy:
     max_rows: int = 10_000_000            # public maximum rows per centre: overflow and DP range checks use
                                           # this, never the store's actual size
     max_rounds: int = 25                  # distinct coefficient vectors answered per model fit and permit
+    allow_pooled_cox: bool = False        # answer the pooled-equivalent Cox model (risk-set sums); off: withhold
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -82,7 +83,7 @@ class NodePolicy:
                      survival_counts=self.survival_method(), survival_table=self.survival_table,
                      epsilon=epsilon or 0.0,
                      dp_mechanism=self.dp_mechanism, dp_delta=self.dp_delta,
-                     rows_per_patient=self.dp_rows_per_patient)
+                     rows_per_patient=self.dp_rows_per_patient, pooled_cox=self.allow_pooled_cox)
 
     def grants(self, *, local_admin: bool, dp: bool, permit_exact_dates: bool,
                outcomes: frozenset[str] | None = None) -> Grants:
