@@ -11,7 +11,8 @@ scipy or plotting) and keeps nothing between messages that the node's store does
 A message that is not ours, or a node that cannot open (no identity key, a broken node.toml),
 raises: Flower turns it into an error reply and the ServerApp fails the run with the centre's
 name. A refusal of a well-formed request is a *signed* decline or failure, carrying a coarse
-code only; the reason is in the centre's audit log.
+code only; the reason is in the centre's audit log. So is an error inside the participant: Flower
+sends an exception's text to the ServerApp, so none may rise from answering (D28).
 """
 
 from __future__ import annotations

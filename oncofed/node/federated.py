@@ -159,9 +159,18 @@ class FlowerParticipant:
 
     # ------------------------------------------------------------------ prepare
     def prepare(self, envelope: bytes) -> Reply:
-        """Accept the run (once; a redelivery gets the same accept) or decline it coarsely."""
+        """Accept the run (once; a redelivery gets the same accept) or decline it coarsely. An
+        error nobody expected is a coarse BUSY too: raised, its text would reach the ServerApp
+        (Flower replies with `str(exception)`), and only this centre's log may hold it."""
         envelope = bytes(envelope)
         qh = bytes.fromhex(hash_of(envelope))
+        try:
+            return self._prepare(envelope, qh)
+        except Exception:
+            log.exception("preparing run %s failed", qh.hex()[:16])
+            return Reply("decline", sign_decline(self.identity, qh, "BUSY"))
+
+    def _prepare(self, envelope: bytes, qh: bytes) -> Reply:
         now = int(self.clock())
         run = runstore.run_of(self.conn, qh)
         if run is not None:
@@ -214,8 +223,18 @@ class FlowerParticipant:
     def answer_round(self, query_hash: bytes, round_: int, beta: Sequence[int],
                      signed_accepts: Sequence[bytes]) -> Reply:
         """Answer round `round_` of the run `query_hash` at coefficients `beta` (fixed point)
-        under the participant set of `signed_accepts`; a signed failure when refused."""
+        under the participant set of `signed_accepts`; a signed failure when refused — and a
+        coarse BUSY failure for an error nobody expected, whose text stays in this centre's log
+        (raised, Flower would send it to the ServerApp). Nothing is released on that path: an
+        answer leaves only once recorded."""
         qh = bytes(query_hash)
+        try:
+            return self._answer_round(qh, round_, beta, signed_accepts)
+        except Exception:
+            log.exception("round %s of run %s failed", round_, qh.hex()[:16])
+            return self._fail(qh, "BUSY")
+
+    def _answer_round(self, qh: bytes, round_: int, beta: Sequence[int], signed_accepts: Sequence[bytes]) -> Reply:
         now = int(self.clock())
         run = runstore.run_of(self.conn, qh)
         if run is None or run.mask_secret is None:

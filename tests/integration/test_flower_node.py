@@ -258,3 +258,28 @@ def test_a_centre_that_answered_a_round_cannot_abstain_from_the_run_and_one_that
     reply = c.answer_round(later, 1, zero, s2.signed)
     assert reply.kind == "failure" and read_failure(reply.data, keyring, later).coarse == "POLICY"
     assert c.conn.execute("SELECT count(*) FROM flower_answers WHERE query_hash = ?", (later,)).fetchone()[0] == 0
+
+
+def test_an_internal_error_goes_to_the_coordinator_as_a_signed_coarse_failure_only(
+        world: World, parts: dict[str, FlowerParticipant]) -> None:
+    """Red team: an exception the participant did not expect went up through the ClientApp, and
+    Flower hands the ServerApp `str(type(ex)) + str(ex)` — whatever the text says (a path of the
+    node, a count in an assertion). Now it stays in the centre's log; the ServerApp gets a signed
+    failure with a coarse code, as for every refusal."""
+    from oncofed.node.config import LEDGER_KEY
+
+    qh, s = accepted(world, parts, envelope(world))
+    b = parts["centre-b"]
+    key = Path(b.pipeline.node.paths.secret(LEDGER_KEY))
+    saved = key.read_bytes()
+    key.unlink()                                  # the node's ledger key is gone: its answer cannot be kept
+    try:
+        reply = b.answer_round(qh, 1, [0] * 5, s.signed)
+    finally:
+        key.write_bytes(saved)
+        key.chmod(0o600)
+    assert reply.kind == "failure" and read_failure(reply.data, keyring_of(parts), qh).coarse == "BUSY"
+    assert str(key).encode() not in reply.data and LEDGER_KEY.encode() not in reply.data
+    failed = [e for e in entries(world, "centre-b", qh.hex(), "query.answer") if e.decision == "failed"]
+    assert failed and failed[-1].reason == "internal_error"                  # the detail stays in the audit log
+    assert b.answer_round(qh, 1, [0] * 5, s.signed).kind == "answer"          # nothing was released meanwhile
