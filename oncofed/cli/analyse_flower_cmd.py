@@ -14,6 +14,7 @@ hub's machine; the default suits a SuperLink on this machine). The table is the 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -76,8 +77,9 @@ def flower(file: Path, config_path: Path, superlink: str, registry_path: Path, p
                            f"as Flower run {run_id} on {superlink}", err=True)
 
         def progress(line: str) -> None:
-            if not as_json:
-                click.echo(f"  {line}", err=True)
+            text = re.sub(r"^(INFO|WARNING|ERROR|DEBUG)\s*:\s*", "", line).strip()
+            if text and not as_json:
+                click.echo(f"  {text}", err=True)
 
         fit = fit_on_flower(run_config, superlink=superlink, root_cert=cfg.root_cert, timeout=timeout,
                             on_line=progress, on_start=started)
