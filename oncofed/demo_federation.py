@@ -164,7 +164,7 @@ def cox_study(out: Path, oncofed: Callable[..., Any], auth: Path) -> tuple[Path,
             "--field", "stage_summary", "--min-cell-count", "10", "--valid-until", "2027-12-31", "--out", str(permit))
     for c in CENTRES:
         oncofed("node", "permits", "approve", str(permit), "-n", str(out / f"node-{c}"), quiet=True)
-    model = out / "models" / "cox-breast.toml"
+    model = out / "models" / "cox-survival.toml"
     model.parent.mkdir(exist_ok=True)
     model.write_text(COX_MODEL, "utf-8")
     print(f"\n$ cat {model}\n" + "\n".join(f"  {ln}" for ln in COX_MODEL.splitlines()), flush=True)

@@ -36,7 +36,7 @@ from oncofed.keys.flower_auth import (
 )
 from oncofed.keys.tls import load_tls_files
 from oncofed.node.config import load_config
-from oncofed.node.keyfiles import tls_paths
+from oncofed.node.keyfiles import load_node_identity, tls_paths
 
 # --- the hub operator ----------------------------------------------------------------------------
 
@@ -144,6 +144,8 @@ def supernode_spec(node_dir: Path, superlink: str, *, root_cert: Path | None = N
     unless given) to check the SuperLink's certificate, and the node directory for the ClientApp."""
     node_dir = Path(node_dir).resolve()
     cfg = load_config(node_dir)
+    if load_node_identity(cfg, node_dir) is None:          # each ClientApp signs this centre's replies with it
+        raise UsageError("node.toml: a centre in Flower runs needs its identity key ([identity] key)")
     if root_cert is None:
         paths = tls_paths(cfg, node_dir)
         if paths is None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from flower_deploy_world import REPO, free_port
+from flower_world import enable_flower
 from node_fed_helpers import make_fed
 
 from oncofed.flower.deploy import SUPERLINK, SUPERNODE, _alive, descendants, find
@@ -69,6 +70,11 @@ def test_hub_and_node_flower_commands_end_to_end(tmp_path):
     port = free_port()
     cfg = hub_toml(tmp_path, fed, port)
     nodes = {c: init_node(tmp_path / c, c).root for c in ("centre-a", "centre-b")}
+    bare = oncofed("node", "flower", "serve", "-n", str(nodes["centre-a"]), "--superlink", "127.0.0.1:1",
+                   "--root-cert", str(root))
+    assert bare.returncode == 2 and "needs its identity key" in bare.stderr
+    for c, d in nodes.items():
+        enable_flower(d, fed, c)
     serving: list[subprocess.Popen[str]] = []
     seen: dict[int, int] = {}
     try:
