@@ -13,7 +13,16 @@ model `GLM(family=Poisson, offset=log(exposure))` on the rows expanded to person
 (the expansion is not timed).
 
     python bench/analyses.py --out bench/results/analyses.json [--sizes 10000,100000] [--centres 3,5]
-                             [--models logistic,cox,poisson] [--repeats 3]
+                             [--models logistic,cox,poisson] [--repeats 3] [--flower]
+
+With `--flower` the same models are also fitted on Flower's simulation engine over the same node
+directories (oncofed.flower.simulation: the deployed ServerApp's coordination, Ray workers running
+the ClientApp), `repeats` times each, in one engine start per world: columns `flower_*`. Where the
+time goes: `flower_engine_start_seconds` is the first run's prepare (Ray and its workers starting);
+per round, `flower_round_seconds_median` against `node_compute_per_round_seconds` (one centre's
+later round answered alone, × the centres each of the 2 workers serves) leaves
+`flower_engine_overhead_per_round_seconds` (messages, Ray scheduling, the coordinator's polls,
+opening the node per message).
 
 Targets (issue 11): ≤ 8 rounds; the query plane ≤ 2 s for a fit over 5 × 100k rows.
 """
@@ -127,8 +136,66 @@ def one_centre_alone(world: Any, analysis: Any) -> tuple[float, float]:
     return out[0], out[1]
 
 
-def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[str, ...] = tuple(MODELS)
-            ) -> dict[str, Any]:
+def flower_columns(world: Any, tmp: Path, models: tuple[str, ...], repeats: int, rows: dict[str, dict[str, Any]],
+                   plane: dict[str, Any]) -> float:
+    """Fit `models` on the simulation engine over the world's node directories (one engine start);
+    add the Flower columns to `rows` (by model) and return the engine's whole wall time."""
+    import numpy as np
+    from flower_world import enable_flower, model_request, run_config
+
+    from oncofed.flower.simulation import run_fits
+
+    dirs = []
+    for c in world.centres.values():
+        dirs.append(enable_flower(Path(c.node.paths.root), world.fed, c.centre_id, min_participants=2,
+                                  query={"mode": '"threshold"', "min_cell_count": "1", "rate_per_minute": "100000",
+                                         "rate_per_day": "10000000", "max_rounds": "10000"}))
+    targets = list(world.centres)
+    permit = next(iter(world.centres.values())).permit
+    d = world.dictionary()
+    runs = [(kind, i) for kind in models for i in range(repeats)]
+    configs = [run_config(world.fed, tmp, model_request(MODELS[kind], targets, permit), d,
+                          tmp / f"flower-{kind}-{i}.json") for kind, i in runs]
+    report = run_fits(dirs, configs)
+    by_kind: dict[str, list[dict[str, Any]]] = {}
+    for (kind, _), outcome in zip(runs, report.outcomes, strict=True):
+        if outcome.error is not None:
+            raise SystemExit(f"Flower run of {kind} failed: {outcome.error}")
+        by_kind.setdefault(kind, []).append(outcome.run)
+    first = report.outcomes[0].run["prepare_seconds"]
+    workers = min(2, len(targets))
+    for kind, docs in by_kind.items():
+        row = rows[kind]
+        fit_seconds = [doc["result"]["seconds"] for doc in docs]
+        rounds = [r["seconds"] for doc in docs for r in doc["rounds"]]
+        later_prepares = [doc["prepare_seconds"] for doc in docs if doc is not report.outcomes[0].run]
+        compute = row["one_centre_alone_later_round_seconds"] * len(targets) / workers
+        result = docs[-1]["result"]
+        diff = max(float(np.abs(np.asarray(result["beta"]) - np.asarray(plane[kind].beta)).max()),
+                   float(np.abs(np.asarray(result["se"]) - np.asarray(plane[kind].se)).max()))
+        row.update({
+            "flower_rounds": result["rounds"],
+            "flower_seconds_median": round(statistics.median(fit_seconds), 3),
+            "flower_seconds_all": [round(x, 3) for x in fit_seconds],
+            "flower_prepare_seconds_median": round(statistics.median(later_prepares), 3) if later_prepares else None,
+            "flower_round_seconds_median": round(statistics.median(rounds), 3),
+            "node_compute_per_round_seconds": round(compute, 3),
+            "flower_engine_overhead_per_round_seconds": round(statistics.median(rounds) - compute, 3),
+            "flower_max_abs_difference_to_query_plane": diff,
+        })
+        print(f"  flower    {kind:<9} rounds {result['rounds']}  fit {row['flower_seconds_median']:.2f} s "
+              f"(prepare {row['flower_prepare_seconds_median']} s, round {row['flower_round_seconds_median']:.3f} s"
+              f" = compute ≈ {compute:.3f} + engine ≈ {row['flower_engine_overhead_per_round_seconds']:.3f})  "
+              f"|Δ| to the query plane {diff:.1e}", flush=True)
+    for row in rows.values():
+        row["flower_engine_start_seconds"] = round(first, 1)
+    print(f"  flower    engine start (Ray, workers, first prepare) {first:.1f} s; whole simulation "
+          f"{report.seconds:.1f} s", flush=True)
+    return report.seconds
+
+
+def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[str, ...] = tuple(MODELS),
+            flower: bool = False) -> dict[str, Any]:
     import numpy as np
     from federation_world import make_world
     from regression_reference import node_rows, observed
@@ -153,6 +220,8 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[st
         d = world.dictionary()
         client.run(world.body("count"), dictionary=d, timeout=600)           # warm: record keys, page cache
         permit = bytes.fromhex(next(iter(world.centres.values())).permit)
+        plane: dict[str, Any] = {}
+        rows: dict[str, dict[str, Any]] = {}
         for kind, model in MODELS.items():
             if kind not in models:
                 continue
@@ -192,11 +261,14 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[st
                                                 / np.asarray(ref.bse)).max()),
                    "tolerance_se": result.tolerance_se}
             out["models"].append(row)
+            plane[kind], rows[kind] = result, row
             print(f"  {n_centres} × {size:>7,}  {kind:<9} rounds {result.rounds}  "
                   f"federated {row['federated_seconds_median']:.3f} s (refit {row['refit_seconds_median']:.3f} s)  "
                   f"one centre alone: first round {alone[0]:.3f} s, later {alone[1]:.3f} s  "
                   f"pooled statsmodels {pooled_s:.3f} s  "
                   f"|Δβ| {diff:.1e}  |ΔSE| {sdiff:.1e}", flush=True)
+        if flower and rows:
+            out["flower_simulation_seconds"] = round(flower_columns(world, tmp, tuple(rows), repeats, rows, plane), 1)
     finally:
         world.close()
     return out
@@ -209,13 +281,14 @@ def main() -> int:
     ap.add_argument("--centres", default="3,5")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
+    ap.add_argument("--flower", action="store_true", help="also fit on Flower's simulation engine (Ray)")
     opts = ap.parse_args()
     results = []
     for size in (int(s) for s in opts.sizes.split(",") if s):
         for n in (int(c) for c in opts.centres.split(",") if c):
             print(f"{n} centres × {size:,} rows", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
-                results.append(measure(size, n, opts.repeats, Path(tmp), tuple(opts.models.split(","))))
+                results.append(measure(size, n, opts.repeats, Path(tmp), tuple(opts.models.split(",")), opts.flower))
     checks = []
     for r in results:
         for m in r["models"]:
@@ -235,6 +308,10 @@ def main() -> int:
             checks.append({"check": f"equals statsmodels to 1e-6: {where}",
                            "value": max(m["max_abs_coef_difference"], m["max_abs_se_difference"]),
                            "ok": max(m["max_abs_coef_difference"], m["max_abs_se_difference"]) < 1e-6})
+            if "flower_max_abs_difference_to_query_plane" in m:
+                checks.append({"check": f"Flower equals the query plane to 1e-12: {where}",
+                               "value": m["flower_max_abs_difference_to_query_plane"],
+                               "ok": m["flower_max_abs_difference_to_query_plane"] <= 1e-12})
     for c in checks:
         print(f"{'PASS' if c['ok'] else 'MISS'}  {c['check']}: {c['value']}")
     opts.out.parent.mkdir(parents=True, exist_ok=True)

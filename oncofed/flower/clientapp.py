@@ -25,6 +25,7 @@ from flwr.clientapp import ClientApp
 
 from oncofed.errors import NodeError
 from oncofed.flower import messages
+from oncofed.node.federated import FlowerParticipant
 
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
@@ -36,8 +37,6 @@ app = ClientApp()
 
 def handle(msg: Message, node_dir: Path) -> Message:
     """Answer one message of the ServerApp for the node in `node_dir`."""
-    from oncofed.node.federated import FlowerParticipant
-
     step = messages.step_of(msg.content)
     with FlowerParticipant.open(node_dir) as participant:
         if step == messages.PREPARE:

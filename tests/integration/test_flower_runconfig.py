@@ -1,0 +1,113 @@
+"""The run config of a Flower fit, with real keys: what the researcher builds (build_run_config)
+is what the ServerApp accepts (parse_run_config), and everything else is refused with one line —
+a registry under another root, an envelope not signed by a registry researcher or made for the
+query plane, a dictionary that is not the envelope's; the result file reads back or says why the
+run failed."""
+
+from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
+
+import pytest
+from flower_world import model_request, researcher, run_config
+from node_fed_helpers import Fed, make_fed
+from regression_data import EXTENSION
+
+from oncofed import dictionary as dictmod
+from oncofed.analyses.newton import FitError
+from oncofed.flower.request import build_run_config, read_result
+from oncofed.flower.runconfig import FlowerRunError, parse_run_config, write_failure, write_result
+from oncofed.keys.envelope import sign, unverified_body
+from oncofed.query import QUERY_TAG
+from oncofed.v1 import query_pb2 as pb
+
+MODEL = {"cox": {"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["age_at_incidence", "x1"]}}
+PERMIT = "ab" * 32
+
+
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Fed:
+    return make_fed(tmp_path_factory.mktemp("runconfig"), centres=("centre-a", "centre-b", "centre-c"),
+                    researchers=("res-1",))
+
+
+def config(fed: Fed, tmp: Path, **kw: object) -> dict[str, str]:
+    d = dictmod.load(EXTENSION)
+    req = model_request(MODEL, ["centre-a", "centre-b", "centre-c"], PERMIT, max_rounds=12)
+    return run_config(fed, fed.directory, req, d, tmp / "result.json", extension=EXTENSION, **kw)  # type: ignore[arg-type]
+
+
+def test_what_the_researcher_builds_the_serverapp_accepts(fed: Fed, tmp_path: Path) -> None:
+    req = parse_run_config(config(fed, tmp_path, round_timeout=7.5))
+    assert req.body.HasField("flower") and req.body.flower.max_rounds == 12 and req.options.max_rounds == 12
+    assert list(req.body.analysis.cox.beta) == [] and req.body.analysis.cox.round == 0
+    assert req.body.researcher_key_id == fed.identities["res-1"].public.signing_fingerprint
+    assert req.dictionary.extension_sha256 == req.body.dictionary.extension_sha256 != ""
+    assert req.result_path == tmp_path / "result.json" and req.round_timeout == 7.5
+    assert {m.member_id for m in req.registry.members if m.role == "centre"} == {"centre-a", "centre-b", "centre-c"}
+    assert req.body.expires_at - req.body.issued_at <= 24 * 3600
+
+
+def test_a_registry_root_or_envelope_that_does_not_verify_is_refused(fed: Fed, tmp_path: Path) -> None:
+    good = config(fed, tmp_path)
+    other = make_fed(tmp_path / "other", centres=("centre-a", "centre-b"), researchers=("res-1",))
+    cases = {
+        "registry": {"registry": base64.b64encode(other.published("registry.bin")).decode()},
+        "root": {"root-cert": base64.b64encode(other.root_pem).decode()},
+        "fingerprint": {"root-fingerprint": other.authority.root.fingerprint},
+        "base64": {"envelope": "not base64!"},
+        "missing": {"envelope": ""},
+        "result": {"result-path": ""},
+        "timeout": {"round-timeout": "-1"},
+        "options": {"fit-options": json.dumps({"l3": 1})},
+    }
+    for name, change in cases.items():
+        with pytest.raises(FlowerRunError, match="run config"):
+            parse_run_config({**good, **change})
+        print(name, "refused")
+    by_centre = sign(fed.identities["centre-a"], QUERY_TAG, pb.QueryBody().SerializeToString())
+    with pytest.raises(FlowerRunError, match="not a query signed by a researcher"):
+        parse_run_config({**good, "envelope": base64.b64encode(by_centre).decode()})
+
+
+def test_a_query_plane_envelope_or_another_dictionary_is_refused(fed: Fed, tmp_path: Path) -> None:
+    from oncofed.flower.request import signed_run
+
+    good = config(fed, tmp_path)
+    d = dictmod.load(EXTENSION)
+    env = signed_run(researcher(fed, fed.directory), model_request(MODEL, ["centre-a"], PERMIT), dictionary=d)
+    body = pb.QueryBody.FromString(unverified_body(env, tag=QUERY_TAG))
+    body.ClearField("flower")
+    plain = sign(fed.identities["res-1"], QUERY_TAG, body.SerializeToString())
+    with pytest.raises(FlowerRunError, match="query-plane query"):
+        parse_run_config({**good, "envelope": base64.b64encode(plain).decode()})
+    with pytest.raises(FlowerRunError, match="written for dictionary"):
+        parse_run_config({**good, "extension": ""})
+    with pytest.raises(FitError, match="SHA-256 differs"):
+        build_run_config(researcher(fed, fed.directory), model_request(MODEL, ["centre-a"], PERMIT), dictionary=d,
+                         registry=fed.published("registry.bin"), result_path=str(tmp_path / "r.json"),
+                         extension=b"[extension]\n")
+    with pytest.raises(FitError, match="not shipped"):
+        build_run_config(researcher(fed, fed.directory), model_request(MODEL, ["centre-a"], PERMIT), dictionary=d,
+                         registry=fed.published("registry.bin"), result_path=str(tmp_path / "r.json"))
+
+
+def test_the_result_file_reads_back_or_says_why_the_run_failed(tmp_path: Path) -> None:
+    from oncofed.analyses.model_result import ModelResult
+
+    result = ModelResult(model="Cox", outcome="OS", coefficients=["x"], beta=[0.5], se=[0.1], ratio_name="hazard ratio",
+                         loglik=-10.0, loglik_null=-12.0, lr_df=1, n=100, events=40, centres=3, iterations=5,
+                         rounds=6, converged=True, participants=["a", "b", "c"])
+    write_result(tmp_path / "ok.json", {"query_hash": "00", "result": result.to_json(), "rounds": []})
+    back = read_result(tmp_path / "ok.json")
+    assert back == result
+    write_failure(tmp_path / "failed.json", b"\x01" * 32, "round 3: centre-b refused it (BUDGET)")
+    with pytest.raises(FlowerRunError, match=r"round 3: centre-b refused it \(BUDGET\)"):
+        read_result(tmp_path / "failed.json")
+    with pytest.raises(FlowerRunError, match="no result"):
+        read_result(tmp_path / "missing.json")
+    (tmp_path / "junk.json").write_text("[1, 2]", "utf-8")
+    with pytest.raises(FlowerRunError, match="not a result file"):
+        read_result(tmp_path / "junk.json")
