@@ -17,8 +17,9 @@ model `GLM(family=Poisson, offset=log(exposure))` on the rows expanded to person
 
 With `--flower` the same models are also fitted on Flower's simulation engine over the same node
 directories (oncofed.flower.simulation: the deployed ServerApp's coordination, Ray workers running
-the ClientApp), `repeats` times each, in one engine start per world: columns `flower_*`. Where the
-time goes: `flower_engine_start_seconds` is the first run's prepare (Ray and its workers starting);
+the ClientApp), `repeats` times each, in one engine start per world: columns `flower_*` (a fit's
+seconds leave out the very first run, which waits for the engine). Where the time goes:
+`flower_engine_start_seconds` is the first run's prepare (Ray and its workers starting);
 per round, `flower_round_seconds_median` against `node_compute_per_round_seconds` (one centre's
 later round answered alone, × the centres each of the 2 workers serves) leaves
 `flower_engine_overhead_per_round_seconds` (messages, Ray scheduling, the coordinator's polls,
@@ -166,7 +167,9 @@ def flower_columns(world: Any, tmp: Path, models: tuple[str, ...], repeats: int,
     workers = min(2, len(targets))
     for kind, docs in by_kind.items():
         row = rows[kind]
-        fit_seconds = [doc["result"]["seconds"] for doc in docs]
+        # the very first run also waits for Ray and its workers: it is the engine start, not a fit
+        fit_seconds = [doc["result"]["seconds"] for doc in docs if doc is not report.outcomes[0].run] or \
+            [doc["result"]["seconds"] for doc in docs]
         rounds = [r["seconds"] for doc in docs for r in doc["rounds"]]
         later_prepares = [doc["prepare_seconds"] for doc in docs if doc is not report.outcomes[0].run]
         compute = row["one_centre_alone_later_round_seconds"] * len(targets) / workers

@@ -1,9 +1,10 @@
 """Both apps on Flower's simulation engine, over node directories on this machine — for tests,
 the demo and the benchmark (docs/flower.md).
 
-    outcomes = run_fits([node_a, node_b, node_c], [config_1, config_2])   # build_run_config(…)
-    outcomes[0].result                                                   # a ModelResult, or .error
+    report = run_fits([node_a, node_b, node_c], [config_1, config_2])    # build_run_config(…)
+    report.outcomes[0].result                                            # a ModelResult, or .error
 
+The engine runs in a fresh interpreter of its own (`run_fits` starts it and waits; see there).
 Ray takes 15–30 s to start here, so one engine start serves every fit given: the ServerApp of
 the simulation coordinates the runs one after the other, each exactly as the deployed ServerApp
 would (`serverapp.coordinate`), each with its own result file. Virtual SuperNode i serves
@@ -138,12 +139,18 @@ def _wait_gone(pids: set[int], seconds: float) -> None:
 
 
 def run_fits(node_dirs: Sequence[Path], configs: Sequence[Mapping[str, str]], *,
-             backend_config: Mapping[str, Any] | None = None, verbose: bool = False) -> SimulationReport:
+             backend_config: Mapping[str, Any] | None = None, verbose: bool = False,
+             timeout: float = 1800.0) -> SimulationReport:
     """Run every config's model fit on one start of the simulation engine over `node_dirs`; the
     outcomes in the order of `configs` (a failed run's error, never an exception: one failure
-    must not hide the others)."""
-    from flwr.simulation import run_simulation
+    must not hide the others).
 
+    The engine runs in a fresh interpreter (`python -m oncofed.flower.simulation`), which waits
+    for Ray's processes to exit before it does: Ray forks its helpers at start, and a process that
+    already runs gRPC threads (a hub, connectors, a client — the query plane in the same test or
+    benchmark) crashes the forked children (grpcio's fork handlers; DESIGN's "create gRPC objects
+    after any fork"). A separate process also keeps Ray's global state and signal handlers out of
+    the caller's."""
     if not node_dirs:
         raise FlowerRunError("a simulation needs at least one node directory")
     paths = [Path(c.get("result-path", "")) for c in configs]
@@ -151,20 +158,32 @@ def run_fits(node_dirs: Sequence[Path], configs: Sequence[Mapping[str, str]], *,
         raise FlowerRunError("every run config needs its own result-path")
     for p in paths:
         p.unlink(missing_ok=True)
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    root = str(Path(__file__).resolve().parents[2])          # this oncofed, first on the child's path
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+           "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+    bindir = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join([bindir, env.get("PATH", "")])
     started = time.monotonic()
-    before = _ray_processes()
-    with warnings.catch_warnings():
-        # Ray leaves /dev/null handles and Popen objects for the garbage collector: collect them
-        # here, where their ResourceWarnings are known noise, rather than in the caller's code.
-        warnings.simplefilter("ignore", ResourceWarning)
+    with tempfile.TemporaryDirectory(prefix="oncofed-sim-") as tmp:
+        spec = Path(tmp) / "simulation.json"
+        spec.write_text(json.dumps({"node_dirs": [str(Path(d).resolve()) for d in node_dirs],
+                                    "configs": [dict(c) for c in configs],
+                                    "backend": dict(backend_config or DEFAULT_BACKEND), "verbose": verbose}),
+                        "utf-8")
+        spec.chmod(0o600)                       # it holds the signed envelopes
         try:
-            run_simulation(server_app=simulation_server(configs), client_app=simulation_client(node_dirs),
-                           num_supernodes=len(node_dirs),
-                           backend_config=dict(backend_config or DEFAULT_BACKEND),
-                           verbose_logging=verbose)
-        finally:
-            gc.collect()
-            _wait_gone(_ray_processes() - before, WORKER_EXIT_SECONDS)
+            done = subprocess.run([sys.executable, "-m", "oncofed.flower.simulation", str(spec)], env=env,
+                                  capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise FlowerRunError(f"the simulation did not finish within {timeout:g} s") from None
+    if done.returncode != 0:
+        tail = " | ".join(line for line in done.stderr.strip().splitlines()[-5:] if line.strip())
+        raise FlowerRunError(f"the simulation engine failed (exit {done.returncode}): {tail[-600:]}")
     seconds = time.monotonic() - started
     outcomes = []
     for p in paths:
@@ -174,3 +193,45 @@ def run_fits(node_dirs: Sequence[Path], configs: Sequence[Mapping[str, str]], *,
         except FlowerRunError as exc:
             outcomes.append(FitOutcome(p, None, str(exc), {}))
     return SimulationReport(outcomes, seconds)
+
+
+def run_here(node_dirs: Sequence[Path], configs: Sequence[Mapping[str, str]], *,
+             backend_config: Mapping[str, Any] | None = None, verbose: bool = False) -> None:
+    """The engine in this process (what the child of `run_fits` does): only in an interpreter
+    that has started no gRPC objects. Returns once Ray's processes have exited."""
+    from flwr.simulation import run_simulation
+
+    before = _ray_processes()
+    with warnings.catch_warnings():
+        # Ray leaves /dev/null handles and Popen objects for the garbage collector: collect them
+        # here, where their ResourceWarnings are known noise.
+        warnings.simplefilter("ignore", ResourceWarning)
+        try:
+            run_simulation(server_app=simulation_server(configs), client_app=simulation_client(node_dirs),
+                           num_supernodes=len(node_dirs), backend_config=dict(backend_config or DEFAULT_BACKEND),
+                           verbose_logging=verbose)
+        finally:
+            gc.collect()
+            _wait_gone(_ray_processes() - before, WORKER_EXIT_SECONDS)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m oncofed.flower.simulation SPEC.json` (written by `run_fits`)."""
+    import json
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 1:
+        print("usage: python -m oncofed.flower.simulation SPEC.json", file=sys.stderr)
+        return 2
+    spec = json.loads(Path(args[0]).read_text("utf-8"))
+    run_here([Path(d) for d in spec["node_dirs"]], spec["configs"], backend_config=spec.get("backend"),
+             verbose=bool(spec.get("verbose")))
+    return 0
+
+
+if __name__ == "__main__":
+    # Run the module's own copy (not __main__'s), so the apps Ray pickles refer to importable names.
+    from oncofed.flower.simulation import main as _main
+
+    raise SystemExit(_main())
