@@ -97,10 +97,12 @@ def measure(steps: list[int], ks: list[int], tmp: Path) -> list[dict[str, Any]]:
                         row = {"dataset": name, "ties": ties, "step_days": step, "k": k, "rows": result.n,
                                "rounds": result.rounds, "seconds": round(seconds, 2),
                                "max_coef_gap_in_se": gap, "max_se_relative_gap": se_gap,
-                               "stated_tolerance_se": result.tolerance_se}
+                               "stated_tolerance_se": result.tolerance_se,
+                               "stated_holds": result.tolerance_se is None or gap <= result.tolerance_se}
                         rows.append(row)
                         print(f"{name:<22} {ties:<8} step {step:>3}  k {k:>2}  |Δβ|/SE {gap:.4f}  |ΔSE|/SE {se_gap:.4f}"
-                              f"  stated {result.tolerance_se}  ({result.rounds} rounds, {seconds:.1f} s)", flush=True)
+                              f"  stated {result.tolerance_se} {'holds' if row['stated_holds'] else 'MISSED'}"
+                              f"  ({result.rounds} rounds, {seconds:.1f} s)", flush=True)
         finally:
             net.close()
     return rows

@@ -327,3 +327,30 @@ def test_pooled_cox_layout_and_bounds() -> None:
     other = spec_of("cox_pooled", outcome="OS", cutoff="2025-12-31", covariates=["age_at_incidence", "er"],
                     beta=[1, 2, 3, 4], offset=9, round=3)
     assert other.fit_key == spec.fit_key and other.beta_key != spec.beta_key
+
+
+@pytest.mark.parametrize("model", [
+    b'[model.poisson]\noutcome = "OS"\ncutoff = "2025-12-31"\ncovariates = ["er"]\nstep_days = 365\n',
+    b'[model.cox_pooled]\noutcome = "OS"\ncutoff = "2025-12-31"\ncovariates = ["er"]\nties = "BRESLOW"\n'])
+def test_model_files_name_the_poisson_and_pooled_cox_models(model: bytes) -> None:
+    req = load_request(b'targets = ["a", "b", "c"]\npermit = "' + b"00" * 32 + b'"\n' + model)
+    f = ModelFit(req.analysis, D)
+    a = f.next_analysis()
+    assert a is not None and a.WhichOneof("kind") in ("poisson", "cox_pooled")
+    msg = getattr(a, a.WhichOneof("kind"))
+    assert msg.round == 1 and set(msg.beta) == {0}
+
+
+def test_pooled_cox_states_its_tolerance_only_where_it_was_measured() -> None:
+    from oncofed.analyses.cox_pooled import ANALYSIS as POOLED
+
+    exact = spec_of("cox_pooled", outcome="OS", cutoff="2025-12-31", covariates=["er"], step_days=1)
+    coarse = spec_of("cox_pooled", outcome="OS", cutoff="2025-12-31", covariates=["er"], step_days=30)
+    assert POOLED.fit_notes(exact, {"n": 500, "events": 200, "event_points": 150, "coarsened_centres": 0})[1] == 0.0
+    notes, bound = POOLED.fit_notes(exact, {"n": 500, "events": 200, "event_points": 40, "coarsened_centres": 2})
+    assert bound == 0.2 and "coarsened further at 2 centre(s)" in notes[0] and "5.0 deaths" in notes[0]
+    assert POOLED.fit_notes(coarse, {"n": 500, "events": 200, "event_points": 100, "coarsened_centres": 0})[1] == 0.05
+    notes, bound = POOLED.fit_notes(coarse, {"n": 30_000, "events": 9000, "event_points": 200, "coarsened_centres": 0})
+    assert bound is None and "beyond 1,000 rows" in notes[0]
+    notes, bound = POOLED.fit_notes(coarse, {"n": 900, "events": 610, "event_points": 10, "coarsened_centres": 0})
+    assert bound is None and "no measured tolerance" in notes[0]
