@@ -6,7 +6,8 @@ split over three real nodes (real ingest, each round through every node's answer
 as tests/integration/test_regression_pooled_cox.py does) and fitted on lattices of several steps
 with each centre's k at 1 and 10; the reference is statsmodels' `PHReg(ties=…)` on the dataset as
 loaded (exact times, no strata). Printed per fit, and written as JSON: the largest
-|β − β_exact| / SE_exact and |SE − SE_exact| / SE_exact.
+|β − β_exact| / SE_exact and |SE − SE_exact| / SE_exact, the tolerance the output stated and
+whether it held (a stated 0 — exact times, nothing coarsened — within 1e-6).
 
     python bench/pooled_cox_tolerance.py --out bench/results/pooled_cox_tolerance.json [--steps 7,30,91]
 """
@@ -98,7 +99,7 @@ def measure(steps: list[int], ks: list[int], tmp: Path) -> list[dict[str, Any]]:
                                "rounds": result.rounds, "seconds": round(seconds, 2),
                                "max_coef_gap_in_se": gap, "max_se_relative_gap": se_gap,
                                "stated_tolerance_se": result.tolerance_se,
-                               "stated_holds": result.tolerance_se is None or gap <= result.tolerance_se}
+                               "stated_holds": result.tolerance_se is None or gap <= result.tolerance_se + 1e-6}
                         rows.append(row)
                         print(f"{name:<22} {ties:<8} step {step:>3}  k {k:>2}  |Δβ|/SE {gap:.4f}  |ΔSE|/SE {se_gap:.4f}"
                               f"  stated {result.tolerance_se} {'holds' if row['stated_holds'] else 'MISSED'}"
