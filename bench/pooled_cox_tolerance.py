@@ -45,16 +45,16 @@ def datasets() -> dict[str, dict[str, Any]]:
     rossi = ld.load_rossi()
     out = {
         "gbsg2": {"frame": g, "time": "time", "event": "cens", "age": "age",
-                  "mapping": {"horTh": "b1", "menostat": "b2", "tsize": "x1", "pnodes": "x2", "progrec": "x3",
-                              "estrec": "x4"},
-                  "model": ["age_at_incidence", "b1", "b2", "x1", "x2", "x3", "x4"],
+                  "mapping": {"horTh": "b1", "menostat": "b2", "tsize": "s1", "pnodes": "h2", "progrec": "k1",
+                              "estrec": "k2"},
+                  "model": ["age_at_incidence", "b1", "b2", "s1", "h2", "k1", "k2"],
                   "columns": ["age", "horTh", "menostat", "tsize", "pnodes", "progrec", "estrec"]},
         "lung": {"frame": lung, "time": "time", "event": "dead", "age": "age",
-                 "mapping": {"female": "b1", "ph.karno": "x1", "wt.loss": "x2"},
-                 "model": ["age_at_incidence", "b1", "x1", "x2"], "columns": ["age", "female", "ph.karno", "wt.loss"]},
+                 "mapping": {"female": "b1", "ph.karno": "h1", "wt.loss": "w1"},
+                 "model": ["age_at_incidence", "b1", "h1", "w1"], "columns": ["age", "female", "ph.karno", "wt.loss"]},
         "rossi (weeks as days)": {"frame": rossi, "time": "week", "event": "arrest", "age": "age",
-                                  "mapping": {"fin": "b1", "race": "b2", "wexp": "b3", "paro": "b5", "prio": "x1"},
-                                  "model": ["b1", "age_at_incidence", "b2", "b3", "b5", "x1"],
+                                  "mapping": {"fin": "b1", "race": "b2", "wexp": "b3", "paro": "b5", "prio": "h1"},
+                                  "model": ["b1", "age_at_incidence", "b2", "b3", "b5", "h1"],
                                   "columns": ["fin", "age", "race", "wexp", "paro", "prio"]},
     }
     for d in out.values():

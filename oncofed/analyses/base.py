@@ -156,6 +156,7 @@ class Grants:
     exact_times: bool = False         # a 1-day lattice: the permit's exact dates and the centre's policy
     min_step_days: int = 30           # the coarsest lattice step the centre requires otherwise
     outcomes: frozenset[str] | None = None  # survival outcomes the permit allows ("os", "rfs"); None: every
+    max_linear_predictor: float = 40.0    # a model's public bound on |η − c| over the dictionary's ranges (D30)
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ class Column:
     field: str
     level: int | None         # the level's position among the field's codes; None: numeric
     bound: float              # |x| ≤ bound (the dictionary's range; 1 for a dummy)
+    low: float = 0.0          # the dictionary's range, low ≤ x ≤ high (a dummy: 0 … 1)
+    high: float = 1.0
 
     @property
     def dummy(self) -> bool:
@@ -114,11 +116,23 @@ def parse_design(d: Dictionary, covariates: Sequence[str], references: Sequence[
                            for pos, code in enumerate(codes) if code != ref)
         else:
             assert f.minimum is not None and f.maximum is not None
-            columns.append(Column(f.name, f.name, None, max(abs(float(f.minimum)), abs(float(f.maximum)))))
+            lo, hi = float(f.minimum), float(f.maximum)
+            columns.append(Column(f.name, f.name, None, max(abs(lo), abs(hi)), lo, hi))
     if len(columns) > MAX_COLUMNS:
         raise invalid(f"{path}.covariates", f"the design has {len(columns)} columns; at most {MAX_COLUMNS}")
     return Design(tuple(f.name for f in fields), tuple(sorted(refs.items())), tuple(columns),
                   tuple((f.name, tuple(f.codes)) for f in fields if f.is_categorical))
+
+
+def predictor_range(columns: Sequence[Column], beta: Sequence[float]) -> tuple[float, float]:
+    """The least and greatest xᵀβ any row could have, over the dictionary's ranges of the columns
+    (β_j x_j is monotone in x_j, so each term's extremes are at its range's ends)."""
+    lo = hi = 0.0
+    for c, b in zip(columns, beta, strict=True):
+        a, z = b * c.low, b * c.high
+        lo += min(a, z)
+        hi += max(a, z)
+    return lo, hi
 
 
 def matrix(design: Design, values: Matrix) -> Matrix:

@@ -52,7 +52,8 @@ class ModelFit:
         self.newton = Newton(spec.coefficient_names(), intercept=spec.intercept,
                              dummies=[c.dummy for c in spec.design.columns], options=self.options,
                              beta_scale_bits=self.beta_bits, stratified=kind == "cox", baselines=spec.intervals,
-                             warm_start=lambda sums: self.analysis.warm_start(spec, sums))
+                             warm_start=lambda sums: self.analysis.warm_start(spec, sums),
+                             spread=lambda beta: self.analysis.predictor_spread(spec, beta.tolist()))
         self.steps: list[Step] = []
         self.last: dict[str, Any] = {}
         self.centres = 0

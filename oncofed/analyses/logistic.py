@@ -6,11 +6,13 @@ intercept, then the covariates' columns (oncofed.analyses.design); complete case
 centre returns, over its own rows,
 
     gradient     Σ x_i (y_i − p_i)              information  Σ x_i x_iᵀ p_i (1 − p_i)
-    log-lik      Σ y_i η_i − log(1 + e^{η_i})   extreme      #{p_i < 1e-8 or p_i > 1 − 1e-8}
+    log-lik      Σ y_i η_i − log(1 + e^{η_i})   extreme      1 if any p_i < 1e-8 or p_i > 1 − 1e-8, else 0
 
 with η = xᵀβ and p = 1/(1 + e^{−η}), in the layout of oncofed.analyses.regression. Their sums are
 the pooled model's: the coordinator's Newton step on them is the pooled fit (statsmodels `Logit`).
 An L2 penalty and standardisation are the coordinator's (added once, never per centre).
+`extreme` is a flag per centre, not a count: at a steep β the count of extreme rows was an exact
+count of the rows on one side of a step (D30); the coordinator needs only whether any exist.
 """
 
 from __future__ import annotations
@@ -120,7 +122,7 @@ class Logistic(ModelAnalysis):
         gradient = x.T @ (m * (y - prob))
         info = x.T @ (x * w[:, None])
         loglik = float(np.sum(m * (y * eta - (np.maximum(eta, 0.0) + np.log1p(e)))))
-        extreme = int(m[(prob < EXTREME) | (prob > 1.0 - EXTREME)].sum())
+        extreme = int(bool(np.any((prob < EXTREME) | (prob > 1.0 - EXTREME))))   # a flag (D30)
         return ModelRaw(n=rows.n, events=int(y @ m), sum_x=sx, sum_xx=sxx, gradient=gradient,
                         information=upper(info), loglik=loglik, extreme=extreme, counts=dict(counts))
 

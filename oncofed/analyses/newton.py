@@ -22,6 +22,11 @@ centre's own figures.
   probabilities leave [1e-8, 1 − 1e-8] (logistic) or the information's condition number
   explodes (either model) — stops the fit with a clear error; so do withheld centres (unless
   allowed), centres whose data change between rounds, and non-convergence.
+- **The public bound on the linear predictor** (`max_linear_predictor`, the centres' `[query]
+  model_max_linear_predictor`; D30): every centre refuses a β that could give some row |η| beyond
+  it over the dictionary's ranges, so the coordinator never proposes one — a step that would
+  cross the bound is scaled back to it (step-halving then stays inside: the bound is convex), and
+  a fit whose next step still points beyond the bound from the boundary stops (`BoundReached`).
 """
 
 from __future__ import annotations
@@ -52,6 +57,10 @@ class Separation(FitError):
     """The outcome is (quasi-)perfectly separated: the coefficients diverge."""
 
 
+class BoundReached(Separation):
+    """The optimum lies on or beyond the public bound on the linear predictor."""
+
+
 class NotConverged(FitError):
     """Newton's method did not meet its stopping rule within the iteration or round cap."""
 
@@ -68,10 +77,13 @@ class FitOptions:
     loglik_rtol: float = 1e-12
     max_halvings: int = 10
     allow_withheld: bool = False
+    max_linear_predictor: float = 40.0    # the centres' default [query] model_max_linear_predictor (D30)
 
     def __post_init__(self) -> None:
         if not (self.l2 >= 0 and np.isfinite(self.l2)):
             raise FitError("l2 must be a finite number ≥ 0")
+        if not 1 <= self.max_linear_predictor <= 4096:
+            raise FitError("max_linear_predictor must be between 1 and 4096 (the centres' own bound, or below it)")
         if self.max_rounds < 1 or self.max_iterations < 1:
             raise FitError("max_rounds and max_iterations must be at least 1")
 
@@ -135,12 +147,16 @@ class Newton:
 
     def __init__(self, names: list[str], *, intercept: bool, dummies: list[bool], options: FitOptions,
                  beta_scale_bits: int, stratified: bool = False, baselines: int = 0,
-                 warm_start: Callable[[RoundSums], list[float] | None] | None = None) -> None:
+                 warm_start: Callable[[RoundSums], list[float] | None] | None = None,
+                 spread: Callable[[Array], float] | None = None) -> None:
         self.names, self.intercept, self.options, self.stratified = names, intercept, options, stratified
         # the leading coefficients that act as intercepts: logistic's one, or Poisson's baselines
         # (one per interval; every person-period has exactly one, so together they are an intercept)
         self.off = (1 if intercept else 0) + baselines
         self.warm = warm_start
+        # β → the largest |η − c| any row could have over the dictionary's ranges (None: unbounded)
+        self.spread = spread
+        self.bound = options.max_linear_predictor
         self.dummies = np.asarray(dummies, dtype=bool)
         self.p, self.sb = len(names), beta_scale_bits
         self.rounds = self.iterations = self.halvings = 0
@@ -193,20 +209,31 @@ class Newton:
             self.iterations += 1
         self.halvings = 0
         self.sizes.append(float(np.abs(theta).max()) if self.p else 0.0)
-        self.step = self._solve(info, g, theta)
-        size = float(np.abs(self.step).max()) if self.p else 0.0
+        raw = self._solve(info, g, theta)
+        size = float(np.abs(raw).max()) if self.p else 0.0
+        self.step, clipped = self._within(theta, raw)
+        if clipped and size >= self.options.beta_tol and self._spread(theta) >= self.bound * (1 - 1e-4):
+            order = np.argsort(-np.abs(theta[self.off:])) + self.off
+            worst = ", ".join(self.names[i] for i in order[:3] if abs(theta[i]) > 1e-12)
+            raise BoundReached("a coefficient reaches the public bound on the linear predictor: separation, or a "
+                               "covariate whose dictionary range is far wider than its data — narrow its range in "
+                               "the extension, or store it standardised (largest: " + (worst or "none") +
+                               f"; |xᵀβ| ≤ {self.bound:g} over the dictionary's ranges: [fit] max_linear_predictor, "
+                               "the centres' [query] model_max_linear_predictor)")
         self._separation(sums)
         rel = abs(pll - previous[2]) / max(abs(previous[2]), 1e-300) if previous is not None else None
         if size < self.options.beta_tol or (rel is not None and rel < self.options.loglik_rtol):
             self.done = self.converged = True
             if sums.extreme:
-                self.notes.append(f"{sums.extreme} row(s) have fitted probabilities within 1e-8 of 0 or 1")
+                self.notes.append(f"{sums.extreme} centre(s) have rows with fitted probabilities within 1e-8 of 0 "
+                                  "or 1")
             return Step(self.rounds, self._reported(theta).tolist(), sums.loglik, size, "converged")
         if self.iterations >= self.options.max_iterations:
             raise NotConverged(f"no convergence within {self.options.max_iterations} iterations")
         warm = self.warm(sums) if previous is None and self.warm is not None else None
         if warm is not None:                          # a closed-form start from round 1's sums
-            self.pending = self._quantised(self.A_inv @ np.asarray(warm, dtype=np.float64))
+            target = self.A_inv @ np.asarray(warm, dtype=np.float64)
+            self.pending = self._quantised(theta + self._within(theta, target - theta)[0])
         else:
             self.pending = self._quantised(theta + self.step)
         return Step(self.rounds, self._reported(theta).tolist(), sums.loglik, size,
@@ -332,6 +359,27 @@ class Newton:
         same = (sums.n, sums.events, sums.centres, sums.withheld) == (f.n, f.events, f.centres, f.withheld)
         if not (same and np.array_equal(sums.sum_x, f.sum_x) and np.array_equal(sums.sum_xx, f.sum_xx)):
             raise FitError("the centres' rows changed between rounds (a new ingest?): start the fit again")
+
+    def _spread(self, theta: Array) -> float:
+        return self.spread(self._beta(theta)) if self.spread is not None else 0.0
+
+    def _within(self, theta: Array, step: Array) -> tuple[Array, bool]:
+        """The step, scaled back so that θ + step keeps within the public bound (θ itself is
+        within: the centres answered it), and whether it had to be. The bound is convex in θ,
+        so bisection finds the boundary; the margin absorbs the fixed-point rounding of β."""
+        if self.spread is None:
+            return step, False
+        target = self.bound * (1 - 1e-6)
+        if self._spread(theta + step) <= target:
+            return step, False
+        lo, hi = 0.0, 1.0
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if self._spread(theta + mid * step) <= target:
+                lo = mid
+            else:
+                hi = mid
+        return step * lo, True
 
     def _beta(self, theta: Array) -> Array:
         return np.asarray(self.A @ theta, dtype=np.float64)

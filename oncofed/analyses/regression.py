@@ -7,8 +7,9 @@ round number. Each centre evaluates its own rows at β and releases one summable
      log-likelihood, extreme | centres, withheld]
 
 j over the q non-intercept columns, p coefficients in all (logistic: 1 + q, Cox: q). Reals are
-`round(x · 2^scale_bits)` of the centre's total, exactly; n, events and `extreme` (logistic: rows
-with a fitted probability outside [1e-8, 1 − 1e-8]) are counts. The sums over centres give the
+`round(x · 2^scale_bits)` of the centre's total, exactly; n and events are counts, `extreme` a
+flag (logistic: 1 if any row has a fitted probability outside [1e-8, 1 − 1e-8]; summed, the
+number of such centres). The sums over centres give the
 coordinator (oncofed.analyses.newton) the pooled gradient, information and log-likelihood at β:
 for logistic the pooled model, for Cox the model stratified by centre (each centre's own risk
 sets). n, events and Σx, Σx² are the same in every round: the coordinator standardises with them
@@ -17,9 +18,10 @@ and checks the data did not change between rounds.
 Disclosure: the gates of oncofed.analyses.design; a centre that fails them releases zeros with
 `withheld` set. Outside the gates the sums go exact (DataSHIELD's practice for glm), under cell
 key as under threshold mode: perturbing n would be pointless, since the information at β = 0
-holds it. Differential privacy is not offered for these models (refused by `check`). Each centre
-also caps how many distinct β it answers per fit (`iteration`; the engine counts them) and logs
-every β it answered.
+holds it. A round's β must keep every row's linear predictor within the centre's public bound
+(`check`, D30), so no round is a step function of a covariate. Differential privacy is not
+offered for these models (refused by `check`). Each centre also caps how many distinct β it
+answers per fit (`iteration`; the engine counts them) and logs every β it answered.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import datetime as dt
 import hashlib
 import math
 from abc import abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -47,7 +50,7 @@ from oncofed.analyses.base import (
     Result,
     Rules,
 )
-from oncofed.analyses.design import Design, gate, gate_counts, level_counts
+from oncofed.analyses.design import Design, gate, gate_counts, level_counts, predictor_range
 from oncofed.dictionary import Dictionary
 from oncofed.query.errors import QueryError, invalid
 from oncofed.query.refusals import Refusal
@@ -58,6 +61,12 @@ DEFAULT_BETA_BITS = 40
 MAX_BETA_BITS = 48
 BETA_LIMIT = 2**20
 DEFAULT_SCALE_BITS = 40
+#: The default public bound on a round's linear predictor over the dictionary's ranges
+#: (`[query] model_max_linear_predictor`, `[fit] max_linear_predictor`; D30). |η| = 40 is a fitted
+#: probability 4e-18 from 0 or 1 — beyond any real model's optimum over realistic ranges — while a
+#: logistic step at one value t of age (0–120) needs |η| ≥ b·60 with b the step's slope per year:
+#: within 40, b ≤ 2/3, a probability that moves from 0.12 to 0.88 over six years, not a step.
+DEFAULT_MAX_LINEAR_PREDICTOR = 40.0
 Vector = npt.NDArray[np.float64]
 
 
@@ -201,8 +210,31 @@ class ModelAnalysis(Analysis[ModelSpec, ModelRaw]):
         (None: the log-likelihood at β = 0)."""
         return None
 
+    def predictor_spread(self, spec: ModelSpec, beta: Sequence[float]) -> float:
+        """The largest |η − c| any row could have at β, from the dictionary's ranges alone: η the
+        linear predictor (an intercept, or Poisson's interval baseline, plus xᵀβ) and c = 0 — or,
+        for a model without an intercept (Cox), c the midpoint of xᵀβ's range: the partial
+        likelihood depends only on differences of η, so only its spread can make one row
+        outweigh all others. Public (the query and the dictionary): a centre may refuse on it."""
+        off = spec.baselines
+        lo, hi = predictor_range(spec.design.columns, beta[off:])
+        if not off:
+            return (hi - lo) / 2
+        start = beta[0] if spec.intercept else 0.0
+        leads = [start + a for a in beta[1 if spec.intercept else 0:off]] or [start]
+        return max(max(abs(a + lo), abs(a + hi)) for a in leads)
+
     def check(self, spec: ModelSpec, d: Dictionary, grants: Grants) -> None:
-        """No DP permit (this release); a survival outcome the permit names."""
+        """No DP permit (this release); a survival outcome the permit names; the coefficients
+        within the centre's public bound on the linear predictor (from β and the dictionary
+        only, so the refusal tells nothing about the rows: a steep β would make the round's sums
+        exact counts of the rows at one covariate value, D30)."""
+        spread = self.predictor_spread(spec, spec.beta)
+        if not spread <= grants.max_linear_predictor:
+            raise QueryError("INVALID_ARGUMENT", f"the coefficients give a linear predictor up to {spread:.4g} "
+                             "over the dictionary's ranges; this centre answers models up to "
+                             f"{grants.max_linear_predictor:g} ([query] model_max_linear_predictor)",
+                             f"analysis.{spec.kind}.beta")
         if grants.dp:
             raise QueryError("PERMISSION_DENIED", f"{spec.kind} is not offered under a differentially private "
                              "permit in this release", f"analysis.{spec.kind}")

@@ -125,6 +125,9 @@ QUERY_COMMENTS: dict[str, str] = {
     "allow_pooled_cox": "Answer the pooled-equivalent Cox model: risk-set sums at this centre's event times, "
                         "coarsened so each released step removes at least k tumours (docs/analyses.md). Off: "
                         "this centre withholds those rounds inside the masked vector.",
+    "model_max_linear_predictor": "Refuse a model round whose coefficients could give any row a linear "
+                                  "predictor beyond ± this (Cox: a spread), from the dictionary's ranges: a "
+                                  "steep β would make the round's sums exact counts (docs/decisions.md D30).",
 }
 
 #: Inclusive bounds of the numeric [query] settings (None: unbounded above).
@@ -132,6 +135,7 @@ QUERY_BOUNDS: dict[str, tuple[float, float | None]] = {
     "min_cell_count": (1, None), "max_values": (1, None), "min_step_days": (1, None),
     "rate_per_minute": (0, None), "rate_per_day": (0, None), "dp_rows_per_patient": (1, None),
     "max_nodes": (1, None), "max_rows": (1, None), "dp_delta": (0, 1), "max_rounds": (1, None),
+    "model_max_linear_predictor": (1, 4096),
 }
 
 

@@ -22,7 +22,8 @@ REQUIRED = ["patient_id", "tumour_id", "birth_date", "tumour_seq", "centre_role"
             "incidence_date", "incidence_date_precision", "topography", "icdo_version", "morphology", "behaviour",
             "basis_of_diagnosis", "bod_scheme", "dco", "vital_status", "vital_status_date", "vs_source",
             "death_date"]
-EXT_FIELDS = ["x1", "x2", "x3", "x4", "x5", "b1", "b2", "b3", "b4", "b5", "b6", "c1", "c2"]
+EXT_FIELDS = ["x1", "x2", "x3", "x4", "x5", "h1", "h2", "s1", "w1", "k1", "k2",
+    "b1", "b2", "b3", "b4", "b5", "b6", "c1", "c2"]
 
 
 def registry_rows(records: Sequence[Mapping[str, Any]], *, prefix: str, time: str | None = None,

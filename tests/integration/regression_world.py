@@ -26,7 +26,8 @@ from oncofed.node.verify import QueryVerifier
 from oncofed.query import sum_vectors
 from oncofed.query.textform import analysis_from, cohort_from
 
-FIELDS = ["x1", "x2", "x3", "x4", "x5", "b1", "b2", "b3", "b4", "b5", "b6", "c1", "c2", "age_at_incidence", "sex"]
+FIELDS = ["x1", "x2", "x3", "x4", "x5", "h1", "h2", "s1", "w1", "k1", "k2",
+    "b1", "b2", "b3", "b4", "b5", "b6", "c1", "c2", "age_at_incidence", "sex"]
 EXACT = NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=100_000, rate_per_day=1_000_000)
 #: EXACT, and the centre opts in to the pooled Cox model and allows exact survival times (a 1-day lattice).
 POOLED = NodePolicy(mode="threshold", min_cell_count=1, rate_per_minute=100_000, rate_per_day=1_000_000,

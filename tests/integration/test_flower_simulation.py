@@ -46,9 +46,9 @@ COX = {"cox": {"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["age_at_i
 POISSON = {"poisson": {"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["age_at_incidence", "stage_summary"],
                        "step_days": 365, "horizon_days": 3650}}
 BREAST = {"and": [{"field": "sex", "equals": "2"}, {"field": "topography", "prefix": "C50"}]}
-GBSG = {"horTh": "b1", "menostat": "b2", "tsize": "x1", "tgrade": "c2", "pnodes": "x2", "progrec": "x3",
-        "estrec": "x4", "cens": "b6"}
-GBSG_COVARIATES = ["age_at_incidence", "b1", "b2", "x1", "c2", "x2", "x3", "x4"]
+GBSG = {"horTh": "b1", "menostat": "b2", "tsize": "s1", "tgrade": "c2", "pnodes": "h2", "progrec": "k1",
+        "estrec": "k2", "cens": "b6"}
+GBSG_COVARIATES = ["age_at_incidence", "b1", "b2", "s1", "c2", "h2", "k1", "k2"]
 GBSG_REF = ["age", "horTh", "menostat", "tsize", "grade2", "grade3", "pnodes", "progrec", "estrec"]
 
 

@@ -62,8 +62,8 @@ def phreg(frame: pd.DataFrame, time: str, event: str, columns: list[str], ties: 
 
 # ---------------------------------------------------------------------------- rossi: ties
 
-ROSSI = {"fin": "b1", "race": "b2", "wexp": "b3", "mar": "b4", "paro": "b5", "prio": "x1"}
-ROSSI_COX = ["b1", "age_at_incidence", "b2", "b3", "b4", "b5", "x1"]
+ROSSI = {"fin": "b1", "race": "b2", "wexp": "b3", "mar": "b4", "paro": "b5", "prio": "h1"}
+ROSSI_COX = ["b1", "age_at_incidence", "b2", "b3", "b4", "b5", "h1"]
 ROSSI_REF = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
 
 
@@ -102,7 +102,7 @@ def test_efron_and_breslow_differ_on_tied_data(rossi: tuple[Network, pd.DataFram
 
 # ---------------------------------------------------------------------------- lung: missing values
 
-LUNG = {"ph.ecog": "c1", "ph.karno": "x1", "wt.loss": "x2", "meal.cal": "x3"}
+LUNG = {"ph.ecog": "c1", "ph.karno": "h1", "wt.loss": "w1", "meal.cal": "k1"}
 
 
 @pytest.fixture(scope="module")
@@ -120,13 +120,13 @@ def lung(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Network, pd
 
 def test_lung_complete_cases_and_a_stated_reference_level(lung: tuple[Network, pd.DataFrame]) -> None:
     net, g = lung
-    result = fit(net, cox(["age_at_incidence", "sex", "c1", "x1", "x2"], reference=["c1=1"]))
+    result = fit(net, cox(["age_at_incidence", "sex", "c1", "h1", "w1"], reference=["c1=1"]))
     cc = g.dropna(subset=["ph.ecog", "ph.karno", "wt.loss"]).copy()
     for level in (0, 2, 3):                       # reference ECOG 1; ECOG 4 has no row: left out
         cc[f"ecog{level}"] = (cc["ph.ecog"] == level).astype(float)
     cc["female"] = (cc["sex"] == 2).astype(float)
     columns = ["age", "female", "ecog0", "ecog2", "ecog3", "ph.karno", "wt.loss"]
-    assert result.coefficients == ["age_at_incidence", "sex[2]", "c1[0]", "c1[2]", "c1[3]", "x1", "x2"]
+    assert result.coefficients == ["age_at_incidence", "sex[2]", "c1[0]", "c1[2]", "c1[3]", "h1", "w1"]
     assert result.n == len(cc) < len(g)
     ll = lifelines_fit(cc, "time", "dead", columns)
     assert_matches(result, ll.params_[columns].to_numpy(), ll.standard_errors_[columns].to_numpy(),
@@ -138,8 +138,8 @@ def test_lung_complete_cases_and_a_stated_reference_level(lung: tuple[Network, p
 
 # ---------------------------------------------------------------------------- gbsg2: Cox and logistic
 
-GBSG = {"horTh": "b1", "menostat": "b2", "tsize": "x1", "tgrade": "c2", "pnodes": "x2", "progrec": "x3",
-        "estrec": "x4", "cens": "b6"}
+GBSG = {"horTh": "b1", "menostat": "b2", "tsize": "s1", "tgrade": "c2", "pnodes": "h2", "progrec": "k1",
+        "estrec": "k2", "cens": "b6"}
 
 
 @pytest.fixture(scope="module")
@@ -163,7 +163,7 @@ def gbsg_design(g: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
 
 def test_gbsg2_cox_equals_lifelines(gbsg2: tuple[Network, pd.DataFrame]) -> None:
     net, g = gbsg2
-    result = fit(net, cox(["age_at_incidence", "b1", "b2", "x1", "c2", "x2", "x3", "x4"]))
+    result = fit(net, cox(["age_at_incidence", "b1", "b2", "s1", "c2", "h2", "k1", "k2"]))
     x, columns = gbsg_design(g)
     ll = lifelines_fit(x, "time", "cens", columns)
     assert_matches(result, ll.params_[columns].to_numpy(), ll.standard_errors_[columns].to_numpy(),
@@ -175,8 +175,8 @@ def test_gbsg2_logistic_of_recurrence_equals_statsmodels(gbsg2: tuple[Network, p
     import statsmodels.api as sm
 
     net, g = gbsg2
-    result = fit(net, {"logistic": {"outcome": "b6", "covariates": ["age_at_incidence", "b1", "b2", "x1", "c2", "x2",
-                                                                      "x3", "x4"]}})
+    result = fit(net, {"logistic": {"outcome": "b6", "covariates": ["age_at_incidence", "b1", "b2", "s1", "c2", "h2",
+                                                                      "k1", "k2"]}})
     x, columns = gbsg_design(g)
     ref = sm.Logit(x["cens"].astype(float), sm.add_constant(x[columns].astype(float))).fit(
         method="newton", tol=1e-12, disp=0)
@@ -186,9 +186,9 @@ def test_gbsg2_logistic_of_recurrence_equals_statsmodels(gbsg2: tuple[Network, p
 
 # ---------------------------------------------------------------------------- fair: a larger logistic
 
-FAIR = {"rate_marriage": "x1", "age": "x2", "yrs_married": "x3", "children": "x4", "religious": "x5"}
+FAIR = {"rate_marriage": "x1", "age": "h1", "yrs_married": "h2", "children": "x4", "religious": "x5"}
 FAIR_COLS = ["rate_marriage", "age", "yrs_married", "children", "religious", "educ"]
-FAIR_MODEL = {"logistic": {"outcome": "b1", "covariates": ["x1", "x2", "x3", "x4", "x5", "age_at_incidence"]}}
+FAIR_MODEL = {"logistic": {"outcome": "b1", "covariates": ["x1", "h1", "h2", "x4", "x5", "age_at_incidence"]}}
 
 
 @pytest.fixture(scope="module")

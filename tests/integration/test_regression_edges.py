@@ -17,7 +17,7 @@ from regression_data import CUTOFF, registry_rows, write_csv
 from regression_reference import assert_matches
 from regression_world import EXACT, fit, network, split
 
-from oncofed.analyses.newton import FitError, FitOptions, NotEstimable, Separation
+from oncofed.analyses.newton import BoundReached, FitError, FitOptions, NotEstimable, Separation
 from oncofed.node.query.policy import NodePolicy
 from oncofed.query.errors import QueryError
 from oncofed.query.textform import analysis_from
@@ -187,6 +187,28 @@ def test_gates_withhold_a_centre_inside_the_vector_and_audit_why(tmp_path: Path)
         net.close()
 
 
+def test_a_fit_whose_optimum_lies_beyond_the_public_bound_stops_with_a_clear_error(tmp_path: Path) -> None:
+    """k1's dictionary range (0 … 5000) is 500 times wider than the data put there: the fitted
+    log-hazard per unit (≈ 0.05) would spread xᵀβ over ±125 across the range, beyond the centres'
+    bound of 40 (D30). The coordinator scales its steps back to the bound, so no centre is ever
+    asked a β it refuses, and stops on the boundary with the error saying what to change."""
+    s = synthetic(300, 13)
+    s["centre"] = np.arange(len(s)) % 3
+    s["k"] = np.round(2500 + 10 * s["x"], 3)
+    net = network(tmp_path, split(s, s["centre"], time="time", event="event", mapping={**MAPPING, "k": "k1"}))
+    try:
+        with pytest.raises(BoundReached, match=r"public bound on the linear predictor: separation, or a covariate "
+                                               r"whose dictionary range is far wider than its data.*k1"):
+            fit(net, cox(["k1", "b1"]))
+        entries = [e for e in net.pipelines["centre-a"].verifier.audit.entries() if e.event == "query.answer"]
+        assert len(entries) >= 2 and all(e.decision == "answered" for e in entries)
+        spreads = [abs(e.detail["beta"][0]) * 2500 + abs(e.detail["beta"][1]) * 0.5 for e in entries]
+        assert max(spreads) <= 40 and max(spreads) > 39.9          # it went to the bound, never past it
+        assert fit(net, cox(["x1", "b1"])).converged                # the same data on x1 (−10 … 10) fit
+    finally:
+        net.close()
+
+
 def test_the_round_cap_and_every_beta_in_the_audit_log(tmp_path: Path) -> None:
     s = synthetic(300, 8)
     s["centre"] = np.arange(len(s)) % 3
@@ -288,9 +310,15 @@ def test_what_a_centre_refuses_before_reading_a_row(tmp_path: Path) -> None:
         with pytest.raises(QueryError, match="does not allow the outcome OS"):
             prepare(node, body, rfs_only, EXACT)
         body.epsilon = 0
-        body.analysis.CopyFrom(analysis_from(cox(["x1"], scale_bits=64, beta_scale_bits=8, beta=[2**27]), "a"))
-        with pytest.raises(QueryError) as exc:
+        # β beyond the public bound on the linear predictor (|x1| ≤ 10 in the dictionary: 10 · 5 > 40)
+        body.analysis.CopyFrom(analysis_from(cox(["x1"], beta_scale_bits=8, beta=[5 * 2**8]), "a"))
+        with pytest.raises(QueryError, match=r"linear predictor up to 50 .*up to 40") as exc:
             prepare(node, body, None, EXACT)
-        assert exc.value.code == "OUT_OF_RANGE"
+        assert exc.value.code == "INVALID_ARGUMENT"
+        # a β steep enough to overflow the fixed point (once this test's OUT_OF_RANGE) is refused by the bound first
+        body.analysis.CopyFrom(analysis_from(cox(["x1"], scale_bits=64, beta_scale_bits=8, beta=[2**27]), "a"))
+        with pytest.raises(QueryError, match="linear predictor") as exc:
+            prepare(node, body, None, EXACT)
+        assert exc.value.code == "INVALID_ARGUMENT"
     finally:
         net.close()

@@ -110,6 +110,36 @@ def test_a_declining_centre_is_left_out_and_the_fit_is_over_the_others(world: Wo
     assert_matches(result, ref.params, ref.bse, ref.llf)
 
 
+def test_a_step_beta_is_refused_by_every_centre_before_anything_is_computed(world: World) -> None:
+    """The red team's counting query (D28): a logistic β = (−t·b, b) on the integer age makes p a
+    step at age t, and the round's sums would count the rows aged ≥ t exactly. |η| reaches
+    b·max(t, 120 − t) over age's dictionary range, far beyond 40: every centre refuses it (coarse
+    INVALID, from β and the dictionary alone), before its round cap, its rows or its ledger."""
+    from oncofed.federation.client.analyse import round_body
+    from oncofed.federation.client.client import ClientError
+
+    t, b = 24, 1000
+    step = {"logistic": {"survival": "OS", "cutoff": "2025-12-31", "horizon_days": 1826,
+                         "covariates": ["age_at_incidence"], "beta_scale_bits": 40,
+                         "beta": [-t * b * 2**40, b * 2**40], "round": 2}}
+    req = request(world, step)
+    d = world.dictionary()
+    before = {c: len(world.centres[c].pipeline.verifier.audit.entries()) for c in world.centres}
+    with pytest.raises(ClientError) as failed:
+        world.client().run(round_body(req, req.analysis, d), dictionary=d, timeout=60)
+    assert "0 accepted" in str(failed.value)                  # every centre declined (coarse INVALID)
+    for c in world.centres:
+        new = world.centres[c].pipeline.verifier.audit.entries()[before[c]:]
+        mine = [e for e in new if e.event == "query.answer"]
+        assert [e.decision for e in mine] == ["refused"], c
+        assert "linear predictor up to 9.6e+04" in json.dumps(mine[0].detail, ensure_ascii=False) + mine[0].reason
+    # a gentle β on the same covariate (|η| ≤ 0.05 · 120 + 1 = 7) is answered as before
+    gentle = {"logistic": {**step["logistic"], "beta": [-2**40, 2**40 // 20]}}
+    req = request(world, gentle)
+    answer = world.client().run(round_body(req, req.analysis, d), dictionary=d, timeout=60)
+    assert answer.participants == tuple(sorted(world.centres)) or len(answer.participants) == 3
+
+
 def test_the_hub_never_sees_the_model(world: World) -> None:
     """Everything the hub stored over a whole fit: no covariate name, no outcome, no coefficient."""
     assert world.hub is not None

@@ -32,9 +32,9 @@ from oncofed.query.errors import QueryError
 from oncofed.query.textform import analysis_from
 
 warnings.filterwarnings("ignore", category=FutureWarning)
-GBSG = {"horTh": "b1", "menostat": "b2", "tsize": "x1", "tgrade": "c2", "pnodes": "x2", "progrec": "x3",
-        "estrec": "x4"}
-GBSG_MODEL = ["age_at_incidence", "b1", "b2", "x1", "c2", "x2", "x3", "x4"]
+GBSG = {"horTh": "b1", "menostat": "b2", "tsize": "s1", "tgrade": "c2", "pnodes": "h2", "progrec": "k1",
+        "estrec": "k2"}
+GBSG_MODEL = ["age_at_incidence", "b1", "b2", "s1", "c2", "h2", "k1", "k2"]
 GBSG_COLS = ["age", "horTh", "menostat", "tsize", "grade2", "grade3", "pnodes", "progrec", "estrec"]
 # Measured on gbsg2 with 365-day intervals (docs/analyses.md): the largest |log HR(Poisson) −
 # log HR(Cox)| over the covariates, in units of the Cox SE. Not an exactness gate — the two are

@@ -24,8 +24,8 @@ from oncofed.query.errors import QueryError
 from oncofed.query.textform import analysis_from
 
 warnings.filterwarnings("ignore", category=FutureWarning)
-ROSSI = {"fin": "b1", "race": "b2", "wexp": "b3", "mar": "b4", "paro": "b5", "prio": "x1"}
-ROSSI_MODEL = ["b1", "age_at_incidence", "b2", "b3", "b4", "b5", "x1"]
+ROSSI = {"fin": "b1", "race": "b2", "wexp": "b3", "mar": "b4", "paro": "b5", "prio": "h1"}
+ROSSI_MODEL = ["b1", "age_at_incidence", "b2", "b3", "b4", "b5", "h1"]
 ROSSI_COLS = ["fin", "age", "race", "wexp", "mar", "paro", "prio"]
 
 
@@ -108,14 +108,14 @@ def gbsg2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Network, p
     g["menostat"] = (g["menostat"] == "Post").astype(int)
     g["centre"] = np.arange(len(g)) % 3
     net = network(tmp_path_factory.mktemp("gbsg2"), split(g, g["centre"], time="time", event="cens", age="age",
-                                                           mapping={"horTh": "b1", "menostat": "b2", "tsize": "x1",
-                                                                    "pnodes": "x2", "progrec": "x3", "estrec": "x4"}),
+                                                           mapping={"horTh": "b1", "menostat": "b2", "tsize": "s1",
+                                                                    "pnodes": "h2", "progrec": "k1", "estrec": "k2"}),
                   policy=POOLED, exact_dates=True, min_cell_count=1)
     yield net, g.rename(columns={"cens": "event"})
     net.close()
 
 
-GBSG_MODEL = ["age_at_incidence", "b1", "b2", "x1", "x2", "x3", "x4"]
+GBSG_MODEL = ["age_at_incidence", "b1", "b2", "s1", "h2", "k1", "k2"]
 GBSG_COLS = ["age", "horTh", "menostat", "tsize", "pnodes", "progrec", "estrec"]
 
 

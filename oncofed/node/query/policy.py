@@ -40,6 +40,7 @@ class NodePolicy:
                                           # this, never the store's actual size
     max_rounds: int = 25                  # distinct coefficient vectors answered per model fit and permit
     allow_pooled_cox: bool = False        # answer the pooled-equivalent Cox model (risk-set sums); off: withhold
+    model_max_linear_predictor: float = 40.0  # a model round's public bound on |η − c| over the dictionary (D30)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -52,6 +53,8 @@ class NodePolicy:
             raise ValueError("dp_mechanism must be laplace or gaussian")
         if self.min_cell_count < 1 or self.dp_rows_per_patient < 1 or self.max_rows < 1 or self.max_rounds < 1:
             raise ValueError("min_cell_count, dp_rows_per_patient, max_rows and max_rounds must be at least 1")
+        if not 1 <= self.model_max_linear_predictor <= 4096:
+            raise ValueError("model_max_linear_predictor must be between 1 and 4096")
         unknown = set(self.allowed_analyses) - set(KINDS)
         if unknown:
             raise ValueError(f"unknown analyses in policy: {', '.join(sorted(unknown))}")
@@ -89,4 +92,5 @@ class NodePolicy:
                outcomes: frozenset[str] | None = None) -> Grants:
         return Grants(local_admin=local_admin, dp=dp,
                       exact_times=permit_exact_dates and self.allow_exact_survival_times,
-                      min_step_days=self.min_step_days, outcomes=outcomes)
+                      min_step_days=self.min_step_days, outcomes=outcomes,
+                      max_linear_predictor=float(self.model_max_linear_predictor))
