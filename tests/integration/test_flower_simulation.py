@@ -14,7 +14,10 @@ in the run's registry, so the coordinator ignores them).
 - a centre that has not approved the permit is left out of the participant set (the fit is over
   the other two, named); with too few left the run fails before any round, naming the decline;
 - members that refuse a round after the participant set is fixed (beyond the signed max_rounds)
-  fail the run cleanly: one line naming centre and round, no result.
+  fail the run cleanly: one line naming centre and round, no result;
+- a hostile coordinator (the attacker's ServerApp over the real prepare and round exchange, on an
+  engine start of its own, so marked slow) sending the red team's step β on age is refused by every
+  member (D30).
 """
 
 from __future__ import annotations
@@ -49,6 +52,10 @@ BREAST = {"and": [{"field": "sex", "equals": "2"}, {"field": "topography", "pref
 GBSG = {"horTh": "b1", "menostat": "b2", "tsize": "s1", "tgrade": "c2", "pnodes": "h2", "progrec": "k1",
         "estrec": "k2", "cens": "b6"}
 GBSG_COVARIATES = ["age_at_incidence", "b1", "b2", "s1", "c2", "h2", "k1", "k2"]
+#: The red team's step (D28): logistic β = (−t·b, b) on age at 2^40, p a step at age t = 24.
+STEP_T, STEP_B = 24, 1000
+STEP_MODEL = {"logistic": {"survival": "OS", "cutoff": "2025-12-31", "horizon_days": 1826,
+                           "covariates": ["age_at_incidence"]}}
 GBSG_REF = ["age", "horTh", "menostat", "tsize", "grade2", "grade3", "pnodes", "progrec", "estrec"]
 
 
@@ -59,6 +66,7 @@ class Sim:
     frame: pd.DataFrame
     report: SimulationReport
     paths: dict[str, Path]
+    step: dict[str, str]                 # the hostile coordinator's run config (its own engine start)
 
     def result(self, name: str) -> Any:
         return read_result(self.paths[name])
@@ -138,7 +146,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     dirs = [Path(c.node.paths.root) for c in w.centres.values()] + [Path(p.node.paths.root)
                                                                    for p in net.pipelines.values()]
     report = run_fits(dirs, configs)
-    yield Sim(w, net, g, report, paths)
+    step = run_config(w.fed, base / "syn", model_request(STEP_MODEL, targets, permit), d, base / "step.json")
+    yield Sim(w, net, g, report, paths, step)
     net.close()
     w.close()
 
@@ -247,3 +256,34 @@ def test_a_member_refusing_a_round_after_s_is_fixed_fails_the_run_cleanly(sim: S
     assert [e.reason for e in refused] == ["round_cap"]
     answered = [e.detail["round"] for e in audit.entries(query_hash=doc["query_hash"]) if e.decision == "answered"]
     assert answered == [1, 2]
+
+
+@pytest.mark.slow        # a second start of the engine: ≈ 45 s here
+def test_a_hostile_coordinators_step_beta_is_refused_by_every_member(sim: Sim, tmp_path: Path) -> None:
+    """The ServerApp picks β on Flower. The red team's step on age (|η| up to 96 000 over age's
+    range 0 … 120) is refused by every member of S before it computes anything: coarse INVALID
+    to the coordinator, the reason (from β and the dictionary only) in each centre's audit log,
+    no round answered. The attacker's ServerApp runs on an engine start of its own."""
+    import os
+    import subprocess
+    import sys
+
+    dirs = [str(Path(c.node.paths.root).resolve()) for c in sim.world.centres.values()]
+    spec = tmp_path / "hostile.json"
+    spec.write_text(json.dumps({"node_dirs": dirs, "configs": [sim.step],
+                                "beta": [-STEP_T * STEP_B * 2**40, STEP_B * 2**40]}), "utf-8")
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])),
+           "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+           "FLWR_TELEMETRY_ENABLED": "0", "FLWR_DISABLE_UPDATE_CHECK": "1"}
+    done = subprocess.run([sys.executable, str(Path(__file__).parent / "flower_hostile_sim.py"), str(spec)],
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    doc = json.loads(Path(sim.step["result-path"]).read_text("utf-8"))
+    assert doc["status"] == "failed" and "round 1: centre-a refused it (INVALID)" in doc["error"]
+    for name, centre in sim.world.centres.items():
+        entries = centre.pipeline.verifier.audit.entries(query_hash=doc["query_hash"])
+        refused = [e for e in entries if e.decision == "refused"]
+        text = json.dumps(refused[0].detail, ensure_ascii=False) + refused[0].reason if refused else ""
+        assert len(refused) == 1 and "linear predictor up to 9.6e+04" in text, name
+        assert not [e for e in entries if e.decision == "answered"], name
