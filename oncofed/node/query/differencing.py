@@ -93,8 +93,8 @@ class Guard:
         """Steps 1–2; returns the cohort condition of the release's rows (step 3's input).
         Call inside the read snapshot the answer is computed in."""
         reads = rowsets.planned_reads(the, spec)
-        ids = rowsets.read_rowids(node.conn, node.dictionary, reads, cohort.where, cohort.params, cohort.fields)
-        self.rows = rowsets.RowSet.of(ids, self.ledger.keys)
+        self.rows = rowsets.cohort_rowset(node.conn, node.dictionary, reads, cohort.where, cohort.params, cohort.fields,
+                                          self.ledger.keys, scope)
         res = self.ledger.resolve(scope, self.rows, k, now=now)
         self.resolution = res
         self.meta = {"ledger": res.decision, "ledger_entry": res.entry_id, "ledger_release": res.release_id}

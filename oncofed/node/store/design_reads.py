@@ -77,7 +77,8 @@ def data_version(conn: sqlite3.Connection) -> int:
     return int(conn.execute("SELECT coalesce(max(ingest_id), 0) FROM ingests").fetchone()[0])
 
 
-def _database(conn: sqlite3.Connection) -> str:
+def database_of(conn: sqlite3.Connection) -> str:
+    """The file a connection's main database is (a cache key: one store, one set of rows)."""
     return str(conn.execute("PRAGMA database_list").fetchone()[2])
 
 
@@ -90,7 +91,7 @@ def read_design(conn: sqlite3.Connection, d: Dictionary, question: DesignQuestio
 
     where, params = unsubstituted(where, params) or (where, tuple(params))
     sql, ps = design_statement(question, d, where, params, cohort_fields, restrict)
-    key = (_database(conn), data_version(conn), sql, tuple(ps))
+    key = (database_of(conn), data_version(conn), sql, tuple(ps))
     cached = DESIGNS.get(key)
     if cached is not None:
         return cached, (sql, ps)
