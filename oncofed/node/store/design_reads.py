@@ -9,7 +9,7 @@ out), and each row's rowid (what a release ledger compares). Identifiers come fr
 via `quote()`; every value is a bound parameter. The rows stay in the node's process.
 
 A fit asks the same rows at every round (DESIGN §10: the identical row set stays answerable), so
-`DesignCache` keeps them, keyed by the store file, its data version (the last ingest id: any
+`DESIGNS` (a `MemoryCache`) keeps them, keyed by the store file, its data version (the last ingest id: any
 ingest reads afresh) and the exact statement with its parameters.
 """
 
@@ -19,8 +19,8 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -31,20 +31,22 @@ from oncofed.node.store.encoding import day_number
 from oncofed.node.store.outcomes import outcome_sql
 from oncofed.node.store.schema import TUMOURS, quote
 
+V = TypeVar("V")
 Restrict = tuple[str, tuple[Any, ...]] | None
 Statement = tuple[str, list[Any]]
 
 
-class DesignCache:
-    """The design rows of recent model fits, so that the rounds of one fit read the store once.
-    In the node's memory only: at most `size` entries and `rows` rows in all, for `seconds`."""
+class MemoryCache(Generic[V]):
+    """Recent reads kept in the node's memory: at most `size` entries and `budget` rows (as
+    `weight` counts them) in all, each for `seconds`. The design rows of model fits use it, and
+    the release ledger's row sets (rowsets.ROWSETS)."""
 
-    def __init__(self, size: int = 16, rows: int = 1_500_000, seconds: float = 600.0) -> None:
-        self.size, self.rows, self.seconds = size, rows, seconds
-        self._items: OrderedDict[Any, tuple[float, DesignRows]] = OrderedDict()
+    def __init__(self, weight: Callable[[V], int], size: int, budget: int, seconds: float = 600.0) -> None:
+        self.weight, self.size, self.budget, self.seconds = weight, size, budget, seconds
+        self._items: OrderedDict[Any, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: Any) -> DesignRows | None:
+    def get(self, key: Any) -> V | None:
         with self._lock:
             item = self._items.get(key)
             if item is None or item[0] < time.monotonic():
@@ -53,12 +55,12 @@ class DesignCache:
             self._items.move_to_end(key)
             return item[1]
 
-    def put(self, key: Any, rows: DesignRows) -> None:
+    def put(self, key: Any, value: V) -> None:
         with self._lock:
-            self._items[key] = (time.monotonic() + self.seconds, rows)
+            self._items[key] = (time.monotonic() + self.seconds, value)
             self._items.move_to_end(key)
             while len(self._items) > 1 and (len(self._items) > self.size or
-                                            sum(r.n for _, r in self._items.values()) > self.rows):
+                                            sum(self.weight(v) for _, v in self._items.values()) > self.budget):
                 self._items.popitem(last=False)
 
     def clear(self) -> None:
@@ -69,7 +71,7 @@ class DesignCache:
         return len(self._items)
 
 
-DESIGNS = DesignCache()
+DESIGNS: MemoryCache[DesignRows] = MemoryCache(lambda r: r.n, size=16, budget=1_500_000)
 
 
 def data_version(conn: sqlite3.Connection) -> int:
@@ -85,7 +87,7 @@ def database_of(conn: sqlite3.Connection) -> str:
 def read_design(conn: sqlite3.Connection, d: Dictionary, question: DesignQuestion, where: str,
                 params: Sequence[Any], cohort_fields: frozenset[str],
                 restrict: Restrict = None) -> tuple[DesignRows, Statement]:
-    """A model's complete cases with their rowids, read once per fit (DesignCache). The release
+    """A model's complete cases with their rowids, read once per fit (DESIGNS). The release
     ledger's unchanged substitution of the cohort selects the cohort's rows: one read for both."""
     from oncofed.node.store.rowsets import unsubstituted  # rowsets imports this module
 

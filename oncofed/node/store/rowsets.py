@@ -30,9 +30,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
-import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +42,7 @@ from oncofed.analyses.cells import Cell
 from oncofed.dictionary import Dictionary
 from oncofed.keys.ledger import LedgerKeys
 from oncofed.node.store.cohort_reads import survival_statement
-from oncofed.node.store.design_reads import data_version, database_of, read_design
+from oncofed.node.store.design_reads import MemoryCache, data_version, database_of, read_design
 from oncofed.node.store.schema import TUMOURS
 
 H, S = 4, 64
@@ -263,52 +260,19 @@ def read_rowids(conn: sqlite3.Connection, d: Dictionary, reads: PlannedReads, wh
     return sorted_distinct(np.concatenate(parts))
 
 
-class RowSetCache:
-    """Recent cohorts' row sets, so that asking the same cohort again (another analysis of it, the
-    same query repeated) does not re-read and re-sketch every row id: at 10^6 rows the read, the
-    keyed digest and the sketch cost ≈ 1–2 s per answer, far more than a count. Keyed by the store
-    file, its data version (any ingest reads afresh), the ledger key, the permit's scope (no
-    researcher's timing depends on another's questions), the planned reads and the cohort's exact
-    statement and parameters — so an entry is the very set a fresh read would give. In the node's
-    memory only: at most `size` entries and `ids` ids in all, for `seconds`."""
-
-    def __init__(self, size: int = 16, ids: int = 4_000_000, seconds: float = 600.0) -> None:
-        self.size, self.ids, self.seconds = size, ids, seconds
-        self._items: OrderedDict[Any, tuple[float, RowSet]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Any) -> RowSet | None:
-        with self._lock:
-            item = self._items.get(key)
-            if item is None or item[0] < time.monotonic():
-                self._items.pop(key, None)
-                return None
-            self._items.move_to_end(key)
-            return item[1]
-
-    def put(self, key: Any, rows: RowSet) -> None:
-        with self._lock:
-            self._items[key] = (time.monotonic() + self.seconds, rows)
-            self._items.move_to_end(key)
-            while len(self._items) > 1 and (len(self._items) > self.size or
-                                            sum(r.n for _, r in self._items.values()) > self.ids):
-                self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-
-ROWSETS = RowSetCache()
+#: Recent cohorts' row sets, so that asking the same cohort again (another analysis of it, the same
+#: query repeated) does not re-read and re-sketch every row id: at 10^6 rows the read, the keyed
+#: digest and the sketch cost ≈ 1–2 s per answer, far more than a count. Keyed (`cohort_rowset`) by
+#: the store file, its data version (any ingest reads afresh), the ledger key, the permit's scope (no
+#: researcher's timing depends on another's questions), the planned reads and the cohort's exact
+#: statement and parameters — so an entry is the very set a fresh read would give (D31).
+ROWSETS: MemoryCache[RowSet] = MemoryCache(lambda r: r.n, size=16, budget=4_000_000)
 
 
 def cohort_rowset(conn: sqlite3.Connection, d: Dictionary, reads: PlannedReads, where: str,
                   params: Sequence[Any], cohort_fields: frozenset[str], keys: LedgerKeys, scope: str) -> RowSet:
     """The row set of the planned reads over the cohort (`read_rowids` + `RowSet.of`), from
-    `ROWSETS` when the same cohort was read since the last ingest (see RowSetCache)."""
+    `ROWSETS` when the same cohort was read since the last ingest (see ROWSETS)."""
     try:
         key: Any = (database_of(conn), data_version(conn), keys.rowset_digest(np.zeros(0, dtype=np.int64)), scope,
                     reads.groups_asked, tuple(reads.survival_asked), tuple(reads.design_asked), where,
