@@ -28,22 +28,18 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import Message
 
-from oncofed.analyses.base import DesignQuestion, DesignRows
-from oncofed.analyses.design import matrix, parse_design
+from oncofed.analyses.base import DesignRows
+from oncofed.analyses.design import matrix
 from oncofed.analyses.regression import (
     ModelAnalysis,
     ModelRaw,
     ModelSpec,
-    column_moments,
-    cutoff_of,
-    fit_keys,
-    parse_beta,
+    moments_and_gates,
+    parse_survival,
+    survival_spec,
     upper,
-    with_gate_counts,
 )
-from oncofed.analyses.survival import OUTCOMES
 from oncofed.dictionary import Dictionary
-from oncofed.query.errors import invalid
 from oncofed.v1 import query_pb2 as pb
 
 TIES = {pb.TIES_UNSPECIFIED: "efron", pb.TIES_EFRON: "efron", pb.TIES_BRESLOW: "breslow"}
@@ -56,20 +52,9 @@ class Cox(ModelAnalysis):
 
     def parse(self, msg: Message, d: Dictionary, allowed: Collection[str] | None, path: str) -> ModelSpec:
         assert isinstance(msg, pb.Cox)
-        outcome = OUTCOMES.get(msg.outcome)
-        if outcome is None:
-            raise invalid(f"{path}.outcome", "outcome must be OS or RFS")
-        cutoff = cutoff_of(msg.cutoff, f"{path}.cutoff")
-        if not msg.covariates:
-            raise invalid(f"{path}.covariates", "a Cox model needs at least one covariate")
-        design = parse_design(d, msg.covariates, msg.reference, allowed, path)
-        beta, sb, s = parse_beta(msg, design.q, path)
-        fit, beta_key = fit_keys(msg, self.kind)
-        return ModelSpec(kind=self.kind, design=design, intercept=False,
-                         question=DesignQuestion(design.fields, survival=outcome, cutoff=cutoff),
-                         outcome_field="", positive=(), ties=TIES.get(msg.ties, "efron"), beta=beta,
-                         beta_scale_bits=sb, scale_bits=s, round=msg.round, fit_key=fit, beta_key=beta_key,
-                         outcome_label=f"{outcome} (cutoff {cutoff.isoformat()})")
+        model = parse_survival(msg, d, allowed, path, what="Cox")
+        spec: ModelSpec = survival_spec(self.kind, msg, model, path, ties=TIES.get(msg.ties, "efron"))
+        return spec
 
     def evaluate(self, spec: ModelSpec, rows: DesignRows) -> ModelRaw:
         assert rows.time is not None and rows.event is not None and rows.entry is not None
@@ -77,9 +62,7 @@ class Cox(ModelAnalysis):
         prepared = rows.prepared.get(key)
         if prepared is None:                          # β-free: once for every round over these rows
             x = matrix(spec.design, rows.values)
-            sx, sxx = column_moments(x)
-            gates = with_gate_counts(ModelRaw(rows.n, 0, sx, sxx, sx, sx, 0.0, 0), spec.design, rows.values, x,
-                                     rows.event, "event").counts
+            sx, sxx, gates = moments_and_gates(spec.design, rows.values, x, rows.event, "event")
             prepared = rows.prepared[key] = (Stratum.of(x, rows.time, rows.event, rows.entry), sx, sxx, gates)
         stratum, sx, sxx, gates = prepared
         g, info, ll = stratum.at(np.asarray(spec.beta, dtype=np.float64), efron=spec.ties == "efron")

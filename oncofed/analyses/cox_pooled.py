@@ -35,7 +35,6 @@ A = S − φ T; ℓ = βᵀΣ_D x − D c − Σ log A0, gradient Σ_D x − Σ 
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Collection
 from dataclasses import dataclass, field
@@ -46,21 +45,20 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import Message
 
-from oncofed.analyses.base import DesignQuestion, DesignRows, Grants, Release, Result, Rules
+from oncofed.analyses.base import Release, Result, Rules
 from oncofed.analyses.cox import TIES
-from oncofed.analyses.design import gate, matrix, parse_design
+from oncofed.analyses.design import gate, matrix
 from oncofed.analyses.regression import (
-    ModelAnalysis,
+    DEFAULT_BETA_BITS,
+    LatticeModel,
     ModelRaw,
     ModelSpec,
-    column_moments,
-    cutoff_of,
-    parse_beta,
-    with_gate_counts,
+    moments_and_gates,
+    parse_survival,
+    survival_spec,
 )
-from oncofed.analyses.survival import DEFAULT_HORIZON_DAYS, DEFAULT_STEP_DAYS, MAX_HORIZON_DAYS, OUTCOMES, check_lattice
+from oncofed.analyses.survival import DEFAULT_HORIZON_DAYS, DEFAULT_STEP_DAYS
 from oncofed.dictionary import Dictionary
-from oncofed.query.errors import invalid
 from oncofed.query.refusals import Refusal
 from oncofed.v1 import query_pb2 as pb
 
@@ -105,49 +103,22 @@ class PooledSpec(ModelSpec):
         return 2 + 3 * self.q + self.n_points * self.point_width
 
 
-class CoxPooled(ModelAnalysis):
+class CoxPooled(LatticeModel):
     kind = "cox_pooled"
     model_name = "Cox proportional hazards, pooled-equivalent"
 
     def parse(self, msg: Message, d: Dictionary, allowed: Collection[str] | None, path: str) -> PooledSpec:
         assert isinstance(msg, pb.CoxPooled)
-        outcome = OUTCOMES.get(msg.outcome)
-        if outcome is None:
-            raise invalid(f"{path}.outcome", "outcome must be OS or RFS")
-        cutoff = cutoff_of(msg.cutoff, f"{path}.cutoff")
-        step = msg.lattice.step_days or DEFAULT_STEP_DAYS
-        horizon = msg.lattice.horizon_days or max(DEFAULT_HORIZON_DAYS, step)
-        if horizon > MAX_HORIZON_DAYS:
-            raise invalid(f"{path}.lattice.horizon_days", f"horizon {horizon} exceeds {MAX_HORIZON_DAYS} days")
-        if step > horizon:
-            raise invalid(f"{path}.lattice.step_days", f"step {step} is longer than the horizon {horizon}")
-        if not msg.covariates:
-            raise invalid(f"{path}.covariates", "a Cox model needs at least one covariate")
-        design = parse_design(d, msg.covariates, msg.reference, allowed, path)
-        beta, sb, s = parse_beta(msg, design.q, path)
-        bare = pb.CoxPooled()
-        bare.CopyFrom(msg)
-        for name in ("beta", "round", "offset"):
-            bare.ClearField(name)
-        fit = hashlib.sha256(self.kind.encode() + b"\0" + bare.SerializeToString(deterministic=True)).digest()
-        at = f"{msg.beta_scale_bits}:{msg.offset}:" + ",".join(str(b) for b in msg.beta)
-        return PooledSpec(kind=self.kind, design=design, intercept=False,
-                          question=DesignQuestion(design.fields, survival=outcome, cutoff=cutoff),
-                          outcome_field="", positive=(), ties=TIES.get(msg.ties, "efron"), beta=beta,
-                          beta_scale_bits=sb, scale_bits=s, round=msg.round, fit_key=fit,
-                          beta_key=hashlib.sha256(at.encode()).digest(),
-                          outcome_label=f"{outcome} (cutoff {cutoff.isoformat()})", step_days=step,
-                          flags=("centres", "withheld", "coarsened"), n_points=-(-horizon // step) + 1,
-                          offset=msg.offset / (1 << sb))
+        model = parse_survival(msg, d, allowed, path, what="Cox", lattice=(DEFAULT_STEP_DAYS, DEFAULT_HORIZON_DAYS))
+        spec: PooledSpec = survival_spec(self.kind, msg, model, path, ties=TIES.get(msg.ties, "efron"),
+                                         per_round=("offset",), spec=PooledSpec,
+                                         flags=("centres", "withheld", "coarsened"), n_points=model.intervals + 1,
+                                         offset=msg.offset / (1 << (msg.beta_scale_bits or DEFAULT_BETA_BITS)))
+        return spec
 
     def title(self, spec: ModelSpec) -> str:
         lattice = "exact event times" if spec.step_days == 1 else f"{spec.step_days}-day lattice"
         return f"{self.model_name} ({lattice})"
-
-    def check(self, spec: ModelSpec, d: Dictionary, grants: Grants) -> None:
-        super().check(spec, d, grants)
-        if not grants.local_admin:
-            check_lattice(spec.step_days, grants, f"analysis.{spec.kind}.lattice.step_days")
 
     def withhold(self, spec: ModelSpec, rules: Rules) -> str:
         return "" if rules.pooled_cox else "policy: this centre does not opt in to the pooled Cox model"
@@ -166,12 +137,6 @@ class CoxPooled(ModelAnalysis):
                 *(math.ceil(x * s) for x in b)]
         return head + point * spec.n_points
 
-    def evaluate(self, spec: ModelSpec, rows: DesignRows) -> ModelRaw:
-        """The rows themselves: the placement depends on the centre's k, see `at_k`."""
-        z = np.zeros(0)
-        return ModelRaw(n=rows.n, events=0, sum_x=z, sum_xx=z, gradient=z, information=z, loglik=0.0, extreme=0,
-                        rows=rows)
-
     def at_k(self, spec: ModelSpec, raw: ModelRaw, k: int) -> ModelRaw:
         """The centre's sums at β with its times coarsened for k: `gradient` holds Σ x over the
         deaths placed, `information` the per-point blocks (flattened), `extreme` the coarsened flag."""
@@ -186,9 +151,7 @@ class CoxPooled(ModelAnalysis):
             x = matrix(spec.design, rows.values)
             place = Placement.of(rows.time, rows.event, rows.entry, spec.step_days, spec.n_points, k,
                                  efron=spec.efron)
-            sx, sxx = column_moments(x)
-            counts = with_gate_counts(ModelRaw(rows.n, 0, sx, sxx, sx, sx, 0.0, 0), spec.design, rows.values, x,
-                                      place.dead.astype(np.float64), "event").counts
+            sx, sxx, counts = moments_and_gates(spec.design, rows.values, x, place.dead.astype(np.float64), "event")
             prepared = rows.prepared[key] = (x, place, sx, sxx, counts, _upper_products(x))
         x, place, sx, sxx, counts, xx = prepared
         blocks, beyond = place.sums(x, xx, np.asarray(spec.beta, dtype=np.float64), spec.offset, spec.n_points,

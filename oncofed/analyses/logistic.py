@@ -30,12 +30,11 @@ from oncofed.analyses.regression import (
     ModelAnalysis,
     ModelRaw,
     ModelSpec,
-    column_moments,
     cutoff_of,
     fit_keys,
+    moments_and_gates,
     parse_beta,
     upper,
-    with_gate_counts,
 )
 from oncofed.analyses.survival import MAX_HORIZON_DAYS, OUTCOMES
 from oncofed.dictionary import Dictionary
@@ -110,9 +109,7 @@ class Logistic(ModelAnalysis):
                 horizon = spec.question.horizon_days
                 y = rows.event * (rows.time <= horizon) if horizon else rows.event.copy()
             xc = matrix(spec.design, values[:, :k])
-            sx, sxx = column_moments(xc)
-            counts = with_gate_counts(ModelRaw(rows.n, 0, sx, sxx, sx, sx, 0.0, 0), spec.design, values, xc, y,
-                                      "outcome").counts
+            sx, sxx, counts = moments_and_gates(spec.design, values, xc, y, "outcome")
             prepared = rows.prepared[key] = (*patterns(np.hstack([np.ones((rows.n, 1)), xc]), y), sx, sxx, counts)
         x, y, m, sx, sxx, counts = prepared
         eta = x @ np.asarray(spec.beta, dtype=np.float64)

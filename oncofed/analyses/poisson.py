@@ -41,22 +41,17 @@ import numpy as np
 import numpy.typing as npt
 from google.protobuf.message import Message
 
-from oncofed.analyses.base import DesignQuestion, DesignRows, Grants
-from oncofed.analyses.design import MAX_COLUMNS, matrix, parse_design
+from oncofed.analyses.design import MAX_COLUMNS, matrix
 from oncofed.analyses.regression import (
-    ModelAnalysis,
+    LatticeModel,
     ModelRaw,
     ModelSpec,
-    column_moments,
-    cutoff_of,
-    fit_keys,
-    parse_beta,
+    moments_and_gates,
+    parse_survival,
+    survival_spec,
     upper,
-    with_gate_counts,
 )
-from oncofed.analyses.survival import MAX_HORIZON_DAYS, OUTCOMES, check_lattice
 from oncofed.dictionary import Dictionary
-from oncofed.query.errors import invalid
 from oncofed.v1 import query_pb2 as pb
 
 DEFAULT_STEP_DAYS = 365
@@ -67,45 +62,20 @@ MAX_MU = float(2**16)     # μ of one row in one interval (a rate of 2^16 events
 Array = npt.NDArray[np.float64]
 
 
-class Poisson(ModelAnalysis):
+class Poisson(LatticeModel):
     kind = "poisson"
     model_name = "Poisson regression, piecewise-exponential"
 
     def parse(self, msg: Message, d: Dictionary, allowed: Collection[str] | None, path: str) -> ModelSpec:
         assert isinstance(msg, pb.Poisson)
-        outcome = OUTCOMES.get(msg.outcome)
-        if outcome is None:
-            raise invalid(f"{path}.outcome", "outcome must be OS or RFS")
-        cutoff = cutoff_of(msg.cutoff, f"{path}.cutoff")
-        step = msg.lattice.step_days or DEFAULT_STEP_DAYS
-        horizon = msg.lattice.horizon_days or max(DEFAULT_HORIZON_DAYS, step)
-        if horizon > MAX_HORIZON_DAYS:
-            raise invalid(f"{path}.lattice.horizon_days", f"horizon {horizon} exceeds {MAX_HORIZON_DAYS} days")
-        if step > horizon:
-            raise invalid(f"{path}.lattice.step_days", f"step {step} is longer than the horizon {horizon}")
-        intervals = -(-horizon // step)
-        if intervals > MAX_INTERVALS:
-            raise invalid(f"{path}.lattice", f"{intervals} intervals; at most {MAX_INTERVALS} (a longer step)")
-        if not msg.covariates:
-            raise invalid(f"{path}.covariates", "a Poisson model needs at least one covariate")
-        design = parse_design(d, msg.covariates, msg.reference, allowed, path)
-        beta, sb, s = parse_beta(msg, intervals + design.q, path)
-        fit, beta_key = fit_keys(msg, self.kind)
-        return ModelSpec(kind=self.kind, design=design, intercept=False,
-                         question=DesignQuestion(design.fields, survival=outcome, cutoff=cutoff),
-                         outcome_field="", positive=(), ties="", beta=beta, beta_scale_bits=sb, scale_bits=s,
-                         round=msg.round, fit_key=fit, beta_key=beta_key,
-                         outcome_label=f"{outcome} (cutoff {cutoff.isoformat()})", step_days=step,
-                         intervals=intervals)
+        model = parse_survival(msg, d, allowed, path, what="Poisson",
+                               lattice=(DEFAULT_STEP_DAYS, DEFAULT_HORIZON_DAYS), max_intervals=MAX_INTERVALS)
+        spec: ModelSpec = survival_spec(self.kind, msg, model, path, baselines=model.intervals,
+                                        intervals=model.intervals)
+        return spec
 
     def title(self, spec: ModelSpec) -> str:
         return f"{self.model_name}, {spec.step_days}-day intervals"
-
-    def check(self, spec: ModelSpec, d: Dictionary, grants: Grants) -> None:
-        """The models' checks, and the lattice's as for Kaplan–Meier (a 1-day step needs exact times)."""
-        super().check(spec, d, grants)
-        if not grants.local_admin:
-            check_lattice(spec.step_days, grants, f"analysis.{spec.kind}.lattice.step_days")
 
     def component_maxima(self, spec: ModelSpec) -> list[int]:
         """Per row, from public bounds only. e^η is unbounded over the dictionary's ranges, so the
@@ -120,12 +90,6 @@ class Poisson(ModelAnalysis):
         top += [math.ceil(bounds[a] * bounds[b] * mu * s) for a in range(spec.p) for b in range(a, spec.p)]
         return [*top, math.ceil((MAX_ETA + mu) * s), 1]
 
-    def evaluate(self, spec: ModelSpec, rows: DesignRows) -> ModelRaw:
-        """The rows themselves: the sums depend on the centre's k (its tail rule), see `at_k`."""
-        z = np.zeros(0)
-        return ModelRaw(n=rows.n, events=0, sum_x=z, sum_xx=z, gradient=z, information=z, loglik=0.0, extreme=0,
-                        rows=rows)
-
     def at_k(self, spec: ModelSpec, raw: ModelRaw, k: int) -> ModelRaw:
         rows = raw.rows
         if rows is None:                              # already evaluated
@@ -136,9 +100,7 @@ class Poisson(ModelAnalysis):
             assert rows.time is not None and rows.event is not None and rows.entry is not None
             x = matrix(spec.design, rows.values)
             cells = Cells.of(x, rows.time, rows.event, rows.entry, spec.step_days, spec.intervals, k)
-            sx, sxx = column_moments(x)
-            counts = with_gate_counts(ModelRaw(rows.n, 0, sx, sxx, sx, sx, 0.0, 0), spec.design, rows.values, x,
-                                      cells.counted, "event").counts
+            sx, sxx, counts = moments_and_gates(spec.design, rows.values, x, cells.counted, "event")
             counts.update({f"events in {name[10:-1]}": int(e)
                            for name, e in zip(spec.interval_names(), cells.interval_events, strict=True)})
             prepared = rows.prepared[key] = (cells, sx, sxx, counts)

@@ -30,7 +30,7 @@ import datetime as dt
 import hashlib
 import math
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -50,7 +50,8 @@ from oncofed.analyses.base import (
     Result,
     Rules,
 )
-from oncofed.analyses.design import Design, gate, gate_counts, level_counts, predictor_range
+from oncofed.analyses.design import Design, gate, gate_counts, level_counts, parse_design, predictor_range
+from oncofed.analyses.survival import MAX_HORIZON_DAYS, OUTCOMES, check_lattice
 from oncofed.dictionary import Dictionary
 from oncofed.query.errors import QueryError, invalid
 from oncofed.query.refusals import Refusal
@@ -163,15 +164,74 @@ def parse_beta(msg: Any, p: int, path: str) -> tuple[tuple[float, ...], int, int
     return beta, sb, s
 
 
-def fit_keys(msg: Message, kind: str) -> tuple[bytes, bytes]:
-    """The fit's identity (the model without its coefficients and round) and the β asked for."""
+def fit_keys(msg: Message, kind: str, per_round: Sequence[str] = ()) -> tuple[bytes, bytes]:
+    """The fit's identity (the model without its coefficients and round) and the β asked for.
+    `per_round`: more fields the coordinator sets each round (the pooled Cox model's offset);
+    they belong to the round's β, not to the fit, or each round would count as a new fit."""
     bare = type(msg)()
     bare.CopyFrom(msg)
-    bare.ClearField("beta")
-    bare.ClearField("round")
+    for name in ("beta", "round", *per_round):
+        bare.ClearField(name)
     fit = hashlib.sha256(kind.encode() + b"\0" + bare.SerializeToString(deterministic=True)).digest()
-    beta = f"{msg.beta_scale_bits}:" + ",".join(str(b) for b in msg.beta)
+    beta = f"{msg.beta_scale_bits}:" + "".join(f"{getattr(msg, name)}:" for name in per_round) + \
+        ",".join(str(b) for b in msg.beta)
     return fit, hashlib.sha256(beta.encode()).digest()
+
+
+@dataclass(frozen=True)
+class SurvivalModel:
+    """What a survival model's message states besides its coefficients (Cox, Poisson, pooled Cox)."""
+
+    outcome: str
+    cutoff: dt.date
+    design: Design
+    step_days: int = 0                  # 0: no lattice (the stratified Cox model's exact days)
+    horizon_days: int = 0
+
+    @property
+    def intervals(self) -> int:
+        return -(-self.horizon_days // self.step_days) if self.step_days else 0
+
+
+def parse_survival(msg: Any, d: Dictionary, allowed: Collection[str] | None, path: str, *, what: str,
+                   lattice: tuple[int, int] | None = None, max_intervals: int = 0) -> SurvivalModel:
+    """The outcome (OS or RFS) and its cutoff, the lattice (`lattice`: its default step and
+    horizon; a horizon shorter than the step stretches to it) and the covariates — checked in
+    that order, each refusal naming its path."""
+    outcome = OUTCOMES.get(msg.outcome)
+    if outcome is None:
+        raise invalid(f"{path}.outcome", "outcome must be OS or RFS")
+    cutoff = cutoff_of(msg.cutoff, f"{path}.cutoff")
+    step = horizon = 0
+    if lattice is not None:
+        step = msg.lattice.step_days or lattice[0]
+        horizon = msg.lattice.horizon_days or max(lattice[1], step)
+        if horizon > MAX_HORIZON_DAYS:
+            raise invalid(f"{path}.lattice.horizon_days", f"horizon {horizon} exceeds {MAX_HORIZON_DAYS} days")
+        if step > horizon:
+            raise invalid(f"{path}.lattice.step_days", f"step {step} is longer than the horizon {horizon}")
+        intervals = -(-horizon // step)
+        if max_intervals and intervals > max_intervals:
+            raise invalid(f"{path}.lattice", f"{intervals} intervals; at most {max_intervals} (a longer step)")
+    if not msg.covariates:
+        raise invalid(f"{path}.covariates", f"a {what} model needs at least one covariate")
+    design = parse_design(d, msg.covariates, msg.reference, allowed, path)
+    return SurvivalModel(outcome, cutoff, design, step, horizon)
+
+
+def survival_spec(kind: str, msg: Any, model: SurvivalModel, path: str, *, baselines: int = 0, ties: str = "",
+                  per_round: Sequence[str] = (), spec: type[ModelSpec] = ModelSpec, **extra: Any) -> Any:
+    """A survival model's round spec: no intercept, `baselines` leading coefficients (Poisson's
+    intervals) before the covariates', the outcome's label with its cutoff."""
+    design = model.design
+    beta, sb, s = parse_beta(msg, baselines + design.q, path)
+    fit, beta_key = fit_keys(msg, kind, per_round)
+    return spec(kind=kind, design=design, intercept=False,
+                question=DesignQuestion(design.fields, survival=model.outcome, cutoff=model.cutoff),
+                outcome_field="", positive=(), ties=ties, beta=beta, beta_scale_bits=sb, scale_bits=s,
+                round=msg.round, fit_key=fit, beta_key=beta_key,
+                outcome_label=f"{model.outcome} (cutoff {model.cutoff.isoformat()})", step_days=model.step_days,
+                **extra)
 
 
 class ModelAnalysis(Analysis[ModelSpec, ModelRaw]):
@@ -354,8 +414,27 @@ def column_moments(x: npt.NDArray[np.float64]) -> tuple[Vector, Vector]:
     return x.sum(axis=0), (x * x).sum(axis=0)
 
 
-def with_gate_counts(raw: ModelRaw, design: Design, values: npt.NDArray[np.float64],
-                     x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], outcome: str) -> ModelRaw:
-    """Attach the gates' counts to a centre's sums."""
-    raw.counts = {**gate_counts(design, x, y, outcome), **level_counts(design, values)}
-    return raw
+def moments_and_gates(design: Design, values: npt.NDArray[np.float64], x: npt.NDArray[np.float64],
+                      y: npt.NDArray[np.float64], outcome: str) -> tuple[Vector, Vector, dict[str, int]]:
+    """What does not depend on β, kept with a centre's design rows for every round: Σx, Σx² of
+    the model columns and the counts its gates look at (`outcome` names the 1s of y in them)."""
+    sx, sxx = column_moments(x)
+    return sx, sxx, {**gate_counts(design, x, y, outcome), **level_counts(design, values)}
+
+
+class LatticeModel(ModelAnalysis):
+    """A model on a public time lattice (Poisson, pooled Cox): its sums depend on the centre's k
+    (the tail rule, the coarsening), so `evaluate` keeps the rows and `at_k` computes them once
+    the disclosure step knows k; the lattice's step is checked as Kaplan–Meier's."""
+
+    def check(self, spec: ModelSpec, d: Dictionary, grants: Grants) -> None:
+        """The models' checks, and the lattice's as for Kaplan–Meier (a 1-day step needs exact times)."""
+        super().check(spec, d, grants)
+        if not grants.local_admin:
+            check_lattice(spec.step_days, grants, f"analysis.{spec.kind}.lattice.step_days")
+
+    def evaluate(self, spec: ModelSpec, rows: DesignRows) -> ModelRaw:
+        """The rows themselves: the sums depend on the centre's k, see `at_k`."""
+        z = np.zeros(0)
+        return ModelRaw(n=rows.n, events=0, sum_x=z, sum_xx=z, gradient=z, information=z, loglik=0.0, extreme=0,
+                        rows=rows)

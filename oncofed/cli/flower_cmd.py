@@ -12,25 +12,16 @@ operator (a SuperLink) and a centre admin (a SuperNode); docs/flower-operations.
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
 from pathlib import Path
-from typing import Any
 
 import click
 
+from oncofed.cli.common import hub_report, limit_option, until_signal
 from oncofed.cli.hub_cmd import config_option
 from oncofed.cli.keys_cmd import KEY_PASSPHRASE_ENV
 from oncofed.cli.node_serve_cmd import node_dir_option
 from oncofed.cli.output import emit_json, json_option, plural
-
-
-def _until_signal() -> tuple[threading.Event, dict[signal.Signals, Any]]:
-    """An event set by SIGTERM or SIGINT, and the handlers to put back."""
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
-    return stop, previous
 
 
 @click.group("flower")
@@ -66,15 +57,13 @@ def up(config_path: Path, foreground: bool, timeout: float, as_json: bool) -> No
     if not foreground:
         return
     sys.stdout.flush()
-    stop, previous = _until_signal()
-    try:
-        from oncofed.flower.operate import wait_while_running
+    from oncofed.flower.operate import wait_while_running
 
-        ended = not wait_while_running(proc, stop)
-    finally:
-        hub_down(cfg)
-        for s, h in previous.items():
-            signal.signal(s, h)
+    with until_signal() as stop:
+        try:
+            ended = not wait_while_running(proc, stop)
+        finally:
+            hub_down(cfg)
     if ended:
         from oncofed.flower.deploy import FlowerError
 
@@ -102,16 +91,14 @@ def down(config_path: Path, grace: float, as_json: bool) -> None:
 
 @hub_flower.command("status")
 @config_option
-@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True, help="Recent runs shown.")
+@limit_option("runs")
 @json_option
 def status(config_path: Path, limit: int, as_json: bool) -> None:
     """Whether the SuperLink runs, its address, the SuperNodes it knows and the recent runs."""
-    from oncofed.federation.hub.config import load
     from oncofed.flower.operate import hub_status
 
-    report = hub_status(load(config_path), limit=limit)
-    if as_json:
-        emit_json(report)
+    report = hub_report(config_path, hub_status, limit=limit, as_json=as_json)
+    if report is None:
         return
     if not report["running"]:
         click.echo(f"SuperLink not running ({report.get('note') or 'start it with `oncofed hub flower up`'})")
@@ -183,8 +170,7 @@ def serve(node_dir: Path, superlink: str, root_cert: Path | None, port: int, tim
     from oncofed.flower.operate import node_serve, supernode_spec, wait_while_running
 
     spec = supernode_spec(node_dir, superlink, root_cert=root_cert, port=port)
-    stop, previous = _until_signal()
-    try:
+    with until_signal() as stop:
         proc, node_id = node_serve(spec, timeout=timeout)
         try:
             click.echo(f"SuperNode joined {superlink} as Flower node {node_id} (pid {proc.pid}); log {proc.log_path}")
@@ -192,9 +178,6 @@ def serve(node_dir: Path, superlink: str, root_cert: Path | None, port: int, tim
             ended = not wait_while_running(proc, stop)
         finally:
             proc.stop()
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
     if ended:
         raise FlowerError(f"the SuperNode stopped on its own; last log line: {proc.last_line()}")
     click.echo("stopped")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from oncofed.cli.common import hub_report, limit_option, until_signal
 from oncofed.cli.keys_cmd import (
     KEY_PASSPHRASE_ENV,
     create_member_keys,
@@ -64,44 +65,33 @@ def serve(config_path: Path, grace: float) -> None:
     its SQLite database (a restart loses nothing) and the latest signed audit head of each centre.
     """
     import logging
-    import signal
-    import threading
+    import sys
 
     from oncofed.federation.hub.config import load
     from oncofed.federation.hub.server import start_hub
 
     cfg = load(config_path)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    stop = threading.Event()
-    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with start_hub(cfg) as server:
-            click.echo(f"hub {cfg.hub_id} serving oncofed.v1.Hub on {cfg.host}:{server.port} (mutual TLS)")
-            import sys
-
-            sys.stdout.flush()
-            while not stop.wait(0.5):
-                pass
-            server.stop(grace)
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    with until_signal() as stop, start_hub(cfg) as server:
+        click.echo(f"hub {cfg.hub_id} serving oncofed.v1.Hub on {cfg.host}:{server.port} (mutual TLS)")
+        sys.stdout.flush()
+        while not stop.wait(0.5):
+            pass
+        server.stop(grace)
     click.echo("stopped")
 
 
 @hub.command("status")
 @config_option
-@click.option("--limit", type=click.IntRange(1, 1000), default=10, show_default=True, help="Recent queries shown.")
+@limit_option("queries")
 @json_option
 def status(config_path: Path, limit: int, as_json: bool) -> None:
     """Centres online or offline (last seen), queue depth, recent queries — metadata only."""
-    from oncofed.cli.output import emit_json, plural
-    from oncofed.federation.hub.config import load
+    from oncofed.cli.output import plural
     from oncofed.federation.hub.status import hub_status
 
-    report = hub_status(load(config_path), limit=limit)
-    if as_json:
-        emit_json(report)
+    report = hub_report(config_path, hub_status, limit=limit, as_json=as_json)
+    if report is None:
         return
     click.echo(f"hub {report['hub']}: {plural(len(report['centres']), 'centre')} known, "
                f"{plural(report['queued_tasks'], 'task')} queued")

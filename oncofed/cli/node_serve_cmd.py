@@ -7,15 +7,13 @@ audit log is checkpointed when the node has an identity key, and the command exi
 from __future__ import annotations
 
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
 
+from oncofed.cli.common import until_signal
 from oncofed.errors import NodeError, OncofedError
 from oncofed.node.audit import NODE, open_audit
 from oncofed.node.config import NodePaths
@@ -89,43 +87,32 @@ def serve(listen: str | None, grace: float, node_dir: Path) -> None:
     otherwise on the Unix socket admin.sock in the node directory (never plaintext TCP).
     """
     log = _log_to_node(NodePaths(node_dir))
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        log.info("received %s: draining", signal.Signals(signum).name)
-        stop.set()
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        with open_node(node_dir) as node:
-            audit = open_audit(node)  # fails early on a bad [identity] key
+    with until_signal(lambda sig: log.info("received %s: draining", sig.name)) as stop, open_node(node_dir) as node:
+        audit = open_audit(node)  # fails early on a bad [identity] key
+        try:
+            server = start_admin_server(node, listen=listen)
+            connector = None
             try:
-                server = start_admin_server(node, listen=listen)
-                connector = None
-                try:
-                    click.echo(f"serving oncofed.v1.NodeAdmin on {server.address} "
-                               f"({server.endpoint.note})")
-                    connector = start_connector(node_dir, node)
-                    if connector is not None:
-                        click.echo(f"connecting out to the hub at {connector.link.target}")
-                    sys.stdout.flush()
-                    while not stop.wait(0.5):
-                        pass
-                finally:
-                    if connector is not None:
-                        connector.stop(grace)
-                        connector.pipeline.verifier.close()
-                        connector.pipeline.node.close()
-                    drained = server.stop(grace)
-                    log.info("admin API stopped (%s)", "drained" if drained else "grace expired")
-                if audit.signer is not None and audit.entries(limit=1):
-                    try:
-                        audit.checkpoint(who=NODE)
-                    except OncofedError as exc:
-                        log.warning("no checkpoint at shutdown: %s", exc)
+                click.echo(f"serving oncofed.v1.NodeAdmin on {server.address} "
+                           f"({server.endpoint.note})")
+                connector = start_connector(node_dir, node)
+                if connector is not None:
+                    click.echo(f"connecting out to the hub at {connector.link.target}")
+                sys.stdout.flush()
+                while not stop.wait(0.5):
+                    pass
             finally:
-                audit.close()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+                if connector is not None:
+                    connector.stop(grace)
+                    connector.pipeline.verifier.close()
+                    connector.pipeline.node.close()
+                drained = server.stop(grace)
+                log.info("admin API stopped (%s)", "drained" if drained else "grace expired")
+            if audit.signer is not None and audit.entries(limit=1):
+                try:
+                    audit.checkpoint(who=NODE)
+                except OncofedError as exc:
+                    log.warning("no checkpoint at shutdown: %s", exc)
+        finally:
+            audit.close()
     click.echo("stopped")
