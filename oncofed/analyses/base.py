@@ -241,6 +241,11 @@ class Analysis(ABC, Generic[S, R]):
         L = rows_per_patient
         return [Block(self.exact(spec, raw), L, float(L))]
 
+    def dp_rules(self, spec: S, rules: Rules) -> Rules:
+        """The rules DP noise is calibrated under: the centre's, or stricter where the signed
+        request asks for it (a smaller δ)."""
+        return rules
+
     def dp_values(self, spec: S, noisy: list[list[int]]) -> list[int]:
         """The noisy blocks back in the spec's layout."""
         return noisy[0]

@@ -16,6 +16,7 @@ from oncofed.analyses import (
     cox,
     cox_pooled,
     crosstab,
+    fedavg,
     histogram,
     kaplan_meier,
     logistic,
@@ -31,7 +32,7 @@ from oncofed.v1 import query_pb2 as pb
 
 CATALOGUE: Mapping[str, Analysis[Any, Any]] = {
     m.ANALYSIS.kind: m.ANALYSIS for m in (count, crosstab, summary, histogram, kaplan_meier, logrank, logistic, cox,
-                                           poisson, cox_pooled)
+                                           poisson, cox_pooled, fedavg)
 }
 KINDS = tuple(CATALOGUE)
 

@@ -43,6 +43,7 @@ def _prelude() -> Any:
 
 def dp_release(analysis: Analysis[S, R], spec: S, raw: R, rules: Rules) -> Release:
     """Noisy values under (ε[, δ]) for this centre's release; flags carry no suppression."""
+    rules = analysis.dp_rules(spec, rules)
     epsilon = rules.epsilon
     if not (math.isfinite(epsilon) and epsilon > 0):
         raise QueryError("INVALID_ARGUMENT", "a differentially private query needs ε > 0", "epsilon")

@@ -22,6 +22,7 @@ from oncofed.cli.output import emit_json, json_option
 from oncofed.cli.query_cmd import config_option
 
 if TYPE_CHECKING:
+    from oncofed.analyses.fedavg import FedAvgResult
     from oncofed.analyses.model_result import ModelResult
 
 
@@ -73,7 +74,7 @@ def run(file: Path, config_path: Path, permit: str | None, targets: str | None, 
                 f"participants: {', '.join(result.participants)}; fitted in {result.seconds:.2f} s")
 
 
-def show_result(result: ModelResult, csv_out: Path | None, as_json: bool, footer: str) -> None:
+def show_result(result: ModelResult | FedAvgResult, csv_out: Path | None, as_json: bool, footer: str) -> None:
     """The coefficient table (or its JSON), and the CSV when asked: the same for every transport,
     so a fit over the query plane and on Flower print alike."""
     if csv_out is not None:

@@ -23,6 +23,8 @@ from dataclasses import asdict
 from pathlib import Path
 
 from oncofed import dictionary as dictmod
+from oncofed.analyses.fedavg import KIND as FEDAVG
+from oncofed.analyses.fedavg import FedAvgFit, FedAvgResult
 from oncofed.analyses.fitting import ModelFit
 from oncofed.analyses.model_result import ModelResult
 from oncofed.analyses.newton import FitError
@@ -73,8 +75,12 @@ def signed_run(credentials: MemberCredentials, request: ModelRequest, *, diction
         raise FitError("a run's lifetime is 60 s to 24 h")
     if not request.targets:
         raise FitError("name the target centres")
-    fit = ModelFit(request.analysis, dictionary, request.options)      # parses the model
-    body = round_body(request, fit.template, dictionary)
+    if request.analysis.WhichOneof("kind") == FEDAVG:                   # parses the model
+        template = FedAvgFit(request.analysis, dictionary, rounds=request.options.max_rounds).template
+    else:
+        template = ModelFit(request.analysis, dictionary, request.options).template
+    body = round_body(request, template, dictionary)
+    body.epsilon = request.epsilon
     now = int(time.time())
     body.nonce = os.urandom(16)
     body.issued_at, body.expires_at = now, now + lifetime
@@ -108,7 +114,7 @@ def build_run_config(credentials: MemberCredentials, request: ModelRequest, *, d
     }
 
 
-def read_result(path: str | Path) -> ModelResult:
+def read_result(path: str | Path) -> ModelResult | FedAvgResult:
     """The ModelResult the ServerApp wrote to `path`; FlowerRunError (one line) when the run
     failed — which centre refused or failed, or why it could not start — or wrote nothing."""
     return result_of(read_run(path))

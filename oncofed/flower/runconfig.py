@@ -39,6 +39,8 @@ from typing import Any
 from google.protobuf.message import DecodeError
 
 from oncofed import dictionary as dictmod
+from oncofed.analyses.fedavg import KIND as FEDAVG
+from oncofed.analyses.fedavg import FedAvgResult
 from oncofed.analyses.model_result import ModelResult
 from oncofed.analyses.newton import FitError, FitOptions
 from oncofed.errors import OncofedError
@@ -179,13 +181,18 @@ def read_run(path: str | Path) -> dict[str, Any]:
     return doc
 
 
-def result_of(doc: Mapping[str, Any]) -> ModelResult:
+def result_of(doc: Mapping[str, Any]) -> ModelResult | FedAvgResult:
     """The ModelResult of a result file's document; FlowerRunError with the run's error if it failed."""
     if doc.get("status") == "failed":
         raise FlowerRunError(f"the Flower run failed: {doc.get('error', 'no reason given')}")
     raw = doc.get("result")
     if not isinstance(raw, dict):
         raise FlowerRunError("the result file holds no result")
+    if raw.get("kind") == FEDAVG:
+        try:
+            return FedAvgResult.from_json(raw)
+        except TypeError as exc:
+            raise FlowerRunError(f"the result file's result is incomplete: {exc}") from None
     names = {f.name for f in fields(ModelResult)}
     try:
         return ModelResult(**{k: v for k, v in raw.items() if k in names})

@@ -33,6 +33,9 @@ from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
 
 from oncofed.analyses import finalise, parse_analysis
+from oncofed.analyses.fedavg import DEFAULT_ROUNDS as DEFAULT_FEDAVG_ROUNDS
+from oncofed.analyses.fedavg import KIND as FEDAVG
+from oncofed.analyses.fedavg import FedAvgFit, FedAvgResult
 from oncofed.analyses.fitting import ModelFit
 from oncofed.analyses.model_result import ModelResult
 from oncofed.analyses.newton import Step
@@ -67,6 +70,14 @@ class RunLog:
     rounds: list[dict[str, Any]] = field(default_factory=list)
     declined: dict[str, str] = field(default_factory=dict)
     ignored: int = 0
+
+
+class RoundRefused(FlowerRunError):
+    """A member refused a round with a signed, coarse code (after S was fixed)."""
+
+    def __init__(self, message: str, *, centre: str, round_: int, coarse: str) -> None:
+        super().__init__(message)
+        self.centre, self.round, self.coarse = centre, round_, coarse
 
 
 def exchange(grid: Grid, contents: Mapping[int, RecordDict], timeout: float) -> dict[int, Message]:
@@ -173,8 +184,9 @@ def run_round(grid: Grid, req: RunRequest, s: ParticipantSet, node_of: Mapping[s
             rkind, data = messages.read_reply(reply.content)
             if rkind == "failure":
                 failed = read_failure(data, keyring, req.query_hash)
-                raise FlowerRunError(f"round {r}: {c} refused it ({failed.coarse}); the run fails (no partial "
-                                     "sum is used; the reason is in the centre's audit log)")
+                raise RoundRefused(f"round {r}: {c} refused it ({failed.coarse}); the run fails (no partial "
+                                   "sum is used; the reason is in the centre's audit log)", centre=c, round_=r,
+                                   coarse=failed.coarse)
             if rkind != "answer":
                 raise ProtocolError(f"a {rkind} reply to a round")
             masked.append(read_run_answer(data, keyring=keyring, centre=c, query_hash=req.query_hash, round_=r,
@@ -188,9 +200,12 @@ def run_round(grid: Grid, req: RunRequest, s: ParticipantSet, node_of: Mapping[s
     return finalise(spec, total, members=len(s))
 
 
-def coordinate(grid: Grid, req: RunRequest, *, on_round: Callable[[Step, float], None] | None = None) -> ModelResult:
+def coordinate(grid: Grid, req: RunRequest, *,
+               on_round: Callable[[Step, float], None] | None = None) -> ModelResult | FedAvgResult:
     """Fit the run's model over the grid and write the result file; on failure write the failure
     and raise FlowerRunError (one line: which centre, which round, why)."""
+    if req.body.analysis.WhichOneof("kind") == FEDAVG:
+        return coordinate_fedavg(grid, req)
     started = time.monotonic()
     runlog = RunLog()
     try:
@@ -208,6 +223,49 @@ def coordinate(grid: Grid, req: RunRequest, *, on_round: Callable[[Step, float],
                 on_round(step, seconds)
         result = fit.result(participants=list(s.centre_ids), seconds=time.monotonic() - started)
     except OncofedError as exc:
+        message = str(exc)
+        write_failure(req.result_path, req.query_hash, message)
+        log.error("run %s failed: %s", req.query_hash.hex()[:16], message)
+        raise FlowerRunError(message) from None
+    write_result(req.result_path, {"query_hash": req.query_hash.hex(), "result": result.to_json(),
+                                   "rounds": runlog.rounds, "prepare_seconds": runlog.prepare_seconds,
+                                   "declined": runlog.declined, "ignored_nodes": runlog.ignored})
+    log.info("run %s complete:\n%s", req.query_hash.hex()[:16], result.summary())
+    return result
+
+
+def coordinate_fedavg(grid: Grid, req: RunRequest) -> FedAvgResult:
+    """Train the run's FedAvg classifier for its signed rounds: each round the current weights go
+    to every member, the masked updates are summed and averaged. A member refusing a round with
+    BUDGET (its privacy budget for the permit, or its round cap, is spent) ends the training
+    cleanly with the weights so far — no partial sum is used, the round is not counted; any other
+    failure fails the run as for a model fit."""
+    started = time.monotonic()
+    runlog = RunLog()
+    body = req.body
+    try:
+        s, node_of = prepare(grid, req, runlog)
+        log.info("run %s: participant set %s", req.query_hash.hex()[:16], ", ".join(s.centre_ids))
+        fit = FedAvgFit(body.analysis, req.dictionary, rounds=body.flower.max_rounds or DEFAULT_FEDAVG_ROUNDS,
+                        max_linear_predictor=req.options.max_linear_predictor, epsilon=body.epsilon)
+        while (analysis := fit.next_analysis()) is not None:
+            t = time.monotonic()
+            try:
+                summed = run_round(grid, req, s, node_of, analysis)
+            except RoundRefused as exc:
+                if exc.coarse != "BUDGET" or not fit.history:
+                    raise
+                fit.stop(f"round {exc.round}: {exc.centre} refused it (BUDGET: the permit's privacy budget or the "
+                         "centre's round cap is spent); the weights are those after the last complete round")
+                log.warning("run %s: %s", req.query_hash.hex()[:16], fit.stopped)
+                break
+            done = fit.observe(summed, seconds=time.monotonic() - t)
+            runlog.rounds.append({"round": done.round, "seconds": done.seconds})
+            log.info("round %3d: loglik %s, update %.4g in %.2f s", done.round,
+                     "(DP: not released)" if done.loglik is None else f"{done.loglik:.10g}", done.update_norm,
+                     done.seconds)
+        result = fit.result(participants=list(s.centre_ids), seconds=time.monotonic() - started)
+    except (OncofedError, ValueError) as exc:
         message = str(exc)
         write_failure(req.result_path, req.query_hash, message)
         log.error("run %s failed: %s", req.query_hash.hex()[:16], message)

@@ -35,6 +35,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
+from oncofed.analyses.fedavg import FedAvgResult
 from oncofed.analyses.model_result import ModelResult
 from oncofed.flower.clientapp import handle
 from oncofed.flower.runconfig import (
@@ -61,7 +62,7 @@ class FitOutcome:
     """One run of a simulation: its result, or the one-line error it failed with."""
 
     result_path: Path
-    result: ModelResult | None
+    result: ModelResult | FedAvgResult | None
     error: str | None
     run: dict[str, Any] = field(default_factory=dict)
 

@@ -20,6 +20,7 @@ from oncofed.flower.fab import write_app
 from oncofed.flower.flwr_cli import FlowerCli, RunFailed, RunStatus
 
 if TYPE_CHECKING:
+    from oncofed.analyses.fedavg import FedAvgResult
     from oncofed.analyses.model_result import ModelResult
 
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 class FlowerFit:
     """A finished fit on Flower: the model's result and the run's own record."""
 
-    result: ModelResult
+    result: ModelResult | FedAvgResult
     run_id: int
     status: RunStatus
 

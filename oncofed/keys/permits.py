@@ -35,7 +35,7 @@ from oncofed.v1 import trust_pb2 as pb
 TAG_PERMIT = "oncofed/permit/v1"
 #: The analysis catalogue of DESIGN §4–§5. A permit naming anything else is refused at issue.
 KNOWN_ANALYSES = ("count", "crosstab", "histogram", "summary", "kaplan_meier", "logrank",
-                  "logistic", "cox", "cox_pooled", "poisson")
+                  "logistic", "cox", "cox_pooled", "poisson", "fedavg")
 #: Survival outcomes (DESIGN §6): overall and recurrence-free survival.
 KNOWN_OUTCOMES = ("os", "rfs")
 #: Analyses that follow an outcome: a permit allowing one must name an outcome.

@@ -122,6 +122,8 @@ QUERY_COMMENTS: dict[str, str] = {
                 "the store's actual size.",
     "max_rounds": "The rounds (distinct coefficients) this centre answers of one model fit (logistic, "
                   "Cox, Poisson) per permit.",
+    "fedavg_max_rounds": "The same for FedAvg training runs on Flower (many small steps; docs/flower.md, "
+                         "D32).",
     "allow_pooled_cox": "Answer the pooled-equivalent Cox model: risk-set sums at this centre's event times, "
                         "coarsened so each released step removes at least k tumours (docs/analyses.md). Off: "
                         "this centre withholds those rounds inside the masked vector.",
@@ -135,6 +137,7 @@ QUERY_BOUNDS: dict[str, tuple[float, float | None]] = {
     "min_cell_count": (1, None), "max_values": (1, None), "min_step_days": (1, None),
     "rate_per_minute": (0, None), "rate_per_day": (0, None), "dp_rows_per_patient": (1, None),
     "max_nodes": (1, None), "max_rows": (1, None), "dp_delta": (0, 1), "max_rounds": (1, None),
+    "fedavg_max_rounds": (1, None),
     "model_max_linear_predictor": (1, 4096),
 }
 

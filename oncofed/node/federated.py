@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from oncofed.analyses.fedavg import DEFAULT_ROUNDS as DEFAULT_FEDAVG_ROUNDS
+from oncofed.analyses.fedavg import KIND as FEDAVG
 from oncofed.analyses.fitting import MODELS
 from oncofed.errors import NodeError
 from oncofed.keys.envelope import unverified_body
@@ -67,6 +69,8 @@ from oncofed.v1 import query_pb2 as pb
 log = logging.getLogger("oncofed.node.federated")
 
 DEFAULT_MAX_ROUNDS = 25           # a run's rounds when its body says 0 (DESIGN §5)
+#: What a Flower run may carry: an exact model (the coordinator's Newton steps) or FedAvg training.
+RUN_KINDS = (*MODELS, FEDAVG)
 DEFAULT_MIN_PARTICIPANTS = 3
 
 
@@ -97,8 +101,8 @@ def round_body(signed: pb.QueryBody, beta: Sequence[int], round_: int) -> pb.Que
     body = pb.QueryBody()
     body.CopyFrom(signed)
     kind = body.analysis.WhichOneof("kind")
-    if kind not in MODELS:
-        raise QueryError("INVALID_ARGUMENT", "a Flower run fits a model (logistic or cox)", "analysis")
+    if kind not in RUN_KINDS:
+        raise QueryError("INVALID_ARGUMENT", f"a Flower run fits a model ({', '.join(RUN_KINDS)})", "analysis")
     msg = getattr(body.analysis, kind)
     try:
         msg.beta[:] = [int(b) for b in beta]
@@ -199,8 +203,8 @@ class FlowerParticipant:
         body = verified.body
         kind = body.analysis.WhichOneof("kind")
         refusal = None
-        if kind not in MODELS:
-            refusal = QueryError("INVALID_ARGUMENT", f"a Flower run fits a model ({' or '.join(MODELS)}), "
+        if kind not in RUN_KINDS:
+            refusal = QueryError("INVALID_ARGUMENT", f"a Flower run fits a model ({', '.join(RUN_KINDS)}), "
                                  f"not {kind or 'nothing'}", "analysis")
         elif list(getattr(body.analysis, kind).beta) or getattr(body.analysis, kind).round:
             refusal = QueryError("INVALID_ARGUMENT", "a Flower run's model is signed without coefficients or "
@@ -211,7 +215,10 @@ class FlowerParticipant:
         if refusal is not None:
             self.pipeline.refused(verified, refusal)
             raise refusal
-        return min(body.flower.max_rounds or DEFAULT_MAX_ROUNDS, self.pipeline.policy.max_rounds)
+        policy = self.pipeline.policy
+        if kind == FEDAVG:      # many small steps: a cap of its own (D32)
+            return min(body.flower.max_rounds or DEFAULT_FEDAVG_ROUNDS, policy.round_cap(FEDAVG))
+        return min(body.flower.max_rounds or DEFAULT_MAX_ROUNDS, policy.max_rounds)
 
     def _decline(self, qh: bytes, coarse: str) -> Reply:
         decline = sign_decline(self.identity, qh, coarse)

@@ -129,7 +129,7 @@ class Prefix(_message.Message):
     def __init__(self, field: _Optional[str] = ..., prefix: _Optional[str] = ...) -> None: ...
 
 class Analysis(_message.Message):
-    __slots__ = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank", "logistic", "cox", "poisson", "cox_pooled")
+    __slots__ = ("count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank", "logistic", "cox", "poisson", "cox_pooled", "fedavg")
     COUNT_FIELD_NUMBER: _ClassVar[int]
     CROSSTAB_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
@@ -140,6 +140,7 @@ class Analysis(_message.Message):
     COX_FIELD_NUMBER: _ClassVar[int]
     POISSON_FIELD_NUMBER: _ClassVar[int]
     COX_POOLED_FIELD_NUMBER: _ClassVar[int]
+    FEDAVG_FIELD_NUMBER: _ClassVar[int]
     count: Count
     crosstab: Crosstab
     summary: Summary
@@ -150,7 +151,8 @@ class Analysis(_message.Message):
     cox: Cox
     poisson: Poisson
     cox_pooled: CoxPooled
-    def __init__(self, count: _Optional[_Union[Count, _Mapping]] = ..., crosstab: _Optional[_Union[Crosstab, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., kaplan_meier: _Optional[_Union[KaplanMeier, _Mapping]] = ..., logrank: _Optional[_Union[LogRank, _Mapping]] = ..., logistic: _Optional[_Union[Logistic, _Mapping]] = ..., cox: _Optional[_Union[Cox, _Mapping]] = ..., poisson: _Optional[_Union[Poisson, _Mapping]] = ..., cox_pooled: _Optional[_Union[CoxPooled, _Mapping]] = ...) -> None: ...
+    fedavg: FedAvg
+    def __init__(self, count: _Optional[_Union[Count, _Mapping]] = ..., crosstab: _Optional[_Union[Crosstab, _Mapping]] = ..., summary: _Optional[_Union[Summary, _Mapping]] = ..., histogram: _Optional[_Union[Histogram, _Mapping]] = ..., kaplan_meier: _Optional[_Union[KaplanMeier, _Mapping]] = ..., logrank: _Optional[_Union[LogRank, _Mapping]] = ..., logistic: _Optional[_Union[Logistic, _Mapping]] = ..., cox: _Optional[_Union[Cox, _Mapping]] = ..., poisson: _Optional[_Union[Poisson, _Mapping]] = ..., cox_pooled: _Optional[_Union[CoxPooled, _Mapping]] = ..., fedavg: _Optional[_Union[FedAvg, _Mapping]] = ...) -> None: ...
 
 class Count(_message.Message):
     __slots__ = ()
@@ -299,6 +301,40 @@ class Poisson(_message.Message):
     scale_bits: int
     round: int
     def __init__(self, outcome: _Optional[_Union[Outcome, str]] = ..., cutoff: _Optional[str] = ..., lattice: _Optional[_Union[Lattice, _Mapping]] = ..., covariates: _Optional[_Iterable[str]] = ..., reference: _Optional[_Iterable[str]] = ..., beta: _Optional[_Iterable[int]] = ..., beta_scale_bits: _Optional[int] = ..., scale_bits: _Optional[int] = ..., round: _Optional[int] = ...) -> None: ...
+
+class FedAvg(_message.Message):
+    __slots__ = ("outcome", "positive", "event", "covariates", "reference", "beta", "beta_scale_bits", "scale_bits", "round", "learning_rate", "local_epochs", "batch_size", "clip_norm", "dp_delta", "seed")
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    POSITIVE_FIELD_NUMBER: _ClassVar[int]
+    EVENT_FIELD_NUMBER: _ClassVar[int]
+    COVARIATES_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    BETA_FIELD_NUMBER: _ClassVar[int]
+    BETA_SCALE_BITS_FIELD_NUMBER: _ClassVar[int]
+    SCALE_BITS_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    LEARNING_RATE_FIELD_NUMBER: _ClassVar[int]
+    LOCAL_EPOCHS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
+    CLIP_NORM_FIELD_NUMBER: _ClassVar[int]
+    DP_DELTA_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    outcome: str
+    positive: _containers.RepeatedScalarFieldContainer[str]
+    event: DerivedEvent
+    covariates: _containers.RepeatedScalarFieldContainer[str]
+    reference: _containers.RepeatedScalarFieldContainer[str]
+    beta: _containers.RepeatedScalarFieldContainer[int]
+    beta_scale_bits: int
+    scale_bits: int
+    round: int
+    learning_rate: float
+    local_epochs: int
+    batch_size: int
+    clip_norm: float
+    dp_delta: float
+    seed: int
+    def __init__(self, outcome: _Optional[str] = ..., positive: _Optional[_Iterable[str]] = ..., event: _Optional[_Union[DerivedEvent, _Mapping]] = ..., covariates: _Optional[_Iterable[str]] = ..., reference: _Optional[_Iterable[str]] = ..., beta: _Optional[_Iterable[int]] = ..., beta_scale_bits: _Optional[int] = ..., scale_bits: _Optional[int] = ..., round: _Optional[int] = ..., learning_rate: _Optional[float] = ..., local_epochs: _Optional[int] = ..., batch_size: _Optional[int] = ..., clip_norm: _Optional[float] = ..., dp_delta: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class CoxPooled(_message.Message):
     __slots__ = ("outcome", "cutoff", "lattice", "covariates", "reference", "ties", "beta", "beta_scale_bits", "scale_bits", "round", "offset")

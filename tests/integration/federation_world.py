@@ -30,7 +30,7 @@ from oncofed.v1 import query_pb2 as pb
 
 FIELDS = ["sex", "topography", "stage_summary", "her2", "er", "age_at_incidence"]
 ANALYSES = ["count", "crosstab", "summary", "histogram", "kaplan_meier", "logrank", "logistic", "cox", "poisson",
-            "cox_pooled"]
+            "cox_pooled", "fedavg"]
 
 
 @dataclass

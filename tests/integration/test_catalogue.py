@@ -68,6 +68,12 @@ EXAMPLES: dict[str, list[Any]] = {
                                    "step_days": 90, "horizon_days": 3600, "offset": 200,
                                    "covariates": ["age_at_incidence", "stage_summary"], "beta": [3, 60, 150, 20]}},
                    {"cox_pooled": {"outcome": "RFS", "cutoff": CUTOFF, "ties": "BRESLOW", "covariates": ["her2"]}}],
+    # a FedAvg round from weights away from 0: local epochs, clipped, then a mini-batched one
+    "fedavg": [{"fedavg": {"outcome": "her2", "positive": ["pos"], "beta_scale_bits": 8, "round": 2,
+                           "covariates": ["age_at_incidence", "stage_summary"], "beta": [-256, 3, 25, -12, 40],
+                           "learning_rate": 2.0, "local_epochs": 3, "clip_norm": 0.2}},
+               {"fedavg": {"survival": "OS", "cutoff": CUTOFF, "horizon_days": 1826, "covariates": ["er"],
+                           "batch_size": 64, "seed": 11, "round": 1}}],
 }
 #: The models' sums are reals, rounded to fixed point at each centre: equal to the pooled ones
 #: within rounding, not bit for bit (their counts are exact).
@@ -128,6 +134,9 @@ def test_federated_answer_equals_the_pooled_statistic(federation: dict[str, Any]
     federated = finalise_query(body, d, sum_vectors(vectors))
     if kind == "cox":       # stratified by centre: the sum over centres is not the pooled rows' model
         check_stratified_cox(federation, body, federated)
+        return
+    if kind == "fedavg":    # the sum of each centre's own local update, not the pooled rows' update
+        check_fedavg(federation, body, federated)
         return
     exact = answer(federation["pooled"], body, None, policy=NodePolicy(mode="none"))
     pooled = finalise_query(body, d, exact.vector)
@@ -198,6 +207,45 @@ def check_stratified_cox(federation: dict[str, Any], body: Any, federated: dict[
     assert np.allclose(federated["information"], -model.hessian(beta), rtol=1e-9, atol=1e-9)
 
 
+
+
+def check_fedavg(federation: dict[str, Any], body: Any, federated: dict[str, Any]) -> None:
+    """The summed round holds statsmodels' log-likelihood at the round's weights over every
+    centre's rows, their correct classifications, and the sum of the updates the pure local step
+    gives on each centre's rows (read by its node, scaled by the dictionary's public ranges)."""
+    import numpy as np
+    import statsmodels.api as sm
+
+    from oncofed.analyses.design import matrix
+    from oncofed.analyses.fedavg import clip, local_update, to_scaled
+
+    got = centre_rows(federation, body)
+    spec = got["spec"]
+    m = spec.model
+    cols = m.design.columns
+    mid = np.array([(c.low + c.high) / 2 for c in cols])
+    half = np.array([(c.high - c.low) / 2 for c in cols])
+    w0 = to_scaled(m, m.beta)
+    updates, xs, ys = [], [], []
+    for rows in got["rows"].values():
+        x = matrix(m.design, rows.values[:, :len(m.design.fields)])
+        if m.question.survival is None:
+            y = np.isin(rows.values[:, len(m.design.fields)], m.positive).astype(float)
+        else:
+            y = rows.event * (rows.time <= m.question.horizon_days)
+        z = np.hstack([np.ones((rows.n, 1)), (x - mid) / half])
+        rng = np.random.default_rng([spec.seed, spec.round]) if spec.batch_size else None
+        updates.append(clip(local_update(z, y, w0, learning_rate=spec.learning_rate, epochs=spec.local_epochs,
+                                         batch_size=spec.batch_size, rng=rng), spec.clip_norm))
+        xs.append(np.hstack([np.ones((rows.n, 1)), x]))
+        ys.append(y)
+    x, y = np.vstack(xs), np.concatenate(ys)
+    beta = np.asarray(m.beta)
+    assert federated["withheld_centres"] == 0 and federated["n"] == len(y) > 100
+    assert federated["loglik"] == pytest.approx(sm.Logit(y, x).loglike(beta), abs=3 * 2.0**-16)
+    assert federated["correct"] == int(np.sum(((x @ beta) >= 0) == (y == 1)))
+    assert np.allclose(federated["update_sum"], np.sum(updates, axis=0), rtol=0, atol=3 * 2.0**-spec.scale_bits)
+    assert np.abs(federated["update_sum"]).max() > 1e-3
 
 
 def test_every_answer_is_audited_with_the_verified_query_hash(federation: dict[str, Any]) -> None:

@@ -39,6 +39,8 @@ EXAMPLES: dict[str, Any] = {
                             "beta": [-2200] * 5 + [3, 60, 150, 20]}},
     "cox_pooled": {"cox_pooled": {"outcome": "OS", "cutoff": "2025-12-31", "covariates": ["age_at_incidence"],
                                   "step_days": 90, "beta_scale_bits": 8, "beta": [4], "offset": 250}},
+    "fedavg": {"fedavg": {"outcome": "her2", "positive": ["pos"], "covariates": ["age_at_incidence", "er"],
+                          "beta_scale_bits": 8, "beta": [-200, 2, 30, -10, 5], "clip_norm": 0.5}},
 }
 
 
@@ -67,7 +69,7 @@ def test_federated_result_equals_the_pooled_statistic(world: World, pooled: Any,
     body = world.body(EXAMPLES[kind])
     result = world.client().run(body, dictionary=dictmod.load(), timeout=60)
     assert result.participants == tuple(sorted(world.centres)) and result.declined == {}
-    if kind == "cox":       # stratified by centre: the sum of each centre's own model, not the pooled rows'
+    if kind in ("cox", "fedavg"):   # stratified Cox, FedAvg: the sum of each centre's own, not the pooled rows'
         from oncofed.query import sum_vectors
 
         own = [answer(c.node, body, None, policy=NodePolicy(mode="none")).vector for c in world.centres.values()]

@@ -44,7 +44,9 @@ from oncofed.federation.client.client import DEFAULT_TIMEOUT, FederationClient, 
 from oncofed.query.textform import analysis_from, cohort_from, dictionary_ref
 from oncofed.v1 import query_pb2 as pb
 
-_KEYS = {"model", "targets", "permit", "min_participants", "cohort", "fit"}
+_KEYS = {"model", "targets", "permit", "min_participants", "cohort", "fit", "epsilon"}
+#: Trained on Flower only (oncofed analyse flower): FedAvg's rounds are many, each a ClientApp step.
+FLOWER_ONLY = ("fedavg",)
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class ModelRequest:
     min_participants: int = 0
     cohort: pb.Cohort | None = None
     options: FitOptions = field(default_factory=FitOptions)
+    #: ε per round under a differentially private permit (signed in the body; FedAvg only).
+    epsilon: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -101,8 +105,8 @@ def load_request(text: bytes, *, base: Path | None = None, permit: str | None = 
         raise FitError("the model file needs 'model', e.g. model = { logistic = { outcome = … } }")
     analysis = analysis_from(doc["model"], "model")
     kind = analysis.WhichOneof("kind")
-    if kind not in MODELS:
-        raise FitError(f"model: {kind} is not a model ({' or '.join(MODELS)})")
+    if kind not in (*MODELS, *FLOWER_ONLY):
+        raise FitError(f"model: {kind} is not a model ({', '.join((*MODELS, *FLOWER_ONLY))})")
     chosen = targets if targets is not None else doc.get("targets", [])
     if not isinstance(chosen, list) or not chosen or not all(isinstance(t, str) and t for t in chosen):
         raise FitError("name the target centres (targets = [...] or --to)")
@@ -113,8 +117,13 @@ def load_request(text: bytes, *, base: Path | None = None, permit: str | None = 
     if isinstance(mp, bool) or not isinstance(mp, int) or mp < 0:
         raise FitError("min_participants is a whole number")
     cohort = cohort_from(doc["cohort"], "cohort") if doc.get("cohort") is not None else None
+    epsilon = doc.get("epsilon", 0.0)
+    if isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or not 0 <= epsilon <= 10:
+        raise FitError("epsilon (per round, under a differentially private permit) is a number from 0 to 10")
+    if epsilon and kind not in FLOWER_ONLY:
+        raise FitError(f"epsilon: {kind} is not offered under a differentially private permit (fedavg is)")
     return ModelRequest(analysis, tuple(chosen), permit_hash_of(permit_value, base), mp, cohort,
-                        fit_options(doc.get("fit", {})))
+                        fit_options(doc.get("fit", {})), float(epsilon))
 
 
 def fit_options(raw: Any) -> FitOptions:
@@ -150,6 +159,8 @@ def run_model(client: FederationClient, request: ModelRequest, *, dictionary: Di
               on_progress: Callable[[list[Progress]], None] | None = None) -> ModelResult:
     """Fit the model: one federated query per round until the Newton update stops."""
     started = time.monotonic()
+    if request.analysis.WhichOneof("kind") in FLOWER_ONLY:
+        raise FitError("fedavg trains on Flower only: oncofed analyse flower")
     fit = ModelFit(request.analysis, dictionary, request.options)
     participants: tuple[str, ...] | None = None
     while (analysis := fit.next_analysis()) is not None:

@@ -256,9 +256,9 @@ def rounds(node: Node, the: Any, spec: Any, body: pb.QueryBody, permit: PermitVi
     fit = hashlib.sha256(it.fit + b"\0" + cohort).digest()
     ledger = RoundLedger(node.conn)
     if record:
-        ledger.admit(permit.permit_id, fit, it.beta, it.round, policy.max_rounds, now)
+        ledger.admit(permit.permit_id, fit, it.beta, it.round, policy.round_cap(spec.kind), now)
     else:
-        ledger.check(permit.permit_id, fit, it.beta, policy.max_rounds)
+        ledger.check(permit.permit_id, fit, it.beta, policy.round_cap(spec.kind))
 
 
 def rate_key(body: pb.QueryBody, permit: PermitView, signer: str = "") -> str:

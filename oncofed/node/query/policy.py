@@ -39,6 +39,7 @@ class NodePolicy:
     max_rows: int = 10_000_000            # public maximum rows per centre: overflow and DP range checks use
                                           # this, never the store's actual size
     max_rounds: int = 25                  # distinct coefficient vectors answered per model fit and permit
+    fedavg_max_rounds: int = 200          # the same for FedAvg training, which needs many more rounds (D32)
     allow_pooled_cox: bool = False        # answer the pooled-equivalent Cox model (risk-set sums); off: withhold
     model_max_linear_predictor: float = 40.0  # a model round's public bound on |η − c| over the dictionary (D30)
 
@@ -51,8 +52,10 @@ class NodePolicy:
             raise ValueError("survival_table must be survival or counts")
         if self.dp_mechanism not in ("laplace", "gaussian"):
             raise ValueError("dp_mechanism must be laplace or gaussian")
-        if self.min_cell_count < 1 or self.dp_rows_per_patient < 1 or self.max_rows < 1 or self.max_rounds < 1:
-            raise ValueError("min_cell_count, dp_rows_per_patient, max_rows and max_rounds must be at least 1")
+        if (self.min_cell_count < 1 or self.dp_rows_per_patient < 1 or self.max_rows < 1 or self.max_rounds < 1
+                or self.fedavg_max_rounds < 1):
+            raise ValueError("min_cell_count, dp_rows_per_patient, max_rows, max_rounds and fedavg_max_rounds must "
+                             "be at least 1")
         if not 1 <= self.model_max_linear_predictor <= 4096:
             raise ValueError("model_max_linear_predictor must be between 1 and 4096")
         unknown = set(self.allowed_analyses) - set(KINDS)
@@ -70,6 +73,11 @@ class NodePolicy:
         if "allowed_analyses" in kw:
             kw["allowed_analyses"] = tuple(kw["allowed_analyses"])
         return cls(**kw)
+
+    def round_cap(self, kind: str) -> int:
+        """Distinct coefficient vectors this centre answers per fit of `kind` and permit: FedAvg
+        training has its own cap (its rounds are many small steps, not Newton's handful)."""
+        return self.fedavg_max_rounds if kind == "fedavg" else self.max_rounds
 
     def effective_k(self, permit_k: int | None) -> int:
         """The stricter of the centre's and the permit's minimum cell count."""
