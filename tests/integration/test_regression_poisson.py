@@ -65,7 +65,7 @@ def gbsg2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Network, p
 def test_gbsg2_equals_the_pooled_poisson_glm_on_person_period_records(gbsg2: tuple[Network, pd.DataFrame]) -> None:
     net, g = gbsg2
     result = fit(net, poisson(GBSG_MODEL, step_days=365, horizon_days=2555))
-    assert result.converged and result.rounds <= 10
+    assert result.converged and result.rounds <= 8          # issue 11's target (D32)
     assert result.model == "Poisson regression, piecewise-exponential, 365-day intervals"
     pp = person_period(g, GBSG_COLS, 365, 7)
     ref = poisson_glm(pp, GBSG_COLS, 7)

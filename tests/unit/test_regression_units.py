@@ -281,6 +281,71 @@ def test_poisson_parse_layout_and_overflow_bounds() -> None:
             spec_of("poisson", **params)
 
 
+def _poisson_rows(n: int, seed: int, intervals: int, q: int = 2) -> tuple[Any, Any]:
+    """Rows with an age and a 0/1 covariate (then q − 2 empty columns) on a 365-day lattice,
+    and their cells."""
+    from oncofed.analyses.poisson import Cells
+
+    rng = np.random.default_rng(seed)
+    x = np.zeros((n, q))
+    x[:, 0], x[:, 1] = rng.integers(30, 90, n), rng.integers(0, 2, n)
+    hazard = np.exp(-7.5 + 0.03 * (x[:, 0] - 60) + 0.7 * x[:, 1])
+    t = np.ceil(np.minimum(rng.exponential(1 / hazard), rng.uniform(200, 365 * intervals, n)))
+    event = (t < 365 * intervals).astype(float) * (rng.random(n) < 0.8)
+    return x, Cells.of(x, t, event, np.zeros(n), 365, intervals, 1)
+
+
+def test_poisson_score_step_is_the_newton_step_at_the_null_optimum_with_one_interval() -> None:
+    """With one interval the within-interval covariance is the only one, so the warm start from
+    round 1's sums (at β = 0) is exactly one Newton step from the null optimum (α*, 0)."""
+    from oncofed.analyses.poisson import score_step
+
+    _, cells = _poisson_rows(400, 5, 1)
+    g0, i0, _ = cells.at(np.zeros(3))
+    d, t = [float(round(g0[0] + i0[0, 0]))], [float(i0[0, 0])]
+    shift, gamma = score_step(1, g0, i0, d, t)
+    g, info, _ = cells.at(np.array([math.log(d[0] / t[0]), 0.0, 0.0]))
+    newton = np.linalg.solve(info, g)
+    assert np.abs(newton[1:] - gamma).max() < 1e-9 * np.abs(newton).max()
+    assert abs(newton[0] + shift[0]) < 1e-9 * np.abs(newton).max()
+    assert np.abs(gamma).max() > 1e-3                                    # a step was taken
+
+
+def test_poisson_warm_start_saves_a_round_and_reaches_the_same_fit() -> None:
+    """Over 3 intervals (the covariances differ between them) the score step is an approximation:
+    the fit it starts reaches the optimum that Newton from the null model's optimum alone reaches,
+    in fewer rounds."""
+    from oncofed.analyses import poisson
+
+    model = {"poisson": {"outcome": "OS", "cutoff": "2025-12-31", "step_days": 365, "horizon_days": 1095,
+                         "covariates": ["age_at_incidence", "sex"]}}
+    spec = parse_analysis(analysis_from(model, "m"), D)
+    centres = [_poisson_rows(3000, seed, 3, spec.q) for seed in (1, 2)]
+
+    def null_optimum(sums: Any) -> list[float]:
+        d, t = poisson.interval_totals(spec, sums)
+        return [math.log(a / b) for a, b in zip(d, t, strict=True)] + [0.0] * spec.q
+
+    def fit(warm: bool) -> Any:
+        f = ModelFit(analysis_from(model, "m"), D)
+        if not warm:
+            f.newton.warm = null_optimum
+        x = np.vstack([rows for rows, _ in centres])
+        while (a := f.next_analysis()) is not None:
+            beta = np.array(list(a.poisson.beta), dtype=float) / (1 << a.poisson.beta_scale_bits)
+            parts = [cells.at(beta) for _, cells in centres]
+            f.observe({"n": len(x), "events": sum(c.events for _, c in centres), "sum_x": x.sum(axis=0),
+                       "sum_xx": (x * x).sum(axis=0), "gradient": sum(p[0] for p in parts),
+                       "information": sum(p[1] for p in parts), "loglik": sum(p[2] for p in parts), "extreme": 0,
+                       "withheld_centres": 0, "centres": 2})
+        return f.result()
+
+    cold, warm = fit(False), fit(True)
+    assert warm.converged and cold.converged
+    assert np.abs(np.array(warm.beta) - np.array(cold.beta)).max() < 1e-8
+    assert warm.rounds < cold.rounds, (warm.rounds, cold.rounds)
+
+
 # ---------------------------------------------------------------------------- pooled Cox
 
 
