@@ -236,10 +236,6 @@ def test_a_fit_reads_each_centres_rows_once_through_the_release_ledger(tmp_path:
     """Every round passes the release ledger (its row ids and the answer's rows are one read, kept
     for the fit), and the answers equal the fit without the ledger's cache."""
     from oncofed.node.store.design_reads import DESIGNS
-    from oncofed.node.store.rowsets import NO_CHANGE, Diff, substituted, unsubstituted
-
-    assert unsubstituted(*substituted("x = ?", (1,), NO_CHANGE)) == ("x = ?", (1,))
-    assert unsubstituted(*substituted("x = ?", (1,), Diff(add=(5,)))) is None
     s = synthetic(300, 12)
     s["centre"] = np.arange(len(s)) % 3
     net = network(tmp_path, split(s, s["centre"], time="time", event="event", mapping=MAPPING))

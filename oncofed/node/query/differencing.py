@@ -7,8 +7,8 @@ For a permit holder outside differential privacy, every answer goes through a `G
     2. the ledger (oncofed.node.store.ledger) resolves which release those rows are answered as:
        their own (new, or the same rows as before) or an earlier release within the keyed
        near-duplicate radius (k ≤ r < 2k rows);
-    3. the engine computes the answer over the release's rows — the cohort condition with the
-       exact difference applied, one statement shape for every query;
+    3. the engine computes the answer over the release's rows — the cohort with the exact
+       difference applied, the same three-part statements for every query (store/substitution.py);
     4. `keep`: the vector released before for the same release and analysis is sent, byte for
        byte; otherwise this one is recorded durably, then sent.
 
@@ -89,9 +89,10 @@ class Guard:
         self._stack.close()
 
     def resolve(self, node: Node, the: Analysis[Any, Any], spec: Any, cohort: CompiledCohort, scope: str,
-                k: int, now: int | None) -> tuple[str, tuple[Any, ...]]:
-        """Steps 1–2; returns the cohort condition of the release's rows (step 3's input).
-        Call inside the read snapshot the answer is computed in."""
+                k: int, now: int | None) -> rowsets.Diff:
+        """Steps 1–2; returns the difference from the cohort's rows to the release's (step 3's
+        input, for the store's reader: oncofed.node.store.substitution). Call inside the read
+        snapshot the answer is computed in."""
         reads = rowsets.planned_reads(the, spec)
         self.rows = rowsets.cohort_rowset(node.conn, node.dictionary, reads, cohort.where, cohort.params, cohort.fields,
                                           self.ledger.keys, scope)
@@ -100,7 +101,7 @@ class Guard:
         self.meta = {"ledger": res.decision, "ledger_entry": res.entry_id, "ledger_release": res.release_id}
         if res.delta is not None:
             self.meta["ledger_delta"] = res.delta
-        return rowsets.substituted(cohort.where, cohort.params, res.diff or rowsets.NO_CHANGE)
+        return res.diff or rowsets.NO_CHANGE
 
     def keep(self, vector: list[int], the: Analysis[Any, Any], spec: Any, raw: Any, body: pb.QueryBody,
              rules: Rules, query_hash: str, now: int | None, *,

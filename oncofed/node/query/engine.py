@@ -217,11 +217,12 @@ def answer(node: Node, body: pb.QueryBody, permit: PermitView | None, *, policy:
     guard = Guard.open(node) if permit is not None and not dp_mode and differencing else None
     try:
         with dbmod.snapshot(conn):                   # the ledger's rows and the answer's: one view
-            where, params = cohort.where, cohort.params
+            change = None
             if guard is not None:
                 assert permit is not None
-                where, params = guard.resolve(node, the, spec, cohort, scope_of(permit.permit_id), rules.k, now)
-            reader = StoreReader(conn, node.dictionary, where, params, cohort.fields, restrict, status_cutoff(body))
+                change = guard.resolve(node, the, spec, cohort, scope_of(permit.permit_id), rules.k, now)
+            reader = StoreReader(conn, node.dictionary, cohort.where, cohort.params, cohort.fields, restrict,
+                                 status_cutoff(body), change=change)
             raw = the.local(spec, reader, clamp=dp_mode)
         out = release(the, spec, raw, rules)
         vector = [encode(v) for v in (*out.values, *out.flags)]

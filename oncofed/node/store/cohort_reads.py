@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from oncofed.analyses.base import DesignQuestion, DesignRows, SurvivalQuestion, SurvivalRow
@@ -34,6 +34,7 @@ from oncofed.node.store.design_reads import read_design
 from oncofed.node.store.encoding import code_ordinals, day_number
 from oncofed.node.store.outcomes import Expr, outcome_sql, status_sql
 from oncofed.node.store.schema import RECORD_KEY, TUMOURS, quote
+from oncofed.node.store.substitution import RowChange, merge_signed, signed_statement
 
 Restrict = tuple[str, tuple[Any, ...]] | None
 Statement = tuple[str, list[Any]]
@@ -47,11 +48,23 @@ class StoreReader:
 
     def __init__(self, conn: sqlite3.Connection, d: Dictionary, where: str, params: Sequence[Any],
                  cohort_fields: frozenset[str], restrict: Restrict = None,
-                 status_cutoff: dt.date | None = None) -> None:
+                 status_cutoff: dt.date | None = None, change: RowChange | None = None) -> None:
         self.conn, self.d = conn, d
         self.where, self.params, self.cohort_fields, self.restrict = where, tuple(params), cohort_fields, restrict
         self.status_cutoff = status_cutoff
+        self.change = change
         self.statements: list[Statement] = []
+
+    def _rows(self, build: Callable[[str, Sequence[Any]], Statement], width: int, grouped: bool) -> list[Any]:
+        """Run a grouped statement over the cohort, or (with a release ledger's `change`) over its
+        substituted rows as `signed_statement` and `merge_signed` give them."""
+        if self.change is None:
+            sql, params = build(self.where, self.params)
+            self.statements.append((sql, params))
+            return self.conn.execute(sql, params).fetchall()
+        sql, params = signed_statement(build, self.where, self.params, self.change)
+        self.statements.append((sql, params))
+        return merge_signed(self.conn.execute(sql, params).fetchall(), width, grouped=grouped)
 
     def column(self, name: str) -> Expr:
         """A field as SQL: its column, or the expression of a status derived at the cutoff."""
@@ -63,33 +76,31 @@ class StoreReader:
 
     def groups(self, fields: Sequence[str]) -> list[tuple[tuple[Any, ...], Cell]]:
         derived = {f: self.column(f) for f in fields if self.d.fields[f].at_query}
-        sql, params = grouped_statement(fields, self.where, self.params, self.restrict, derived)
-        self.statements.append((sql, params))
+        rows = self._rows(lambda w, ps: grouped_statement(fields, w, ps, self.restrict, derived), len(fields),
+                          grouped=bool(fields))
         decoders = [_level_positions(self.d, f) for f in fields]
         out = []
-        for row in self.conn.execute(sql, params).fetchall():
+        for row in rows:
             values = tuple(v if dec is None else (None if v is None else dec.get(v))
                            for v, dec in zip(row[:-2], decoders, strict=True))
             out.append((values, Cell(int(row[-2]), int(row[-1] or 0))))
         return out
 
     def survival(self, question: SurvivalQuestion) -> list[SurvivalRow]:
-        sql, params = survival_statement(question, self.d, self.where, self.params, self.cohort_fields,
-                                         self.restrict)
-        self.statements.append((sql, params))
+        rows = self._rows(lambda w, ps: survival_statement(question, self.d, w, ps, self.cohort_fields, self.restrict),
+                          5, grouped=True)
         dec = _level_positions(self.d, question.group_field) if question.group_field else None
         out = []
-        for g, alpha, kappa, ev, excluded, n, keys in self.conn.execute(sql, params).fetchall():
+        for g, alpha, kappa, ev, excluded, n, keys in rows:
             group_at = None if dec is None or g is None else dec.get(g)
             out.append(SurvivalRow(group_at, int(alpha), None if kappa is None else int(kappa), bool(ev),
                                    Cell(int(n), int(keys or 0)), excluded=bool(excluded)))
         return out
 
-
     def design(self, question: DesignQuestion) -> DesignRows:
         """A model's complete cases (oncofed.node.store.design_reads), read once per fit."""
         rows, statement = read_design(self.conn, self.d, question, self.where, self.params, self.cohort_fields,
-                                      self.restrict)
+                                      self.restrict, change=self.change)
         self.statements.append(statement)
         return rows
 

@@ -30,6 +30,7 @@ from oncofed.dictionary import Dictionary
 from oncofed.node.store.encoding import day_number
 from oncofed.node.store.outcomes import outcome_sql
 from oncofed.node.store.schema import TUMOURS, quote
+from oncofed.node.store.substitution import RowChange, substitution
 
 V = TypeVar("V")
 Restrict = tuple[str, tuple[Any, ...]] | None
@@ -86,32 +87,77 @@ def database_of(conn: sqlite3.Connection) -> str:
 
 def read_design(conn: sqlite3.Connection, d: Dictionary, question: DesignQuestion, where: str,
                 params: Sequence[Any], cohort_fields: frozenset[str],
-                restrict: Restrict = None) -> tuple[DesignRows, Statement]:
-    """A model's complete cases with their rowids, read once per fit (DESIGNS). The release
-    ledger's unchanged substitution of the cohort selects the cohort's rows: one read for both."""
-    from oncofed.node.store.rowsets import unsubstituted  # rowsets imports this module
-
-    where, params = unsubstituted(where, params) or (where, tuple(params))
+                restrict: Restrict = None, *, change: RowChange | None = None) -> tuple[DesignRows, Statement]:
+    """A model's complete cases with their rowids, in rowid order, read once per fit (DESIGNS).
+    With a release ledger's `change`, the rows of (C ∖ removed) ∪ added: C's rows as read for the
+    ledger's row ids (one read for both), less the removed ids, plus the added ids' rows
+    (substitution.py's third part; run on every ledgered read, an empty difference included)."""
     sql, ps = design_statement(question, d, where, params, cohort_fields, restrict)
     key = (database_of(conn), data_version(conn), sql, tuple(ps))
-    cached = DESIGNS.get(key)
-    if cached is not None:
-        return cached, (sql, ps)
+    rows = DESIGNS.get(key)
+    if rows is None:
+        rows = _fetch(conn, d, question, sql, ps)
+        DESIGNS.put(key, rows)
+    if change is None:
+        return rows, (sql, ps)
+    parts = substitution(where, params, change)
+    added_sql, added_ps = design_statement(question, d, parts[2][1], parts[2][2], cohort_fields, restrict)
+    changed_key = (*key, tuple(change.remove), tuple(change.add))
+    if (changed := DESIGNS.get(changed_key)) is not None:
+        return changed, (sql, ps)
+    added = _fetch(conn, d, question, added_sql, added_ps)
+    assert rows.rowids is not None and added.rowids is not None
+    kept = ~np.isin(rows.rowids, np.asarray(change.remove, dtype=np.int64))
+    if kept.all() and not added.n:
+        return rows, (sql, ps)                 # the same rows: the same object (and what it prepared)
+    changed = _sorted(_joined(_taken(rows, kept), added))
+    DESIGNS.put(changed_key, changed)
+    return changed, (sql, ps)
+
+
+def _fetch(conn: sqlite3.Connection, d: Dictionary, question: DesignQuestion, sql: str,
+           params: Sequence[Any]) -> DesignRows:
     k = len(question.fields)
     width = k + (3 if question.survival else 0) + 1           # … and the rowid last
-    data: npt.NDArray[np.float64] = np.asarray(np.fromiter(conn.execute(sql, ps), dtype=np.dtype((np.float64, width))),
+    data: npt.NDArray[np.float64] = np.asarray(np.fromiter(conn.execute(sql, params),
+                                                           dtype=np.dtype((np.float64, width))),
                                                dtype=np.float64).reshape(-1, width)
     for j, name in enumerate(question.fields):      # stored ordinal → level position
         if d.fields[name].type == "code":
             data[:, j] -= 1
     rowids = data[:, -1].astype(np.int64)
-    data.flags.writeable = False                    # shared by every round that reads these rows
     if question.survival is None:
-        rows = DesignRows(data[:, :k], rowids=rowids)
-    else:
-        rows = DesignRows(data[:, :k], time=data[:, k], event=data[:, k + 1], entry=data[:, k + 2], rowids=rowids)
-    DESIGNS.put(key, rows)
-    return rows, (sql, ps)
+        return _sorted(DesignRows(data[:, :k], rowids=rowids))
+    return _sorted(DesignRows(data[:, :k], time=data[:, k], event=data[:, k + 1], entry=data[:, k + 2],
+                              rowids=rowids))
+
+
+def _taken(rows: DesignRows, index: npt.NDArray[Any]) -> DesignRows:
+    """The rows at `index` (a mask or positions)."""
+    def take(a: npt.NDArray[Any] | None) -> Any:
+        return None if a is None else a[index]
+    return DesignRows(rows.values[index], time=take(rows.time), event=take(rows.event), entry=take(rows.entry),
+                      rowids=take(rows.rowids))
+
+
+def _joined(a: DesignRows, b: DesignRows) -> DesignRows:
+    def join(x: npt.NDArray[Any] | None, y: npt.NDArray[Any] | None) -> Any:
+        return None if x is None or y is None else np.concatenate([x, y])
+    return DesignRows(np.concatenate([a.values, b.values]), time=join(a.time, b.time), event=join(a.event, b.event),
+                      entry=join(a.entry, b.entry), rowids=join(a.rowids, b.rowids))
+
+
+def _sorted(rows: DesignRows) -> DesignRows:
+    """The rows in rowid order, read-only (shared by every round): a model's sums then depend on
+    which rows it reads, never on the plan SQLite took to find them or on the ledger's path."""
+    assert rows.rowids is not None
+    ids = rows.rowids
+    if len(ids) > 1 and not bool((ids[1:] > ids[:-1]).all()):
+        rows = _taken(rows, np.argsort(ids, kind="stable"))
+    for a in (rows.values, rows.time, rows.event, rows.entry, rows.rowids):
+        if a is not None:
+            a.flags.writeable = False
+    return rows
 
 
 def design_statement(question: DesignQuestion, d: Dictionary, where: str, params: Sequence[Any],

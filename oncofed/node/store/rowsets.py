@@ -294,25 +294,3 @@ def _ids(text: str | None) -> Ids:
     if not text:
         return np.zeros(0, dtype=np.int64)
     return np.fromstring(text, dtype=np.int64, sep=",")
-
-
-_SUBST_HEAD = "((("
-_SUBST_TAIL = (") AND rowid NOT IN (SELECT value FROM json_each(?))) "
-               "OR rowid IN (SELECT value FROM json_each(?)))")
-
-
-def unsubstituted(where: str, params: Sequence[Any]) -> tuple[str, tuple[Any, ...]] | None:
-    """The cohort condition `substituted` was given, when it applied no difference (the same rows,
-    so a cache of reads may treat both as one statement); None for anything else."""
-    if (len(params) >= 2 and tuple(params[-2:]) == ("[]", "[]") and where.startswith(_SUBST_HEAD)
-            and where.endswith(_SUBST_TAIL)):
-        return where[len(_SUBST_HEAD):-len(_SUBST_TAIL)], tuple(params[:-2])
-    return None
-
-
-def substituted(where: str, params: Sequence[Any], diff: Diff) -> tuple[str, tuple[Any, ...]]:
-    """The cohort condition with `diff` applied: (cohort AND NOT removed) OR added. Every answered
-    query runs this same statement shape, an empty difference included, so a substituted answer
-    costs what a fresh one does."""
-    clause = _SUBST_HEAD + where + _SUBST_TAIL
-    return clause, (*params, json.dumps(list(diff.remove)), json.dumps(list(diff.add)))

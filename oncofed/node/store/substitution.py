@@ -1,0 +1,75 @@
+"""The rows an answer under the release ledger rests on, as statements SQLite plans well.
+
+The ledger (oncofed.node.store.ledger, D18) answers a cohort C over the rows of a release: C's
+own rows with an exact difference applied, (C ∖ removed) ∪ added, a few ids at most. Written as
+one condition, `((C) AND rowid NOT IN r) OR rowid IN a`, SQLite scans the whole table for it — no
+index on C, no covering index, no folding of a contradictory C — ≈ 0.1–1 µs a row on every
+ledgered answer, most of a federated count (measured: bench/query_federated.py, D32). Here the
+same rows are three signed parts of one statement: + C exactly as it runs alone, − C's rows among
+the removed ids, + the added ids not counted yet; each correction is one rowid lookup per listed
+id. Every ledgered answer runs all three parts, an empty difference included, so the statements
+are the same on every path of the ledger.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+Statement = tuple[str, list[Any]]
+
+_LISTED = "rowid IN (SELECT value FROM json_each(?))"
+
+
+class RowChange(Protocol):
+    """The exact difference between the cohort's rows and the rows to answer over (the release
+    ledger's `rowsets.Diff`): row ids to add and to remove."""
+
+    @property
+    def add(self) -> tuple[int, ...]: ...
+    @property
+    def remove(self) -> tuple[int, ...]: ...
+
+
+def substitution(where: str, params: Sequence[Any], change: RowChange) -> list[tuple[int, str, tuple[Any, ...]]]:
+    """The rows (C ∖ removed) ∪ added as three (sign, condition, parameters) parts (see the
+    module docstring); exact for any two id lists, overlapping or not."""
+    removed, added = json.dumps(list(change.remove)), json.dumps(list(change.add))
+    params = tuple(params)
+    return [(1, where, params),
+            (-1, f"{_LISTED} AND ({where})", (removed, *params)),
+            # NULL-safe: a row whose C is NULL was never counted in the first part
+            (1, f"{_LISTED} AND NOT coalesce(({where}) AND rowid NOT IN (SELECT value FROM json_each(?)), 0)",
+             (added, *params, removed))]
+
+
+def signed_statement(build: Callable[[str, Sequence[Any]], Statement], where: str, params: Sequence[Any],
+                     change: RowChange) -> Statement:
+    """One statement over the three parts of `substitution`, each part's rows led by its sign."""
+    sqls: list[str] = []
+    out: list[Any] = []
+    for sign, w, ps in substitution(where, params, change):
+        sql, bound = build(w, ps)
+        sqls.append(f"SELECT {sign}, * FROM ({sql})")
+        out.extend(bound)
+    return " UNION ALL ".join(sqls), out
+
+
+def _null_first(key: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
+    """SQLite's GROUP BY order (NULL first) as a Python sort key."""
+    return tuple((0, 0) if v is None else (1, v) for v in key)
+
+
+def merge_signed(rows: Sequence[Sequence[Any]], width: int, *, grouped: bool = True) -> list[tuple[Any, ...]]:
+    """Rows of a `signed_statement` over grouped aggregates (sign, `width` group values, count,
+    key sum) summed per group: what the plain statement over the substituted rows returns — its
+    non-empty groups in GROUP BY order, or its one row when it has no GROUP BY (`grouped`)."""
+    acc: dict[tuple[Any, ...], list[int]] = {}
+    for row in rows:
+        sign, key = int(row[0]), tuple(row[1:1 + width])
+        cell = acc.setdefault(key, [0, 0])
+        cell[0] += sign * int(row[1 + width])
+        cell[1] += sign * int(row[2 + width] or 0)
+    out = [(*key, n, keys) for key, (n, keys) in acc.items() if n or not grouped]
+    return sorted(out, key=lambda r: _null_first(r[:width]))
