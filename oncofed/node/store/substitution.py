@@ -4,7 +4,7 @@ The ledger (oncofed.node.store.ledger, D18) answers a cohort C over the rows of 
 own rows with an exact difference applied, (C ∖ removed) ∪ added, a few ids at most. Written as
 one condition, `((C) AND rowid NOT IN r) OR rowid IN a`, SQLite scans the whole table for it — no
 index on C, no covering index, no folding of a contradictory C — ≈ 0.1–1 µs a row on every
-ledgered answer, most of a federated count (measured: bench/query_federated.py, D32). Here the
+ledgered answer, most of a federated count (measured: bench/query_federated.py, D33). Here the
 same rows are three signed parts of one statement: + C exactly as it runs alone, − C's rows among
 the removed ids, + the added ids not counted yet; each correction is one rowid lookup per listed
 id. Every ledgered answer runs all three parts, an empty difference included, so the statements
