@@ -137,3 +137,25 @@ def poisson_glm(pp: pd.DataFrame, columns: list[str], intervals: int) -> Any:
 def poisson_constant(pp: pd.DataFrame) -> float:
     """What statsmodels' Poisson log-likelihood adds to ours: Σ d log(exposure) (each d is 0/1)."""
     return float((pp["d"] * np.log(pp["exposure"])).sum())
+
+
+def fedavg_updates(spec: Any, frame: pd.DataFrame, beta: Any = None, *, clipped: bool = True) -> list[Any]:
+    """Each centre's FedAvg update by the pure local step (oncofed.analyses.fedavg) over its rows
+    in `frame` (node_rows of the logistic model with the same outcome and covariates), at `beta`
+    (the spec's when None), its columns scaled by the dictionary's public ranges."""
+    from oncofed.analyses.fedavg import clip, local_update, to_scaled
+
+    m = spec.model
+    cols = m.design.columns
+    mid = np.array([(c.low + c.high) / 2 for c in cols])
+    half = np.array([(c.high - c.low) / 2 for c in cols])
+    w0 = to_scaled(m, m.beta if beta is None else beta)
+    out = []
+    for _, f in frame.groupby("centre", sort=False):
+        x = f[m.design.names()].to_numpy(float)
+        z = np.hstack([np.ones((len(f), 1)), (x - mid) / half])
+        rng = np.random.default_rng([spec.seed, spec.round]) if spec.batch_size else None
+        u = local_update(z, f["y"].to_numpy(float), w0, learning_rate=spec.learning_rate, epochs=spec.local_epochs,
+                         batch_size=spec.batch_size, rng=rng)
+        out.append(clip(u, spec.clip_norm) if clipped else u)
+    return out

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from node_fed_helpers import make_fed, query_body, signed
+from regression_reference import fedavg_updates, node_rows
 from result_compare import assert_close
 
 from oncofed import dictionary as dictmod
@@ -23,6 +24,7 @@ from oncofed.node.verify import QueryVerifier
 from oncofed.query import sum_vectors
 from oncofed.query.textform import analysis_from, cohort_from
 from oncofed.synth import write_all
+from oncofed.v1 import query_pb2 as pb
 
 CENTRES = ("centre-a", "centre-b", "centre-c")
 FIELDS = ["sex", "topography", "stage_summary", "her2", "er", "age_at_incidence", "grade", "cT", "pN",
@@ -212,38 +214,26 @@ def check_stratified_cox(federation: dict[str, Any], body: Any, federated: dict[
 def check_fedavg(federation: dict[str, Any], body: Any, federated: dict[str, Any]) -> None:
     """The summed round holds statsmodels' log-likelihood at the round's weights over every
     centre's rows, their correct classifications, and the sum of the updates the pure local step
-    gives on each centre's rows (read by its node, scaled by the dictionary's public ranges)."""
+    gives on each centre's rows (read by its node)."""
     import numpy as np
     import statsmodels.api as sm
 
-    from oncofed.analyses.design import matrix
-    from oncofed.analyses.fedavg import clip, local_update, to_scaled
+    from oncofed.analyses import parse_analysis
 
-    got = centre_rows(federation, body)
-    spec = got["spec"]
+    spec = parse_analysis(body.analysis, federation["d"])
     m = spec.model
-    cols = m.design.columns
-    mid = np.array([(c.low + c.high) / 2 for c in cols])
-    half = np.array([(c.high - c.low) / 2 for c in cols])
-    w0 = to_scaled(m, m.beta)
-    updates, xs, ys = [], [], []
-    for rows in got["rows"].values():
-        x = matrix(m.design, rows.values[:, :len(m.design.fields)])
-        if m.question.survival is None:
-            y = np.isin(rows.values[:, len(m.design.fields)], m.positive).astype(float)
-        else:
-            y = rows.event * (rows.time <= m.question.horizon_days)
-        z = np.hstack([np.ones((rows.n, 1)), (x - mid) / half])
-        rng = np.random.default_rng([spec.seed, spec.round]) if spec.batch_size else None
-        updates.append(clip(local_update(z, y, w0, learning_rate=spec.learning_rate, epochs=spec.local_epochs,
-                                         batch_size=spec.batch_size, rng=rng), spec.clip_norm))
-        xs.append(np.hstack([np.ones((rows.n, 1)), x]))
-        ys.append(y)
-    x, y = np.vstack(xs), np.concatenate(ys)
+    f = body.analysis.fedavg
+    as_logistic = pb.Analysis(logistic=pb.Logistic(outcome=f.outcome, positive=list(f.positive), event=f.event,
+                                                   covariates=list(f.covariates), reference=list(f.reference)))
+    nodes = {c: p.node for c, p in federation["pipelines"].items()}
+    _, frame = node_rows(nodes, as_logistic, body.cohort if body.HasField("cohort") else None, federation["d"])
+    x = sm.add_constant(frame[m.design.names()].to_numpy(float), has_constant="add")
+    y = frame["y"].to_numpy(float)
     beta = np.asarray(m.beta)
     assert federated["withheld_centres"] == 0 and federated["n"] == len(y) > 100
     assert federated["loglik"] == pytest.approx(sm.Logit(y, x).loglike(beta), abs=3 * 2.0**-16)
     assert federated["correct"] == int(np.sum(((x @ beta) >= 0) == (y == 1)))
+    updates = fedavg_updates(spec, frame)
     assert np.allclose(federated["update_sum"], np.sum(updates, axis=0), rtol=0, atol=3 * 2.0**-spec.scale_bits)
     assert np.abs(federated["update_sum"]).max() > 1e-3
 
