@@ -176,6 +176,7 @@ class AuditLog:
         self.conn, self.signer, self.checkpoint_every = conn, signer, checkpoint_every
         self.journal = HeadJournal(head_journal) if head_journal is not None else None
         self._pending: list[dict[str, Any]] = []
+        self._unsynced = False           # a commit not yet known to be on disk (transaction)
         self._lock = threading.RLock()
         dbmod.migrate(dbmod.StoreDB(conn), ["audit"])
 
@@ -190,19 +191,27 @@ class AuditLog:
         self.conn.close()
 
     @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction (SQLite's write lock): what is written inside — by the
-        caller and by `append` — commits together or not at all. Re-entrant on one thread."""
+        caller and by `append` — commits together or not at all. Re-entrant on one thread.
+        `synced=False` commits without waiting for the disk, for a caller that makes a
+        synchronous=FULL commit on the same file before anything that reflects this one leaves
+        the node (the hub connector's answer: its sealed answer's record); `signed_head` syncs
+        first if such a commit is still pending, so no head names an entry a power loss could take."""
         with self._lock:
             if self.conn.in_transaction:
                 yield self.conn
                 return
             try:
-                with dbmod.immediate(self.conn) as conn:
+                with (dbmod.immediate if synced else dbmod.immediate_unsynced)(self.conn) as conn:
                     yield conn
             except BaseException:
                 self._pending.clear()
                 raise
+            self._unsynced = not synced
+            if self._unsynced and self._pending:   # the journal never runs ahead of the disk
+                dbmod.sync_to_disk(self.conn)
+                self._unsynced = False
             self._write_journal()
 
     def _write_journal(self) -> None:
@@ -231,9 +240,10 @@ class AuditLog:
                query_hash: str = "", analysis: str = "", fields: Iterable[str] = (),
                reason: str = "", cells_suppressed: int = 0, cells_perturbed: int = 0,
                epsilon_spent: float = 0.0, detail: Mapping[str, Any] | None = None,
-               at: float | None = None) -> AuditEntry:
+               at: float | None = None, synced: bool = True) -> AuditEntry:
         """Append one entry (joining the caller's `transaction()` if one is open) and sign a
-        checkpoint when one is due. `who` is a researcher id or LOCAL_ADMIN."""
+        checkpoint when one is due. `who` is a researcher id or LOCAL_ADMIN; `synced`: see
+        `transaction`."""
         if not who:
             raise AuditError("audit entries need a `who`")
         for name, value in (("permit hash", permit_hash), ("query hash", query_hash)):
@@ -253,7 +263,7 @@ class AuditLog:
             "cells_suppressed": int(cells_suppressed), "cells_perturbed": int(cells_perturbed),
             "epsilon_spent": float(epsilon_spent),
             "detail": canonical_json(clean_detail(detail, canonical_json)), "at_ms": at_ms}
-        with self.transaction():
+        with self.transaction(synced=synced):
             entry = self._insert(row)
             if self.signer is not None and event != CHECKPOINT_EVENT \
                     and entry.seq - store.last_checkpointed_seq(self.conn) >= self.checkpoint_every:
@@ -316,6 +326,9 @@ class AuditLog:
         if self.signer is None:
             raise AuditError("no node identity key is configured ([identity] key in node.toml): "
                              "audit heads cannot be signed")
+        if self._unsynced:               # the head may name an entry not yet on disk
+            dbmod.sync_to_disk(self.conn)
+            self._unsynced = False
         seq, hash_ = self.head()
         return sign_head(self.signer, seq, hash_, int((time.time() if at is None else at) * 1000))
 

@@ -52,6 +52,7 @@ from oncofed.node.audit import NODE
 from oncofed.node.store import federation as fedstore
 from oncofed.node.store.db import immediate, immediate_unsynced
 from oncofed.node.store.ledger import Participation
+from oncofed.node.verify import VerifiedQuery
 from oncofed.query import QUERY_TAG
 from oncofed.query import query_hash as hash_of
 from oncofed.query.refusals import Refusal
@@ -182,6 +183,11 @@ class Connector:
 
     # ------------------------------------------------------------------ tasks
     def handle(self, task: fpb.Task) -> fpb.PushRequest | None:
+        """One task, under one view of the trust state (read once: NodeTrust.request)."""
+        with self.pipeline.verifier.trust.request():
+            return self._handle(task)
+
+    def _handle(self, task: fpb.Task) -> fpb.PushRequest | None:
         qh = bytes(task.query_hash)
         if task.kind == fpb.Task.KIND_PREPARE:
             return self.prepare(qh, bytes(task.sealed_query))
@@ -302,6 +308,7 @@ class Connector:
         envelope, accept, secret = held
         assert secret is not None
         key = EphemeralMaskKey.from_cleartext_private_bytes(secret)
+        answered: VerifiedQuery | None = None
         try:
             body = _query_body(envelope)
             # S is checked before anything is computed: a forged or short set costs no release.
@@ -312,8 +319,13 @@ class Connector:
             # The ledger keys a release by the *centres* it was summed with: a new set of the same
             # centres (fresh mask keys, so a new H(S)) differences nothing; another set would,
             # unless the centres it leaves out abstained from the failed query (D26).
+            # The answer's audit entry (and the ledger's commits) wait for the disk with this
+            # answer's own record below (synchronous=FULL), before anything of it leaves; every
+            # path that leaves without that record writes a synced entry (withhold) first.
             verified, ans = self.pipeline.answer_accepted(envelope, at=int(self.clock()),
-                                                          participants=Participation.of(participants.centre_ids))
+                                                          participants=Participation.of(participants.centre_ids),
+                                                          synced=False)
+            answered = verified
             if ans.meta.get("ledger_other_participants"):
                 # The same release went out under another participant set: answering again would
                 # let the two sums be differenced (DESIGN §4 step 4). The refusal says only POLICY.
@@ -329,6 +341,8 @@ class Connector:
             return self._fail(qh, exc.coarse.value)
         except SecAggError as exc:
             log.warning("masking %s failed: %s", qh.hex()[:16], exc)
+            if answered is not None:
+                self.pipeline.withhold(answered, "masking failed")
             return self._fail(qh, "BUSY")
         body_out = fpb.AnswerBody(tag=ANSWER_TAG, query_hash=qh, round=0, participants_digest=digest,
                                   centre=self.me, recipient_key_id=verified.researcher.box_key_id,

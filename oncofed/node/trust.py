@@ -43,6 +43,7 @@ from oncofed.node.store import trust_state as store
 T = TypeVar("T")
 
 CLOCK_SKEW = 120  # seconds a document's issue time may lie in our future (DESIGN §4: 2 min)
+_NEVER = -2       # no trust version read yet
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,12 @@ class NodeTrust:
     def __init__(self, db: dbmod.StoreDB, centre_id: str) -> None:
         self.db, self.conn, self.centre_id, self._lock = db, db.conn, centre_id, threading.Lock()
         self._cache: dict[str, tuple[tuple[str, str, bytes], Any]] = {}
+        # What was read and verified from the trust tables, valid while their change counter
+        # (trust_state.trust_version, bumped by triggers on every write by anyone) stays the same.
+        self._memo: dict[Any, Any] = {}
+        self._memo_version = _NEVER
+        self._memo_lock = threading.Lock()
+        self._scope = threading.local()
         dbmod.migrate(db, ["trust"])
         self.audit = AuditLog(self.conn)  # on this connection: joins `_write`'s transactions
 
@@ -102,9 +109,54 @@ class NodeTrust:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction at a time, even when server threads share this object."""
-        with self._lock, dbmod.immediate(self.conn) as conn:
-            yield conn
+        """One IMMEDIATE transaction at a time, even when server threads share this object. What
+        was remembered is forgotten after it, in this thread's request too (a write here is seen
+        by the next read here; the change counter tells every other reader)."""
+        try:
+            with self._lock, dbmod.immediate(self.conn) as conn:
+                yield conn
+        finally:
+            with self._memo_lock:
+                self._memo, self._memo_version = {}, _NEVER
+            if getattr(self._scope, "memo", None) is not None:
+                self._scope.memo = {}
+
+    # --- one request's view -------------------------------------------------------------------
+    @contextmanager
+    def request(self) -> Iterator[None]:
+        """One request's view of the trust state: the change counter is read once when the
+        outermost scope opens, and the root, documents and permits read (and verified) inside
+        come from memory while it has not changed — a verified query read the trust root ~16
+        times, the registry ~7 and the permit ~6 (D34). A revocation or a new registry, written
+        by any process, bumps the counter: the next request reads afresh."""
+        depth = getattr(self._scope, "depth", 0)
+        if depth == 0:
+            self._scope.memo = self._current()
+        self._scope.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._scope.depth = depth
+            if depth == 0:
+                self._scope.memo = None
+
+    def _current(self) -> dict[Any, Any]:
+        version = store.trust_version(self.conn)
+        with self._memo_lock:
+            if version != self._memo_version or version < 0:
+                self._memo, self._memo_version = {}, version
+            return self._memo
+
+    def _remembered(self, key: tuple[Any, ...], read: Callable[[], T]) -> T:
+        """`read()`, or what it gave in this view (outside a request: checked per call)."""
+        memo = getattr(self._scope, "memo", None)
+        if memo is None:
+            memo = self._current()
+        if key in memo:
+            return memo[key]
+        value = read()
+        memo[key] = value
+        return value
 
     # --- the root -----------------------------------------------------------------------------
     def pin_root(self, cert_pem: bytes, expected_fingerprint: str, at: int | None = None, *,
@@ -130,24 +182,29 @@ class NodeTrust:
         return fp
 
     def root_fingerprint(self) -> str | None:
-        return store.root_fingerprint(self.conn)
+        pinned = self._remembered(("root",), lambda: store.root(self.conn))
+        return None if pinned is None else pinned[1]
 
     def _root(self) -> tuple[bytes, str]:
-        if (pinned := store.root(self.conn)) is None:
+        if (pinned := self._remembered(("root",), lambda: store.root(self.conn))) is None:
             raise NotPinned("no federation root is pinned; run: oncofed node trust pin")
         return pinned
 
     # --- registry and revocation list ---------------------------------------------------------
     def registry(self, offset: int = 0) -> Registry | None:
         """The newest accepted registry (offset=1: the one before), re-verified from its bytes."""
-        if (data := store.document(self.conn, "registry", offset)) is None:
-            return None
-        return self._verified("registry", data, verify_registry)
+        def read() -> Registry | None:
+            if (data := store.document(self.conn, "registry", offset)) is None:
+                return None
+            return self._verified("registry", data, verify_registry)
+        return self._remembered(("registry", offset), read)
 
     def revocations(self) -> RevocationList | None:
-        if (data := store.document(self.conn, "revocations")) is None:
-            return None
-        return self._verified("revocations", data, verify_revocations)
+        def read() -> RevocationList | None:
+            if (data := store.document(self.conn, "revocations")) is None:
+                return None
+            return self._verified("revocations", data, verify_revocations)
+        return self._remembered(("revocations",), read)
 
     def _verified(self, kind: str, data: bytes, verify: Callable[[bytes, str, bytes], T]) -> T:
         """Verify a document's bytes against the pinned root — once per distinct bytes and root:
@@ -299,6 +356,9 @@ class NodeTrust:
 
     # --- permits ------------------------------------------------------------------------------
     def _record(self, sha: str) -> PermitRecord | None:
+        return self._remembered(("permit", sha), lambda: self._read_record(sha))
+
+    def _read_record(self, sha: str) -> PermitRecord | None:
         if (row := store.permit_row(self.conn, sha)) is None:
             return None
         signed = verify_permit(*self._root(), row.data)  # re-verified: disk is not root
@@ -313,7 +373,7 @@ class NodeTrust:
     def permit(self, ref: str) -> PermitRecord:
         """A known permit by full SHA-256, a unique hash prefix (≥ 8 hex digits) or permit id."""
         ref = ref.strip().lower()
-        hashes = store.find_permits(self.conn, ref)
+        hashes = self._remembered(("find", ref), lambda: store.find_permits(self.conn, ref))
         if len(hashes) > 1:
             raise PermitRefused(f"{ref!r} matches {len(hashes)} permits; give the full SHA-256")
         if not hashes or (rec := self._record(hashes[0])) is None:

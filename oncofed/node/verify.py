@@ -293,7 +293,7 @@ class QueryVerifier:
         envelope = bytes(envelope)
         ctx = _Context(query_hash(envelope), len(envelope))
         try:
-            with self._trust_lock:
+            with self._trust_lock, self.trust.request():       # the trust state read once (D34)
                 registry, revocations = self._ready(at)
                 signer, raw = self._signature(envelope, ctx, registry, revocations)
                 body = self._parse(raw, ctx)
@@ -318,7 +318,7 @@ class QueryVerifier:
         envelope = bytes(envelope)
         ctx = _Context(query_hash(envelope), len(envelope))
         try:
-            with self._trust_lock:
+            with self._trust_lock, self.trust.request():
                 registry, revocations = self._ready(at)
                 signer, raw = self._signature(envelope, ctx, registry, revocations)
                 body = self._parse(raw, ctx)
@@ -376,9 +376,10 @@ class QueryVerifier:
 
     def record(self, query: VerifiedQuery, *, event: str, decision: str, reason: str = "",
                cells_suppressed: int = 0, cells_perturbed: int = 0, epsilon_spent: float = 0.0,
-               detail: Mapping[str, Any] | None = None) -> int:
+               detail: Mapping[str, Any] | None = None, synced: bool = True) -> int:
         """Append a later decision about a verified query (answered, declined by budget or
-        policy, failed) to the audit log; returns the entry id. For the engine and connector."""
+        policy, failed) to the audit log; returns the entry id. For the engine and connector
+        (`synced`: AuditLog.transaction)."""
         if reason and reason not in REASONS:
             raise ValueError(f"unknown refusal reason {reason!r}")
         return self.audit.append(
@@ -386,4 +387,4 @@ class QueryVerifier:
             permit_hash=query.permit_hash, query_hash=query.query_hash, analysis=query.analysis,
             fields=query.fields, reason=reason, cells_suppressed=cells_suppressed,
             cells_perturbed=cells_perturbed, epsilon_spent=epsilon_spent, detail=detail,
-            at=self.clock()).seq
+            at=self.clock(), synced=synced).seq

@@ -39,7 +39,7 @@ EXECUTE = frozenset({"execute", "executemany", "executescript"})
 #: Every component's tables, spelled out so that dropping a component from MIGRATIONS fails here.
 TABLES = {
     "store": {"node_meta", "ingests"},
-    "trust": {"trust_root", "trust_documents", "trust_permits"},
+    "trust": {"trust_root", "trust_documents", "trust_permits", "trust_version"},
     "audit": {"audit_log", "audit_checkpoints", "audit_head"},
     "verify": {"seen_nonces"},
     "query": {"query_rate_events", "query_privacy_budgets", "query_privacy_charges"},
@@ -155,7 +155,7 @@ def test_a_fresh_node_has_every_components_tables(tmp_path: Path) -> None:
     assert wanted <= set(store["tables"])
     assert {"tumours", "schema_versions"} <= set(store["tables"])
     assert store["versions"] == {c: len(steps) for c, steps in MIGRATIONS.items()}
-    assert store["versions"] == {"store": 1, "trust": 1, "audit": 2, "verify": 1, "query": 1, "federation": 3,
+    assert store["versions"] == {"store": 1, "trust": 2, "audit": 2, "verify": 1, "query": 1, "federation": 3,
                                  "ledger": 2, "rounds": 1, "flower": 2}
 
 

@@ -65,6 +65,23 @@ def immediate_unsynced(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]
         conn.execute("PRAGMA synchronous=FULL")
 
 
+def sync_to_disk(conn: sqlite3.Connection) -> None:
+    """Make every commit so far on this connection's store file durable, as a synchronous=FULL
+    commit would: fsync its write-ahead log (where unsynced commits wait) and the file itself.
+    For a caller that committed unsynced and must not let evidence of it leave before it is on
+    disk (an audit head naming an entry: AuditLog.signed_head)."""
+    path = _path_of(conn)
+    for p in (Path(f"{path}-wal"), path):
+        try:
+            fd = os.open(p, os.O_RDONLY)
+        except FileNotFoundError:
+            continue
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
 @contextmanager
 def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """One IMMEDIATE transaction: the write lock is taken at BEGIN (so a check-then-write inside

@@ -19,7 +19,8 @@ from oncofed.node.store.db import Migration
 #: component → its migrations, applied in this order (components are independent of each other).
 MIGRATIONS: Mapping[str, Sequence[Migration]] = {
     "store": (meta.migration_1,),           # node identity, dictionary identity, ingest log
-    "trust": (trust_state.migration_1,),    # pinned root, registry/revocations, permit decisions
+    "trust": (trust_state.migration_1,      # pinned root, registry/revocations, permit decisions
+              trust_state.migration_2),     # a change counter the node's cached view is keyed by
     "audit": (audit_table.migration_1,      # hash-chained audit log and its signed checkpoints
               audit_table.migration_2),     # the recorded head (a truncated log shows)
     "verify": (nonces.migration_1,),        # nonces of accepted or refused queries (replays)

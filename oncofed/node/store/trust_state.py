@@ -29,6 +29,27 @@ def migration_1(conn: sqlite3.Connection) -> None:
     conn.execute("CREATE INDEX trust_permits_by_id ON trust_permits (permit_id)")
 
 
+def migration_2(conn: sqlite3.Connection) -> None:
+    """A counter that every change to the trust tables bumps — by triggers, so a write by any
+    process or tool counts (an admin's `permits revoke` in another process, a restore by hand) —
+    which the node's in-memory view of its verified trust state is keyed by (NodeTrust)."""
+    conn.execute("CREATE TABLE trust_version (id INTEGER PRIMARY KEY CHECK (id = 1), version INTEGER NOT NULL)")
+    conn.execute("INSERT INTO trust_version (id, version) VALUES (1, 0)")
+    for table in _TRUST_TABLES:
+        for op in ("INSERT", "UPDATE", "DELETE"):
+            conn.execute(f"CREATE TRIGGER {table}_{op.lower()}_counted AFTER {op} ON {table} "
+                         "BEGIN UPDATE trust_version SET version = version + 1; END")
+
+
+_TRUST_TABLES = ("trust_root", "trust_documents", "trust_permits")
+
+
+def trust_version(conn: sqlite3.Connection) -> int:
+    """The trust tables' change counter (migration_2); −1 when its row is missing."""
+    row = conn.execute("SELECT version FROM trust_version WHERE id = 1").fetchone()
+    return int(row[0]) if row else -1
+
+
 # --- the root ---------------------------------------------------------------------------------
 def pin_root(conn: sqlite3.Connection, fingerprint: str, cert_pem: bytes, at: int) -> None:
     conn.execute("INSERT INTO trust_root (id, fingerprint, cert_pem, pinned_at) VALUES (1, ?, ?, ?)",
