@@ -43,7 +43,7 @@ def handle(msg: Message, node_dir: Path) -> Message:
             reply = participant.prepare(messages.read_prepare(msg.content))
         else:
             req = messages.read_round(msg.content)
-            reply = participant.answer_round(req.query_hash, req.round, req.beta, req.accepts)
+            reply = participant.answer_round(req.query_hash, req.round, req.beta, req.accepts, offset=req.offset)
     return Message(messages.reply_content(reply.kind, reply.data), reply_to=msg)
 
 

@@ -4,6 +4,7 @@ named "oncofed" holding the step and its signed bytes. Both apps read and write 
     prepare  → {"step": "prepare", "envelope": <the researcher's signed envelope>}
              ← {"kind": "accept" | "decline", "data": <signed accept or decline>}
     round    → {"step": "round", "query-hash": <32 bytes>, "round": r, "beta": [sint64, …],
+                "offset": sint64,                           (the pooled Cox model's; else 0)
                 "accepts": [<signed accept>, …]}            (the participant set S)
              ← {"kind": "answer" | "failure", "data": <signed round answer or failure>}
 
@@ -37,15 +38,19 @@ class RoundRequest:
     round: int
     beta: tuple[int, ...]
     accepts: tuple[bytes, ...]
+    offset: int = 0
 
 
 def prepare_content(envelope: bytes) -> RecordDict:
     return RecordDict({RECORD: ConfigRecord({"step": PREPARE, "envelope": bytes(envelope)})})
 
 
-def round_content(query_hash: bytes, round_: int, beta: Sequence[int], accepts: Sequence[bytes]) -> RecordDict:
+def round_content(query_hash: bytes, round_: int, beta: Sequence[int], accepts: Sequence[bytes], *,
+                  offset: int = 0) -> RecordDict:
+    """A round: β, and the coordinator's common offset c of the pooled Cox model (0 for every
+    other model), both at the signed beta_scale_bits."""
     return RecordDict({RECORD: ConfigRecord({"step": ROUND, "query-hash": bytes(query_hash), "round": int(round_),
-                                             "beta": [int(b) for b in beta],
+                                             "beta": [int(b) for b in beta], "offset": int(offset),
                                              "accepts": [bytes(a) for a in accepts]})})
 
 
@@ -104,7 +109,11 @@ def read_round(content: RecordDict) -> RoundRequest:
     if not isinstance(accepts, list) or not all(isinstance(a, bytes) for a in accepts):
         raise MessageError("the message's 'accepts' is not a list of signed accepts")
     signed = tuple(a for a in accepts if isinstance(a, bytes))
-    return RoundRequest(_bytes(record, "query-hash"), _int(record, "round"), tuple(int(b) for b in beta), signed)
+    offset = record.get("offset", 0)
+    if not isinstance(offset, int) or isinstance(offset, bool):
+        raise MessageError("the message's 'offset' is not an integer")
+    return RoundRequest(_bytes(record, "query-hash"), _int(record, "round"), tuple(int(b) for b in beta), signed,
+                        offset)
 
 
 def read_reply(content: RecordDict) -> tuple[str, bytes]:

@@ -168,7 +168,7 @@ def run_round(grid: Grid, req: RunRequest, s: ParticipantSet, node_of: Mapping[s
     msg = getattr(analysis, kind)
     r = int(msg.round)
     spec = parse_analysis(analysis, req.dictionary)
-    content = messages.round_content(req.query_hash, r, list(msg.beta), s.signed)
+    content = messages.round_content(req.query_hash, r, list(msg.beta), s.signed, offset=getattr(msg, "offset", 0))
     replies = exchange(grid, {node_of[c]: content for c in s.centre_ids}, req.round_timeout)
     keyring = req.registry.keyring("centre")
     digest = s.digest()

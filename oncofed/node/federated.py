@@ -95,9 +95,10 @@ def min_participants_of(extra: dict[str, object]) -> int:
     return DEFAULT_MIN_PARTICIPANTS
 
 
-def round_body(signed: pb.QueryBody, beta: Sequence[int], round_: int) -> pb.QueryBody:
+def round_body(signed: pb.QueryBody, beta: Sequence[int], round_: int, offset: int = 0) -> pb.QueryBody:
     """The query one round answers: the signed body with the coordinator's β (fixed point, at the
-    signed `beta_scale_bits`) and the round number — nothing else of it can change."""
+    signed `beta_scale_bits`), the round number and, for the pooled Cox model, the common offset
+    c the coordinator computes each round from β (D35) — nothing else of it can change."""
     body = pb.QueryBody()
     body.CopyFrom(signed)
     kind = body.analysis.WhichOneof("kind")
@@ -109,6 +110,13 @@ def round_body(signed: pb.QueryBody, beta: Sequence[int], round_: int) -> pb.Que
     except (TypeError, ValueError):
         raise QueryError("INVALID_ARGUMENT", "the coefficients are not 64-bit integers", "analysis.beta") from None
     msg.round = round_
+    if offset:
+        if "offset" not in msg.DESCRIPTOR.fields_by_name:
+            raise QueryError("INVALID_ARGUMENT", f"a {kind} round takes no offset", "analysis.offset")
+        try:
+            msg.offset = int(offset)
+        except (TypeError, ValueError):
+            raise QueryError("INVALID_ARGUMENT", "the offset is not a 64-bit integer", "analysis.offset") from None
     return body
 
 
@@ -228,7 +236,7 @@ class FlowerParticipant:
 
     # ------------------------------------------------------------------ one round
     def answer_round(self, query_hash: bytes, round_: int, beta: Sequence[int],
-                     signed_accepts: Sequence[bytes]) -> Reply:
+                     signed_accepts: Sequence[bytes], *, offset: int = 0) -> Reply:
         """Answer round `round_` of the run `query_hash` at coefficients `beta` (fixed point)
         under the participant set of `signed_accepts`; a signed failure when refused — and a
         coarse BUSY failure for an error nobody expected, whose text stays in this centre's log
@@ -236,12 +244,13 @@ class FlowerParticipant:
         answer leaves only once recorded."""
         qh = bytes(query_hash)
         try:
-            return self._answer_round(qh, round_, beta, signed_accepts)
+            return self._answer_round(qh, round_, beta, signed_accepts, offset)
         except Exception:
             log.exception("round %s of run %s failed", round_, qh.hex()[:16])
             return self._fail(qh, "BUSY")
 
-    def _answer_round(self, qh: bytes, round_: int, beta: Sequence[int], signed_accepts: Sequence[bytes]) -> Reply:
+    def _answer_round(self, qh: bytes, round_: int, beta: Sequence[int], signed_accepts: Sequence[bytes],
+                      offset: int = 0) -> Reply:
         now = int(self.clock())
         run = runstore.run_of(self.conn, qh)
         if run is None or run.mask_secret is None:
@@ -262,7 +271,7 @@ class FlowerParticipant:
                     return Reply("answer", stored[1])                                   # byte for byte
                 raise Refusal("participant_set", f"round {round_} was answered under another participant set")
             self._check_round(run, round_)
-            body = round_body(verified.body, beta, round_)
+            body = round_body(verified.body, beta, round_, offset)
         except Refusal as exc:
             self.pipeline.refused(verified, exc)
             return self._fail(qh, exc.coarse.value)

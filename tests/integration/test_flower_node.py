@@ -204,6 +204,7 @@ def test_resends_caps_and_forged_sets(world: World, parts: dict[str, FlowerParti
     assert coarse(a.answer_round(qh, 0, zero, s.signed)) == "BUDGET"
     never = b"\x01" * 32
     assert coarse(a.answer_round(never, 1, zero, s.signed), never) == "BUSY"   # a run never accepted here
+    assert coarse(a.answer_round(qh, 2, zero, s.signed, offset=1 << 40)) == "INVALID"  # only pooled Cox has one
     reasons = [e.reason for e in entries(world, "centre-a", hash_of(env), "query.answer") if e.decision == "refused"]
     assert reasons.count("participant_set") == 4 and reasons.count("round_cap") == 2
     second = a.answer_round(qh, 2, [0, 1 << 20, 0, 0, 0], s.signed)

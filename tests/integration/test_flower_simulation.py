@@ -10,7 +10,10 @@ in the run's registry, so the coordinator ignores them).
   rows to 1e-6, and they and the piecewise-exponential Poisson model equal the query-plane driver
   over a real hub on the same nodes (to 1e-12);
 - gbsg2 (lifelines' German breast cancer study) split across three centres: Cox equals lifelines
-  `CoxPHFitter(strata=…)` and statsmodels `PHReg(ties='efron')`, logistic equals `Logit`;
+  `CoxPHFitter(strata=…)` and statsmodels `PHReg(ties='efron')`, logistic equals `Logit`; the
+  pooled-equivalent Cox model (every centre opted in, a 30-day lattice) equals the query-plane
+  driver on the same nodes to 1e-12 and the exact unstratified `PHReg` within the tolerance it
+  states;
 - a centre that has not approved the permit is left out of the participant set (the fit is over
   the other two, named); with too few left the run fails before any round, naming the decline;
 - members that refuse a round after the participant set is fixed (beyond the signed max_rounds)
@@ -36,7 +39,7 @@ from federation_world import World, make_world
 from flower_world import EXACT_QUERY, enable_flower, model_request, run_config
 from regression_data import EXTENSION
 from regression_reference import assert_matches, fedavg_updates, lifelines_strata, logit, node_rows, observed, phreg
-from regression_world import FIELDS, Network, network, split
+from regression_world import EXACT, FIELDS, Network, fit, network, split
 
 from oncofed.analyses import parse_analysis
 from oncofed.analyses.fedavg import FedAvgResult
@@ -64,6 +67,9 @@ FEDAVG = {"fedavg": {**LOGISTIC["logistic"], "learning_rate": 2.0, "local_epochs
 FEDAVG_CLIPPED = {"fedavg": {**FEDAVG["fedavg"], "clip_norm": 0.3}}
 FEDAVG_ROUNDS, DP_EPSILON, DP_BUDGET = 12, 0.5, 2.0
 GBSG_REF = ["age", "horTh", "menostat", "tsize", "grade2", "grade3", "pnodes", "progrec", "estrec"]
+#: The pooled-equivalent Cox model on gbsg2 (D27): times on a 30-day lattice, k = 1 at every centre.
+GBSG_POOLED = {"cox_pooled": {"outcome": "OS", "cutoff": "2025-12-31", "covariates": GBSG_COVARIATES,
+                              "step_days": 30, "horizon_days": 2660}}
 
 
 @dataclass
@@ -119,10 +125,12 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
                                         age="age", mapping=GBSG))
     # one permit for the run's one envelope, approved at every centre (network() gives each its own)
     _, shared = net.fed.authority.issue_permit(
-        researcher_id="res-1", project_title="gbsg2 on Flower", analyses=["logistic", "cox"], fields=FIELDS,
+        researcher_id="res-1", project_title="gbsg2 on Flower", analyses=["logistic", "cox", "cox_pooled"],
+        fields=FIELDS,
         outcomes=["os"], min_cell_count=1, not_before=now - 60, not_after=now + 86_400)
     for centre, p in net.pipelines.items():
-        enable_flower(Path(p.node.paths.root), net.fed, centre)
+        # every gbsg2 centre opts in to the pooled-equivalent Cox model
+        enable_flower(Path(p.node.paths.root), net.fed, centre, query={**EXACT_QUERY, "allow_pooled_cox": "true"})
         p.verifier.trust.add_permit(shared.data)
         p.verifier.trust.approve(shared.sha256, by="test-admin")
     # a differentially private permit: ε 2 at each centre, so a FedAvg run at ε 0.5 per round has
@@ -137,7 +145,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     d = w.dictionary()
     paths = {name: base / f"{name}.json" for name in ("logistic", "cox", "declined", "too_few", "gbsg_cox",
                                                         "gbsg_logistic", "capped", "poisson", "fedavg",
-                                                        "fedavg_clipped", "fedavg_dp")}
+                                                        "fedavg_clipped", "fedavg_dp", "gbsg_pooled")}
     # a run the researcher signed for 2 rounds, whose coordinator would go on: the centres refuse
     # round 3, after S is fixed, and the run fails cleanly
     capped = run_config(w.fed, base / "syn", model_request(COX, targets, permit, cohort=BREAST, max_rounds=2), d,
@@ -166,6 +174,8 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
                    paths["fedavg_clipped"]),
         run_config(w.fed, base / "syn", replace(model_request(FEDAVG_CLIPPED, targets, dp_permit.sha256, max_rounds=6),
                                                 epsilon=DP_EPSILON), d, paths["fedavg_dp"]),
+        run_config(net.fed, base / "gbsg2", model_request(GBSG_POOLED, list(net.pipelines), shared.sha256),
+                   net.d, paths["gbsg_pooled"], extension=EXTENSION),
     ]
     dirs = [Path(c.node.paths.root) for c in w.centres.values()] + [Path(p.node.paths.root)
                                                                    for p in net.pipelines.values()]
@@ -184,7 +194,7 @@ def test_every_run_of_one_engine_start_finished(sim: Sim) -> None:
     errors = {name: o.error for name, o in zip(sim.paths, sim.report.outcomes, strict=True)}
     assert errors == {"logistic": None, "cox": None, "declined": None, "too_few": errors["too_few"],
                       "gbsg_cox": None, "gbsg_logistic": None, "capped": errors["capped"], "poisson": None,
-                      "fedavg": None, "fedavg_clipped": None, "fedavg_dp": None}
+                      "fedavg": None, "fedavg_clipped": None, "fedavg_dp": None, "gbsg_pooled": None}
     assert errors["too_few"] is not None and errors["capped"] is not None
     assert sim.report.seconds < 600
 
@@ -265,6 +275,30 @@ def test_gbsg2_cox_and_logistic_on_flower_equal_lifelines_and_statsmodels(sim: S
         method="newton", tol=1e-12, disp=0)
     assert_matches(logistic, lref.params, lref.bse, lref.llf)
     assert cox.n == logistic.n == len(g) and cox.participants == ["centre-a", "centre-b", "centre-c"]
+
+
+def test_pooled_cox_on_flower_equals_the_query_plane_and_holds_its_stated_tolerance(sim: Sim) -> None:
+    """The pooled-equivalent Cox model (D27) on Flower: the same rounds to the same numbers as the
+    query-plane driver through the same nodes' pipelines (their node.toml policy: exact sums, k = 1,
+    opted in), and within the tolerance its output states of the exact pooled (unstratified)
+    statsmodels fit on exact times."""
+    flower = sim.result("gbsg_pooled")
+    net = sim.gbsg
+    plane = fit(net, GBSG_POOLED, pipelines=net.with_policy(replace(EXACT, allow_pooled_cox=True)))
+    assert flower.model == plane.model == "Cox proportional hazards, pooled-equivalent (30-day lattice)"
+    assert flower.coefficients == plane.coefficients and flower.rounds == plane.rounds <= 8
+    assert np.abs(np.array(flower.beta) - np.array(plane.beta)).max() <= 1e-12
+    assert np.abs(np.array(flower.se) - np.array(plane.se)).max() <= 1e-12
+    assert flower.loglik == pytest.approx(plane.loglik, abs=1e-10)
+    assert flower.tolerance_se == plane.tolerance_se and flower.tolerance_se is not None
+    g = sim.frame
+    exact = phreg(g.rename(columns={"cens": "event"}), GBSG_REF, strata=None)
+    gap = np.abs(np.array(flower.beta) - exact.params) / exact.bse
+    assert float(gap.max()) <= flower.tolerance_se, (gap, flower.notes)
+    assert float(gap.max()) > 1e-4                       # times on the lattice: not the exact fit
+    stratified = sim.result("gbsg_cox")                  # nor the model stratified by centre
+    assert np.abs(np.array(stratified.beta) - np.array(flower.beta)).max() > 1e-4
+    assert flower.n == len(g) and flower.participants == ["centre-a", "centre-b", "centre-c"]
 
 
 def test_a_member_refusing_a_round_after_s_is_fixed_fails_the_run_cleanly(sim: Sim) -> None:

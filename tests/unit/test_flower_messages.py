@@ -21,12 +21,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @settings(max_examples=50, deadline=None)
 @given(qh=st.binary(min_size=32, max_size=32), r=st.integers(1, 1000),
-       beta=st.lists(st.integers(-(2**62), 2**62), max_size=20), accepts=st.lists(st.binary(max_size=300), max_size=8))
-def test_a_round_request_reads_back_as_written(qh: bytes, r: int, beta: list[int], accepts: list[bytes]) -> None:
-    content = messages.round_content(qh, r, beta, accepts)
+       beta=st.lists(st.integers(-(2**62), 2**62), max_size=20), accepts=st.lists(st.binary(max_size=300), max_size=8),
+       offset=st.integers(-(2**62), 2**62))
+def test_a_round_request_reads_back_as_written(qh: bytes, r: int, beta: list[int], accepts: list[bytes],
+                                               offset: int) -> None:
+    content = messages.round_content(qh, r, beta, accepts, offset=offset)
     assert messages.step_of(content) == messages.ROUND
     got = messages.read_round(content)
-    assert (got.query_hash, got.round, list(got.beta), list(got.accepts)) == (qh, r, beta, accepts)
+    assert (got.query_hash, got.round, list(got.beta), list(got.accepts), got.offset) == (qh, r, beta, accepts,
+                                                                                          offset)
 
 
 def test_prepare_and_replies_read_back() -> None:
@@ -42,6 +45,7 @@ def test_prepare_and_replies_read_back() -> None:
     {"step": "round", "query-hash": b"q", "round": True}, {"step": "round", "query-hash": b"q", "round": 1,
                                                            "beta": [1.5]},
     {"step": "round", "query-hash": b"q", "round": 1, "accepts": ["text"]},
+    {"step": "round", "query-hash": b"q", "round": 1, "offset": 0.5},
 ])
 def test_malformed_requests_are_refused_with_a_message_error(record: dict[str, object]) -> None:
     content = RecordDict({messages.RECORD: ConfigRecord(record)}) if record else RecordDict({})  # type: ignore[arg-type]
