@@ -1,7 +1,9 @@
-"""fedavg — FedAvg training of a binary logistic classifier (McMahan et al. 2017), Flower only (D32).
+"""fedavg — FedAvg training of a binary logistic classifier (McMahan et al. 2017), on Flower (D36).
 
-Why next to the exact models: federations that train on Flower expect FedAvg; the exact Newton fit
-(oncofed.analyses.logistic) is the reference it is measured against. The model, outcome, design and
+The ServerApp drives it (oncofed.flower.serverapp); a node answers a round on either plane like any
+model round, but the query-plane client does not offer it. Why next to the exact models:
+federations that train on Flower expect FedAvg; the exact Newton fit (oncofed.analyses.logistic)
+is the reference it is measured against. The model, outcome, design and
 gates are the logistic model's (parsed by it, so the two cannot drift apart); what differs is the
 round:
 
@@ -27,7 +29,9 @@ round:
   coordinator compares with the pooled exact fit.
 - **Coordinator** (`FedAvgFit`): the *unweighted* mean of the centres' updates (weighting by
   each centre's n would put n into a DP release's sensitivity; with centres of similar size the
-  two are alike), projected back inside the public bound on the linear predictor.
+  two are alike), times a server step (`[fit] server_learning_rate`, 1 by default: plain FedAvg;
+  below 1 it averages DP noise over rounds), projected back inside the public bound on the
+  linear predictor.
 
 Vector: [n, correct, log-likelihood · 2^16, Δw · 2^scale_bits (p) | centres, withheld].
 """
@@ -125,7 +129,7 @@ class FedAvgRaw:
     correct: int
     loglik: float
     update: Vector                 # clipped when the spec says so
-    norm: float                    # ‖Δw‖₂ before clipping (the local audit log's)
+    norm: float                    # ‖Δw‖₂ before clipping (for tests and tools; never released)
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -308,7 +312,7 @@ class FedAvg(Analysis[FedAvgSpec, FedAvgRaw]):
         return [fixed(float(u), spec.scale_bits) for u in raw.update]
 
     def protect(self, spec: FedAvgSpec, raw: FedAvgRaw, rules: Rules, meta: dict[str, Any]) -> Release:
-        out = {**meta, "update_norm": raw.norm, "clip_norm": spec.clip_norm}
+        out = dict(meta)
         reason = gate(raw.n, spec.p, raw.counts, rules.k)
         if reason:
             return Release([0] * spec.n_values, [1, 1], {**out, "suppressed": f"gate: {reason}",
@@ -443,14 +447,14 @@ class FedAvgResult:
 class FedAvgFit:
     """FedAvg in progress, independent of how rounds travel (as oncofed.analyses.fitting.ModelFit):
 
-        fit = FedAvgFit(template, dictionary, rounds=50)
+        fit = FedAvgFit(template, dictionary, rounds=50, server_learning_rate=1.0)
         while (analysis := fit.next_analysis()) is not None:
             fit.observe(<the round's finalised sum>)
         result = fit.result(participants=…)
     """
 
     def __init__(self, template: pb.Analysis, dictionary: Dictionary, *, rounds: int,
-                 max_linear_predictor: float = 40.0, epsilon: float = 0.0) -> None:
+                 max_linear_predictor: float = 40.0, epsilon: float = 0.0, server_learning_rate: float = 1.0) -> None:
         if template.WhichOneof("kind") != KIND:
             raise ValueError("FedAvgFit trains a fedavg model")
         if rounds < 1:
@@ -463,6 +467,7 @@ class FedAvgFit:
         self.spec: FedAvgSpec = ANALYSIS.parse(msg, dictionary, None, f"analysis.{KIND}")
         msg.beta_scale_bits = self.spec.model.beta_scale_bits
         self.rounds, self.bound, self.epsilon = rounds, max_linear_predictor, epsilon
+        self.server_learning_rate = server_learning_rate
         self.w = np.zeros(self.spec.p)
         self.history: list[FedAvgRound] = []
         self.centres = 0
@@ -498,7 +503,7 @@ class FedAvgFit:
             self.notes.append(f"round {result['round']}: {result['withheld_centres']} centre(s) withheld their "
                               "update (disclosure gates): the mean is over the others")
         self.centres = centres
-        step = np.asarray(result["update_sum"], dtype=np.float64) / centres
+        step = self.server_learning_rate * np.asarray(result["update_sum"], dtype=np.float64) / centres
         self.w = self._within(self.w + step)
         n = int(result["n"])
         dp = self.epsilon > 0

@@ -78,12 +78,15 @@ class FitOptions:
     max_halvings: int = 10
     allow_withheld: bool = False
     max_linear_predictor: float = 40.0    # the centres' default [query] model_max_linear_predictor (D30)
+    server_learning_rate: float = 1.0     # FedAvg only: the coordinator's step along the mean update (D36)
 
     def __post_init__(self) -> None:
         if not (self.l2 >= 0 and np.isfinite(self.l2)):
             raise FitError("l2 must be a finite number ≥ 0")
         if not 1 <= self.max_linear_predictor <= 4096:
             raise FitError("max_linear_predictor must be between 1 and 4096 (the centres' own bound, or below it)")
+        if not 0 < self.server_learning_rate <= 10:
+            raise FitError("server_learning_rate must be above 0 and at most 10")
         if self.max_rounds < 1 or self.max_iterations < 1:
             raise FitError("max_rounds and max_iterations must be at least 1")
 

@@ -41,17 +41,24 @@ from oncofed.cli.query_cmd import config_option
                    "temporary folder here).")
 @click.option("--timeout", type=click.FloatRange(10, 86400), default=900.0, show_default=True,
               help="Seconds the whole run may take (it is stopped after).")
+@click.option("--reference/--no-reference", default=False,
+              help="A fedavg model: first fit the exact logistic model of the same outcome, covariates and cohort "
+                   "as a Flower run of its own (the permit must allow logistic), and print its log-likelihood "
+                   "beside every round.")
 @click.option("--csv", "csv_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the coefficient table as CSV.")
 @json_option
 def flower(file: Path, config_path: Path, superlink: str, registry_path: Path, permit: str | None,
            targets: str | None, min_participants: int | None, result_path: Path | None, timeout: float,
-           csv_out: Path | None, as_json: bool) -> None:
-    """Fit the model in FILE (TOML or JSON, as for `analyse run`) as a Flower run."""
+           reference: bool, csv_out: Path | None, as_json: bool) -> None:
+    """Fit the model in FILE (TOML or JSON, as for `analyse run`) as a Flower run; a fedavg model
+    is trained round by round (a table per round; --reference puts the pooled exact fit beside)."""
+    from oncofed.analyses.fedavg import FedAvgResult
+    from oncofed.analyses.model_result import ModelResult
     from oncofed.errors import UsageError
     from oncofed.federation.client.analyse import load_request
     from oncofed.federation.client.config import PASSPHRASE_ENV, load
-    from oncofed.flower.request import build_run_config
+    from oncofed.flower.request import build_run_config, reference_request
     from oncofed.flower.submit import fit_on_flower
 
     cfg = load(config_path)
@@ -66,10 +73,18 @@ def flower(file: Path, config_path: Path, superlink: str, registry_path: Path, p
     passphrase = os.environ.get(PASSPHRASE_ENV)
     creds = cfg.credentials(passphrase.encode() if passphrase else None)
     extension = cfg.extension.read_bytes() if cfg.extension else None
+    trains = request.analysis.WhichOneof("kind") == "fedavg"
+    if reference and not trains:
+        raise UsageError("--reference is for a fedavg model (an exact model is its own reference)")
     with tempfile.TemporaryDirectory(prefix="oncofed-result-") as tmp:
         out = result_path if result_path is not None else Path(tmp) / "result.json"
         run_config = build_run_config(creds, request, dictionary=d, registry=registry, result_path=str(out.resolve()),
                                       extension=extension)
+        ref_config = None
+        if reference:
+            ref_out = out.with_name(out.stem + "-reference" + out.suffix)
+            ref_config = build_run_config(creds, reference_request(request), dictionary=d, registry=registry,
+                                          result_path=str(ref_out.resolve()), extension=extension)
 
         def started(run_id: int) -> None:
             if not as_json:
@@ -81,9 +96,17 @@ def flower(file: Path, config_path: Path, superlink: str, registry_path: Path, p
             if text and not as_json:
                 click.echo(f"  {text}", err=True)
 
+        pooled = None
+        if ref_config is not None:
+            if not as_json:
+                click.echo("the pooled exact fit first (logistic, Newton):", err=True)
+            pooled = fit_on_flower(ref_config, superlink=superlink, root_cert=cfg.root_cert, timeout=timeout,
+                                   on_line=progress).result
         fit = fit_on_flower(run_config, superlink=superlink, root_cert=cfg.root_cert, timeout=timeout,
                             on_line=progress, on_start=started)
     result = fit.result
+    if isinstance(pooled, ModelResult) and isinstance(result, FedAvgResult):
+        result.reference_loglik = pooled.loglik
     show_result(result, csv_out, as_json, f"participants: {', '.join(result.participants)}; Flower run "
                 f"{fit.run_id}, {fit.status.elapsed:.1f} s")
 

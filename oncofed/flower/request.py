@@ -19,7 +19,7 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from oncofed import dictionary as dictmod
@@ -27,7 +27,7 @@ from oncofed.analyses.fedavg import KIND as FEDAVG
 from oncofed.analyses.fedavg import FedAvgFit, FedAvgResult
 from oncofed.analyses.fitting import ModelFit
 from oncofed.analyses.model_result import ModelResult
-from oncofed.analyses.newton import FitError
+from oncofed.analyses.newton import FitError, FitOptions
 from oncofed.federation.client.analyse import ModelRequest, round_body
 from oncofed.flower.runconfig import (
     DEFAULT_NODE_WAIT,
@@ -46,7 +46,7 @@ from oncofed.v1 import query_pb2 as pb
 
 DEFAULT_LIFETIME = 6 * 3600          # a run's envelope is valid this long (at most 24 h)
 
-__all__ = ["FlowerRunError", "build_run_config", "read_result", "signed_run"]
+__all__ = ["FlowerRunError", "build_run_config", "read_result", "reference_request", "signed_run"]
 
 
 def _extension_bytes(dictionary: dictmod.Dictionary, extension: bytes | None) -> bytes:
@@ -112,6 +112,20 @@ def build_run_config(credentials: MemberCredentials, request: ModelRequest, *, d
         "prepare-timeout": repr(float(prepare_timeout)), "round-timeout": repr(float(round_timeout)),
         "node-wait": repr(float(node_wait)),
     }
+
+
+def reference_request(request: ModelRequest) -> ModelRequest:
+    """The exact model a FedAvg request trains towards: logistic regression of the same outcome,
+    covariates, references, cohort, targets and permit, fitted by Newton with the default `[fit]`
+    options (the permit must allow `logistic` too) — the pooled fit whose log-likelihood a FedAvg
+    run's rounds are compared with."""
+    f = request.analysis.fedavg
+    if request.analysis.WhichOneof("kind") != FEDAVG:
+        raise FitError("a reference fit is for a fedavg model")
+    analysis = pb.Analysis(logistic=pb.Logistic(outcome=f.outcome, positive=list(f.positive), event=f.event,
+                                                covariates=list(f.covariates), reference=list(f.reference)))
+    options = FitOptions(max_linear_predictor=request.options.max_linear_predictor)
+    return replace(request, analysis=analysis, options=options, epsilon=0.0)
 
 
 def read_result(path: str | Path) -> ModelResult | FedAvgResult:

@@ -247,7 +247,8 @@ def coordinate_fedavg(grid: Grid, req: RunRequest) -> FedAvgResult:
         s, node_of = prepare(grid, req, runlog)
         log.info("run %s: participant set %s", req.query_hash.hex()[:16], ", ".join(s.centre_ids))
         fit = FedAvgFit(body.analysis, req.dictionary, rounds=body.flower.max_rounds or DEFAULT_FEDAVG_ROUNDS,
-                        max_linear_predictor=req.options.max_linear_predictor, epsilon=body.epsilon)
+                        max_linear_predictor=req.options.max_linear_predictor, epsilon=body.epsilon,
+                        server_learning_rate=req.options.server_learning_rate)
         while (analysis := fit.next_analysis()) is not None:
             t = time.monotonic()
             try:

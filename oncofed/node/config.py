@@ -123,7 +123,7 @@ QUERY_COMMENTS: dict[str, str] = {
     "max_rounds": "The rounds (distinct coefficients) this centre answers of one model fit (logistic, "
                   "Cox, Poisson) per permit.",
     "fedavg_max_rounds": "The same for FedAvg training runs on Flower (many small steps; docs/flower.md, "
-                         "D32).",
+                         "D36).",
     "allow_pooled_cox": "Answer the pooled-equivalent Cox model: risk-set sums at this centre's event times, "
                         "coarsened so each released step removes at least k tumours (docs/analyses.md). Off: "
                         "this centre withholds those rounds inside the masked vector.",

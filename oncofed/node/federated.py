@@ -224,7 +224,7 @@ class FlowerParticipant:
             self.pipeline.refused(verified, refusal)
             raise refusal
         policy = self.pipeline.policy
-        if kind == FEDAVG:      # many small steps: a cap of its own (D32)
+        if kind == FEDAVG:      # many small steps: a cap of its own (D36)
             return min(body.flower.max_rounds or DEFAULT_FEDAVG_ROUNDS, policy.round_cap(FEDAVG))
         return min(body.flower.max_rounds or DEFAULT_MAX_ROUNDS, policy.max_rounds)
 

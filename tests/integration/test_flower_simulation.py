@@ -61,7 +61,7 @@ GBSG_COVARIATES = ["age_at_incidence", "b1", "b2", "s1", "c2", "h2", "k1", "k2"]
 STEP_T, STEP_B = 24, 1000
 STEP_MODEL = {"logistic": {"survival": "OS", "cutoff": "2025-12-31", "horizon_days": 1826,
                            "covariates": ["age_at_incidence"]}}
-#: FedAvg on the logistic model's outcome and covariates (D32): a step of 2 in the scaled columns
+#: FedAvg on the logistic model's outcome and covariates (D36): a step of 2 in the scaled columns
 #: (below 2/λ_max ≈ 3.5 of this data's mean-loss curvature), 25 local epochs; clipped for the DP runs.
 FEDAVG = {"fedavg": {**LOGISTIC["logistic"], "learning_rate": 2.0, "local_epochs": 25}}
 FEDAVG_CLIPPED = {"fedavg": {**FEDAVG["fedavg"], "clip_norm": 0.3}}

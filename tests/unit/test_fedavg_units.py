@@ -1,4 +1,4 @@
-"""FedAvg's pure parts (oncofed.analyses.fedavg, D32): the local step against statsmodels' score,
+"""FedAvg's pure parts (oncofed.analyses.fedavg, D36): the local step against statsmodels' score,
 the clip against Flower's own FlatClip, the average against pooled gradient descent, the public
 scaling, the DP release's calibration inputs, the coordinator's averaging and its bound."""
 
@@ -194,3 +194,33 @@ def test_under_dp_the_coordinator_reports_no_metrics() -> None:
                      "update_sum": [0.1] * 5})
     assert r == replace(r, n=None, loglik=None, accuracy=None) and isinstance(r, FedAvgRound)
     assert any("not released" in n for n in fit.result().notes)
+
+
+def test_the_server_step_scales_the_mean_update() -> None:
+    fit = FedAvgFit(analysis_from(MODEL, "analysis"), dictmod.load(), rounds=2, server_learning_rate=0.25)
+    fit.observe({"centres": 2, "withheld_centres": 0, "round": 1, "n": 10, "correct": 5, "loglik": -7.0,
+                 "update_sum": [0.4, 0.8, 0.0, -0.4, 0.2]})
+    assert np.allclose(fit.w, 0.25 * np.array([0.4, 0.8, 0.0, -0.4, 0.2]) / 2)
+
+
+def test_a_fedavg_model_file_signs_epsilon_and_its_reference_is_the_exact_logistic_model() -> None:
+    from oncofed.analyses.newton import FitError
+    from oncofed.federation.client.analyse import load_request
+    from oncofed.flower.request import reference_request
+
+    text = ('epsilon = 0.5\ntargets = ["a", "b"]\npermit = "' + "ab" * 32 + '"\n'
+            'cohort = { field = "sex", equals = "2" }\n[fit]\nmax_rounds = 40\nserver_learning_rate = 0.5\n'
+            '[model.fedavg]\noutcome = "her2"\npositive = ["pos"]\ncovariates = ["age_at_incidence", "er"]\n'
+            'reference = ["er=neg"]\nclip_norm = 0.5\n')
+    req = load_request(text.encode())
+    assert req.epsilon == 0.5 and req.options.max_rounds == 40 and req.options.server_learning_rate == 0.5
+    ref = reference_request(req)
+    assert ref.analysis.WhichOneof("kind") == "logistic" and ref.epsilon == 0.0 and ref.options.max_rounds == 25
+    lg = ref.analysis.logistic
+    assert (lg.outcome, list(lg.positive), list(lg.covariates), list(lg.reference)) == \
+        ("her2", ["pos"], ["age_at_incidence", "er"], ["er=neg"])
+    assert ref.cohort == req.cohort and ref.targets == req.targets and ref.permit_hash == req.permit_hash
+    with pytest.raises(FitError, match="not offered under a differentially private permit"):
+        load_request(text.replace("fedavg", "logistic").replace("clip_norm = 0.5\n", "").encode())
+    with pytest.raises(FitError, match="fedavg model"):
+        reference_request(ref)

@@ -39,7 +39,7 @@ class NodePolicy:
     max_rows: int = 10_000_000            # public maximum rows per centre: overflow and DP range checks use
                                           # this, never the store's actual size
     max_rounds: int = 25                  # distinct coefficient vectors answered per model fit and permit
-    fedavg_max_rounds: int = 200          # the same for FedAvg training, which needs many more rounds (D32)
+    fedavg_max_rounds: int = 200          # the same for FedAvg training, which needs many more rounds (D36)
     allow_pooled_cox: bool = False        # answer the pooled-equivalent Cox model (risk-set sums); off: withhold
     model_max_linear_predictor: float = 40.0  # a model round's public bound on |η − c| over the dictionary (D30)
 
