@@ -13,7 +13,13 @@ model `GLM(family=Poisson, offset=log(exposure))` on the rows expanded to person
 (the expansion is not timed).
 
     python bench/analyses.py --out bench/results/analyses.json [--sizes 10000,100000] [--centres 3,5]
-                             [--models logistic,cox,poisson] [--repeats 3] [--flower]
+                             [--models logistic,cox,poisson] [--repeats 3] [--flower] [--deployment]
+
+The whole grid of issue 11 is one command: `--sizes 10000,100000 --centres 3,5 --models logistic,cox
+--flower --deployment`; each world (size × centres) is measured in turn and the JSON is rewritten
+after each, so a run cut short keeps what it measured. Every row carries the 1-minute load
+average (`os.getloadavg`) before and after each engine's fits: the machine is shared, round counts
+are deterministic, times are not.
 
 With `--flower` the same models are also fitted on Flower's simulation engine over the same node
 directories (oncofed.flower.simulation: the deployed ServerApp's coordination, Ray workers running
@@ -24,6 +30,16 @@ per round, `flower_round_seconds_median` against `node_compute_per_round_seconds
 later round answered alone, × the centres each of the 2 workers serves) leaves
 `flower_engine_overhead_per_round_seconds` (messages, Ray scheduling, the coordinator's polls,
 opening the node per message).
+
+With `--deployment` they are fitted once each on Flower's deployment engine too: a SuperLink (TLS,
+`--database`, SuperNode authentication) and one SuperNode per centre as processes on 127.0.0.1
+over the same node directories (tests/integration/flower_deploy_world.py), columns `deploy_*`.
+Every message there starts a fresh ClientApp process that opens its node and reads its rows, so a
+round's compute is one centre's *first* round (`one_centre_alone_first_round_seconds`, rows read
+and prepared) × the centres each of the machine's cores serves; the rest of
+`deploy_round_seconds_median` is `deploy_engine_overhead_per_round_seconds` (the SuperNodes' and
+the ServerApp's 3-s polls, the ClientApp process start, SuperExec). `deploy_cold_start_seconds`:
+SuperLink up and every SuperNode accepted.
 
 Targets (issue 11): ≤ 8 rounds; the query plane ≤ 2 s for a fit over 5 × 100k rows.
 """
@@ -137,26 +153,100 @@ def one_centre_alone(world: Any, analysis: Any) -> tuple[float, float]:
     return out[0], out[1]
 
 
+def load() -> float:
+    """The 1-minute load average, beside every figure (the machine is shared)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else float("nan")
+
+
+def flower_dirs(world: Any) -> list[Path]:
+    """The world's node directories as a SuperNode opens them: identity key, [flower], and the
+    benchmark's exact policy in node.toml [query] (threshold, k = 1, limits lifted)."""
+    from flower_world import enable_flower
+
+    return [enable_flower(Path(c.node.paths.root), world.fed, c.centre_id, min_participants=2,
+                          query={"mode": '"threshold"', "min_cell_count": "1", "rate_per_minute": "100000",
+                                 "rate_per_day": "10000000", "max_rounds": "10000", "allow_pooled_cox": "true"})
+            for c in world.centres.values()]
+
+
+def deployment_columns(world: Any, tmp: Path, models: tuple[str, ...], rows: dict[str, dict[str, Any]],
+                       plane: dict[str, Any]) -> list[int]:
+    """Fit `models` once each on Flower's deployment engine over the world's node directories (a
+    SuperLink and a SuperNode per centre, processes on 127.0.0.1); add the `deploy_*` columns to
+    `rows` and return the pids still alive after the teardown (none expected)."""
+    import numpy as np
+    from flower_deploy_world import deploy
+    from flower_world import model_request, run_config
+
+    from oncofed.flower.submit import fit_on_flower
+
+    dirs = flower_dirs(world)
+    targets = list(world.centres)
+    permit = next(iter(world.centres.values())).permit
+    d = world.dictionary()
+    (tmp / "deploy").mkdir(exist_ok=True)
+    t = time.perf_counter()
+    dep = deploy(tmp / "deploy", fed=world.fed)
+    try:
+        for name, node_dir in zip(targets, dirs, strict=True):
+            dep.start_node(name, node_dir)
+        cold = time.perf_counter() - t
+        cores = os.cpu_count() or 1
+        for kind in models:
+            row = rows[kind]
+            out = tmp / f"deploy-{kind}.json"
+            config = run_config(world.fed, tmp, model_request(MODELS[kind], targets, permit), d, out)
+            before = load()
+            t = time.perf_counter()
+            fit = fit_on_flower(config, superlink=dep.spec.address, root_cert=dep.base / "root.cert.pem",
+                                timeout=3600)
+            wall = time.perf_counter() - t
+            run = json.loads(out.read_text("utf-8"))
+            rounds = [r["seconds"] for r in run["rounds"]]
+            listed = next((r for r in dep.cli.runs() if str(r.get("run-id")) == str(fit.run_id)), {})
+            compute = row["one_centre_alone_first_round_seconds"] * -(-len(targets) // min(cores, len(targets)))
+            diff = max(float(np.abs(np.asarray(fit.result.beta) - np.asarray(plane[kind].beta)).max()),
+                       float(np.abs(np.asarray(fit.result.se) - np.asarray(plane[kind].se)).max()))
+            median = statistics.median(rounds)
+            row.update({
+                "deploy_rounds": fit.result.rounds, "deploy_wall_seconds": round(wall, 2),
+                "deploy_prepare_seconds": round(float(run.get("prepare_seconds") or 0.0), 2),
+                "deploy_round_seconds_median": round(median, 3),
+                "deploy_round_seconds_all": [round(x, 2) for x in rounds],
+                "deploy_node_compute_per_round_seconds": round(compute, 3),
+                "deploy_engine_overhead_per_round_seconds": round(median - compute, 3),
+                "deploy_flower_compute_time": listed.get("compute-time"),
+                "ratio_deploy_to_pooled": round(wall / max(row["pooled_statsmodels_seconds"], 1e-9), 2),
+                "deploy_max_abs_difference_to_query_plane": diff,
+                "deploy_load_before_after": [before, load()],
+                "deploy_cold_start_seconds": round(cold, 1),
+            })
+            print(f"  deploy    {kind:<9} rounds {fit.result.rounds}  wall {wall:.1f} s (prepare "
+                  f"{row['deploy_prepare_seconds']} s, round {median:.2f} s = compute ≈ {compute:.3f} + engine ≈ "
+                  f"{median - compute:.2f})  |Δ| to the query plane {diff:.1e}  load {before} → {load()}", flush=True)
+    finally:
+        left = dep.close()
+    print(f"  deploy    SuperLink and {len(targets)} SuperNodes up in {cold:.1f} s; processes left {left}", flush=True)
+    return left
+
+
 def flower_columns(world: Any, tmp: Path, models: tuple[str, ...], repeats: int, rows: dict[str, dict[str, Any]],
                    plane: dict[str, Any]) -> float:
     """Fit `models` on the simulation engine over the world's node directories (one engine start);
     add the Flower columns to `rows` (by model) and return the engine's whole wall time."""
     import numpy as np
-    from flower_world import enable_flower, model_request, run_config
+    from flower_world import model_request, run_config
 
     from oncofed.flower.simulation import run_fits
 
-    dirs = []
-    for c in world.centres.values():
-        dirs.append(enable_flower(Path(c.node.paths.root), world.fed, c.centre_id, min_participants=2,
-                                  query={"mode": '"threshold"', "min_cell_count": "1", "rate_per_minute": "100000",
-                                         "rate_per_day": "10000000", "max_rounds": "10000"}))
+    dirs = flower_dirs(world)
     targets = list(world.centres)
     permit = next(iter(world.centres.values())).permit
     d = world.dictionary()
     runs = [(kind, i) for kind in models for i in range(repeats)]
     configs = [run_config(world.fed, tmp, model_request(MODELS[kind], targets, permit), d,
                           tmp / f"flower-{kind}-{i}.json") for kind, i in runs]
+    before = load()
     report = run_fits(dirs, configs)
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for (kind, _), outcome in zip(runs, report.outcomes, strict=True):
@@ -167,6 +257,7 @@ def flower_columns(world: Any, tmp: Path, models: tuple[str, ...], repeats: int,
     workers = min(2, len(targets))
     for kind, docs in by_kind.items():
         row = rows[kind]
+        row["flower_load_before_after"] = [before, load()]
         # the very first run also waits for Ray and its workers: it is the engine start, not a fit
         fit_seconds = [doc["result"]["seconds"] for doc in docs if doc is not report.outcomes[0].run] or \
             [doc["result"]["seconds"] for doc in docs]
@@ -179,6 +270,8 @@ def flower_columns(world: Any, tmp: Path, models: tuple[str, ...], repeats: int,
         row.update({
             "flower_rounds": result["rounds"],
             "flower_seconds_median": round(statistics.median(fit_seconds), 3),
+            "ratio_flower_to_pooled": round(statistics.median(fit_seconds) / max(row["pooled_statsmodels_seconds"],
+                                                                                  1e-9), 2),
             "flower_seconds_all": [round(x, 3) for x in fit_seconds],
             "flower_prepare_seconds_median": round(statistics.median(later_prepares), 3) if later_prepares else None,
             "flower_round_seconds_median": round(statistics.median(rounds), 3),
@@ -198,7 +291,7 @@ def flower_columns(world: Any, tmp: Path, models: tuple[str, ...], repeats: int,
 
 
 def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[str, ...] = tuple(MODELS),
-            flower: bool = False) -> dict[str, Any]:
+            flower: bool = False, deployment: bool = False) -> dict[str, Any]:
     import numpy as np
     from federation_world import make_world
     from regression_reference import node_rows, observed
@@ -232,6 +325,7 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[st
             cold: list[float] = []
             warm: list[float] = []
             result = None
+            before = load()
             for _ in range(repeats):
                 DESIGNS.clear()                                    # every centre reads its rows afresh
                 t = time.perf_counter()
@@ -262,16 +356,18 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[st
                    "max_abs_coef_difference": diff, "max_abs_se_difference": sdiff,
                    "max_coef_gap_in_se": float((np.abs(np.asarray(result.beta) - np.asarray(ref.params))
                                                 / np.asarray(ref.bse)).max()),
-                   "tolerance_se": result.tolerance_se}
+                   "tolerance_se": result.tolerance_se, "load_before_after": [before, load()]}
             out["models"].append(row)
             plane[kind], rows[kind] = result, row
             print(f"  {n_centres} × {size:>7,}  {kind:<9} rounds {result.rounds}  "
                   f"federated {row['federated_seconds_median']:.3f} s (refit {row['refit_seconds_median']:.3f} s)  "
                   f"one centre alone: first round {alone[0]:.3f} s, later {alone[1]:.3f} s  "
                   f"pooled statsmodels {pooled_s:.3f} s  "
-                  f"|Δβ| {diff:.1e}  |ΔSE| {sdiff:.1e}", flush=True)
+                  f"|Δβ| {diff:.1e}  |ΔSE| {sdiff:.1e}  load {before} → {load()}", flush=True)
         if flower and rows:
             out["flower_simulation_seconds"] = round(flower_columns(world, tmp, tuple(rows), repeats, rows, plane), 1)
+        if deployment and rows:
+            out["deploy_processes_left"] = deployment_columns(world, tmp, tuple(rows), rows, plane)
     finally:
         world.close()
     return out
@@ -285,17 +381,38 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
     ap.add_argument("--flower", action="store_true", help="also fit on Flower's simulation engine (Ray)")
+    ap.add_argument("--deployment", action="store_true",
+                    help="also fit on Flower's deployment engine (a SuperLink and SuperNodes as processes)")
     opts = ap.parse_args()
-    results = []
+    results: list[dict[str, Any]] = []
     for size in (int(s) for s in opts.sizes.split(",") if s):
         for n in (int(c) for c in opts.centres.split(",") if c):
-            print(f"{n} centres × {size:,} rows", flush=True)
+            print(f"{n} centres × {size:,} rows (load {load()})", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
-                results.append(measure(size, n, opts.repeats, Path(tmp), tuple(opts.models.split(",")), opts.flower))
+                results.append(measure(size, n, opts.repeats, Path(tmp), tuple(opts.models.split(",")), opts.flower,
+                                       opts.deployment))
+            write(opts.out, results, checks_of(results))            # what is measured survives a stop
+    checks = checks_of(results)
+    for c in checks:
+        print(f"{'PASS' if c['ok'] else 'MISS'}  {c['check']}: {c['value']}")
+    write(opts.out, results, checks)
+    print(f"wrote {opts.out}")
+    return 0
+
+
+def write(out: Path, results: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"benchmark": "analyses", "python": platform.python_version(),
+                               "machine": platform.machine(), "cpus": os.cpu_count(), "results": results,
+                               "checks": checks}, indent=2), "utf-8")
+
+
+def checks_of(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets and the exactness checks, for every measured row."""
     checks = []
     for r in results:
         for m in r["models"]:
-            if m["model"] in ("logistic", "cox"):          # the issue's target; Poisson reports its rounds
+            if m["model"] in ("logistic", "cox", "poisson"):          # the issue's target (Poisson: D32)
                 checks.append({"check": f"≤ 8 rounds: {m['model']} {r['centres']} × {r['rows_per_centre']:,}",
                                "value": m["rounds"], "ok": m["rounds"] <= 8})
             if r["centres"] == 5 and r["rows_per_centre"] >= 100_000:
@@ -311,18 +428,12 @@ def main() -> int:
             checks.append({"check": f"equals statsmodels to 1e-6: {where}",
                            "value": max(m["max_abs_coef_difference"], m["max_abs_se_difference"]),
                            "ok": max(m["max_abs_coef_difference"], m["max_abs_se_difference"]) < 1e-6})
-            if "flower_max_abs_difference_to_query_plane" in m:
-                checks.append({"check": f"Flower equals the query plane to 1e-12: {where}",
-                               "value": m["flower_max_abs_difference_to_query_plane"],
-                               "ok": m["flower_max_abs_difference_to_query_plane"] <= 1e-12})
-    for c in checks:
-        print(f"{'PASS' if c['ok'] else 'MISS'}  {c['check']}: {c['value']}")
-    opts.out.parent.mkdir(parents=True, exist_ok=True)
-    opts.out.write_text(json.dumps({"benchmark": "analyses", "python": platform.python_version(),
-                                    "machine": platform.machine(), "results": results, "checks": checks}, indent=2),
-                        "utf-8")
-    print(f"wrote {opts.out}")
-    return 0
+            for engine, key in (("Flower simulation", "flower_max_abs_difference_to_query_plane"),
+                                ("Flower deployment", "deploy_max_abs_difference_to_query_plane")):
+                if key in m:
+                    checks.append({"check": f"{engine} equals the query plane to 1e-12: {where}", "value": m[key],
+                                   "ok": m[key] <= 1e-12})
+    return checks
 
 
 if __name__ == "__main__":
