@@ -420,16 +420,17 @@ class FedAvgResult:
         return out
 
     def summary(self) -> str:
-        dp = (f"client-side DP: ε {self.epsilon_per_round:g} per round, δ {self.dp_delta:g}, clip {self.clip_norm:g}"
+        delta = f"δ ≤ {self.dp_delta:g}" if self.dp_delta else "δ the centres'"
+        dp = (f"client-side DP: ε {self.epsilon_per_round:g} per round, {delta}, clip {self.clip_norm:g}"
               if self.epsilon_per_round else "no DP" + (f", updates clipped to {self.clip_norm:g}" if self.clip_norm
                                                         else ""))
         lines = [f"{self.model} — outcome: {self.outcome}",
                  f"{len(self.rounds)} round(s) over {self.centres} centre(s) ({', '.join(self.participants)}); "
                  f"step {self.learning_rate:g}, {self.local_epochs} local epoch(s); {dp}"]
-        head = f"{'round':>5}  {'log-likelihood':>16}  {'accuracy':>8}  {'Δ per row vs pooled':>19}  {'‖update‖':>9}"
+        head = f"{'round':>5}  {'log-likelihood':>18}  {'accuracy':>8}  {'Δ per row vs pooled':>19}  {'‖update‖':>9}"
         lines.append(head)
         for row in self.rows():
-            ll = f"{row['loglik']:16.6f}" if row["loglik"] is not None else f"{'(DP: not released)':>16}"
+            ll = f"{row['loglik']:18.6f}" if row["loglik"] is not None else f"{'(DP: not released)':>18}"
             acc = f"{row['accuracy']:8.4f}" if row["accuracy"] is not None else f"{'—':>8}"
             gap = f"{row['loglik_gap_per_row']:19.3e}" if row["loglik_gap_per_row"] is not None else f"{'—':>19}"
             lines.append(f"{row['round']:>5}  {ll}  {acc}  {gap}  {row['update_norm']:9.3g}")

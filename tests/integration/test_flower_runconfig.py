@@ -111,3 +111,49 @@ def test_the_result_file_reads_back_or_says_why_the_run_failed(tmp_path: Path) -
     (tmp_path / "junk.json").write_text("[1, 2]", "utf-8")
     with pytest.raises(FlowerRunError, match="not a result file"):
         read_result(tmp_path / "junk.json")
+
+
+FEDAVG = {"fedavg": {"outcome": "b1", "covariates": ["age_at_incidence", "x1"], "clip_norm": 0.5,
+                     "learning_rate": 2.0, "local_epochs": 10}}
+
+
+def test_a_fedavg_run_signs_its_settings_epsilon_and_rounds_and_reads_back_as_a_training_result(
+        fed: Fed, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from oncofed.analyses.fedavg import FedAvgResult, FedAvgRound
+
+    d = dictmod.load(EXTENSION)
+    req = replace(model_request(FEDAVG, ["centre-a", "centre-b", "centre-c"], PERMIT, max_rounds=80), epsilon=0.25)
+    cfg = run_config(fed, fed.directory, req, d, tmp_path / "result.json", extension=EXTENSION)
+    parsed = parse_run_config(cfg)
+    body = parsed.body
+    assert body.epsilon == 0.25 and body.flower.max_rounds == 80
+    msg = body.analysis.fedavg
+    assert (msg.learning_rate, msg.local_epochs, msg.clip_norm) == (2.0, 10, 0.5)
+    assert list(msg.beta) == [] and msg.round == 0 and msg.beta_scale_bits > 0   # the coordinator picks them
+    result = FedAvgResult(model="m", outcome="b1", coefficients=["(intercept)", "age_at_incidence", "x1"],
+                          beta=[0.1, 0.01, -0.2], rounds=[FedAvgRound(1, 300, -200.0, 0.6, 0.4)],
+                          participants=["centre-a", "centre-b", "centre-c"], centres=3)
+    write_result(parsed.result_path, {"query_hash": parsed.query_hash.hex(), "result": result.to_json()})
+    assert read_result(parsed.result_path) == result
+
+
+def test_analyse_flower_reference_is_for_a_fedavg_model_one_line(fed: Fed, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from flower_deploy_world import REPO
+    from test_flower_cli import researcher_toml
+
+    (tmp_path / "root.cert.pem").write_bytes(fed.root_pem)
+    model = tmp_path / "cox.toml"
+    model.write_text('model = { cox = { outcome = "OS", cutoff = "2025-12-31", covariates = ["age_at_incidence"] } }\n'
+                     f'targets = ["centre-a", "centre-b"]\npermit = "{PERMIT}"\n', "utf-8")
+    done = subprocess.run([sys.executable, "-m", "oncofed", "analyse", "flower", str(model), "-c",
+                           str(researcher_toml(tmp_path, fed)), "--superlink", "127.0.0.1:1", "--registry",
+                           str(fed.authority.dir / "published" / "registry.bin"), "--reference"], capture_output=True,
+                          text=True, timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode != 0 and done.stderr.count("\n") == 1, done.stderr
+    assert "--reference is for a fedavg model" in done.stderr
