@@ -419,6 +419,15 @@ class FedAvgResult:
                         gap / r.n if gap is not None and r.n else None})
         return out
 
+    def to_pandas(self) -> Any:
+        """The per-round table as a pandas DataFrame indexed by round (pandas needed), as
+        ModelResult.to_pandas gives the coefficient table."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ImportError("to_pandas needs pandas: pip install pandas") from None
+        return pd.DataFrame(self.rows()).set_index("round")
+
     def summary(self) -> str:
         delta = f"δ ≤ {self.dp_delta:g}" if self.dp_delta else "δ the centres'"
         dp = (f"client-side DP: ε {self.epsilon_per_round:g} per round, {delta}, clip {self.clip_norm:g}"
@@ -455,7 +464,8 @@ class FedAvgFit:
     """
 
     def __init__(self, template: pb.Analysis, dictionary: Dictionary, *, rounds: int,
-                 max_linear_predictor: float = 40.0, epsilon: float = 0.0, server_learning_rate: float = 1.0) -> None:
+                 max_linear_predictor: float = 40.0, epsilon: float = 0.0, server_learning_rate: float = 1.0,
+                 reference: Sequence[float] = ()) -> None:
         if template.WhichOneof("kind") != KIND:
             raise ValueError("FedAvgFit trains a fedavg model")
         if rounds < 1:
@@ -469,6 +479,14 @@ class FedAvgFit:
         msg.beta_scale_bits = self.spec.model.beta_scale_bits
         self.rounds, self.bound, self.epsilon = rounds, max_linear_predictor, epsilon
         self.server_learning_rate = server_learning_rate
+        if reference and (len(reference) != self.spec.p or epsilon):
+            raise ValueError(f"a reference is {self.spec.p} coefficients, evaluated without DP only")
+        # the pooled exact fit's coefficients: one more round after training evaluates them (its
+        # update is ignored) — the pooled log-likelihood and accuracy beside the training curve
+        self.reference = np.asarray(reference, dtype=np.float64)
+        self.reference_loglik: float | None = None
+        self.reference_accuracy: float | None = None
+        self._evaluating = False
         self.w = np.zeros(self.spec.p)
         self.history: list[FedAvgRound] = []
         self.centres = 0
@@ -486,12 +504,17 @@ class FedAvgFit:
         return np.asarray(np.round(scaled) / float(1 << sb), dtype=np.float64)
 
     def next_analysis(self) -> pb.Analysis | None:
-        if self.stopped or len(self.history) >= self.rounds:
+        if self.stopped:
             return None
+        beta = self.beta()
+        if len(self.history) >= self.rounds:
+            if not self.reference.size or self.reference_loglik is not None:
+                return None
+            self._evaluating, beta = True, self.reference
         out = pb.Analysis()
         out.CopyFrom(self.template)
         sb = self.spec.model.beta_scale_bits
-        out.fedavg.beta[:] = [round(float(b) * (1 << sb)) for b in self.beta()]
+        out.fedavg.beta[:] = [round(float(b) * (1 << sb)) for b in beta]
         out.fedavg.round = self.round
         return out
 
@@ -504,9 +527,14 @@ class FedAvgFit:
             self.notes.append(f"round {result['round']}: {result['withheld_centres']} centre(s) withheld their "
                               "update (disclosure gates): the mean is over the others")
         self.centres = centres
+        n = int(result["n"])
+        if self._evaluating:                          # the reference round: metrics only
+            self._evaluating = False
+            self.reference_loglik = float(result["loglik"])
+            self.reference_accuracy = int(result["correct"]) / n if n else None
+            return FedAvgRound(int(result["round"]), n, self.reference_loglik, self.reference_accuracy, 0.0, seconds)
         step = self.server_learning_rate * np.asarray(result["update_sum"], dtype=np.float64) / centres
         self.w = self._within(self.w + step)
-        n = int(result["n"])
         dp = self.epsilon > 0
         r = FedAvgRound(int(result["round"]), None if dp else n, None if dp else float(result["loglik"]),
                         None if dp or not n else int(result["correct"]) / n, float(np.linalg.norm(step)), seconds)
@@ -546,4 +574,5 @@ class FedAvgFit:
                             rounds=list(self.history), participants=list(participants), centres=self.centres,
                             epsilon_per_round=self.epsilon, dp_delta=s.dp_delta, clip_norm=s.clip_norm,
                             learning_rate=s.learning_rate, local_epochs=s.local_epochs, stopped=self.stopped,
-                            notes=notes, seconds=seconds)
+                            notes=notes, seconds=seconds, reference_loglik=self.reference_loglik,
+                            reference_accuracy=self.reference_accuracy)

@@ -43,7 +43,8 @@ from oncofed.cli.query_cmd import config_option
               help="Seconds the whole run may take (it is stopped after).")
 @click.option("--reference/--no-reference", default=False,
               help="A fedavg model: first fit the exact logistic model of the same outcome, covariates and cohort "
-                   "as a Flower run of its own (the permit must allow logistic), and print its log-likelihood "
+                   "as a Flower run of its own (the permit must allow logistic), then evaluate its coefficients in "
+                   "one more round of the FedAvg run (without DP), and print its log-likelihood and accuracy "
                    "beside every round.")
 @click.option("--csv", "csv_out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write the coefficient table as CSV.")
@@ -58,7 +59,7 @@ def flower(file: Path, config_path: Path, superlink: str, registry_path: Path, p
     from oncofed.errors import UsageError
     from oncofed.federation.client.analyse import load_request
     from oncofed.federation.client.config import PASSPHRASE_ENV, load
-    from oncofed.flower.request import build_run_config, reference_request
+    from oncofed.flower.request import build_run_config, reference_beta_of, reference_request
     from oncofed.flower.submit import fit_on_flower
 
     cfg = load(config_path)
@@ -78,8 +79,6 @@ def flower(file: Path, config_path: Path, superlink: str, registry_path: Path, p
         raise UsageError("--reference is for a fedavg model (an exact model is its own reference)")
     with tempfile.TemporaryDirectory(prefix="oncofed-result-") as tmp:
         out = result_path if result_path is not None else Path(tmp) / "result.json"
-        run_config = build_run_config(creds, request, dictionary=d, registry=registry, result_path=str(out.resolve()),
-                                      extension=extension)
         ref_config = None
         if reference:
             ref_out = out.with_name(out.stem + "-reference" + out.suffix)
@@ -102,11 +101,16 @@ def flower(file: Path, config_path: Path, superlink: str, registry_path: Path, p
                 click.echo("the pooled exact fit first (logistic, Newton):", err=True)
             pooled = fit_on_flower(ref_config, superlink=superlink, root_cert=cfg.root_cert, timeout=timeout,
                                    on_line=progress).result
+        # without DP the pooled coefficients are evaluated in one more round: its accuracy too
+        beside = reference_beta_of(request, pooled, dictionary=d) \
+            if isinstance(pooled, ModelResult) and not request.epsilon else None
+        run_config = build_run_config(creds, request, dictionary=d, registry=registry, result_path=str(out.resolve()),
+                                      extension=extension, reference_beta=beside)
         fit = fit_on_flower(run_config, superlink=superlink, root_cert=cfg.root_cert, timeout=timeout,
                             on_line=progress, on_start=started)
     result = fit.result
-    if isinstance(pooled, ModelResult) and isinstance(result, FedAvgResult):
-        result.reference_loglik = pooled.loglik
+    if isinstance(pooled, ModelResult) and isinstance(result, FedAvgResult) and result.reference_loglik is None:
+        result.reference_loglik = pooled.loglik            # under DP: no round evaluates it, its own fit's
     show_result(result, csv_out, as_json, f"participants: {', '.join(result.participants)}; Flower run "
                 f"{fit.run_id}, {fit.status.elapsed:.1f} s")
 

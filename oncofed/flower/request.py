@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -46,7 +47,8 @@ from oncofed.v1 import query_pb2 as pb
 
 DEFAULT_LIFETIME = 6 * 3600          # a run's envelope is valid this long (at most 24 h)
 
-__all__ = ["FlowerRunError", "build_run_config", "read_result", "reference_request", "signed_run"]
+__all__ = ["FlowerRunError", "build_run_config", "read_result", "reference_beta_of", "reference_request",
+           "signed_run"]
 
 
 def _extension_bytes(dictionary: dictmod.Dictionary, extension: bytes | None) -> bytes:
@@ -68,7 +70,7 @@ def _extension_bytes(dictionary: dictmod.Dictionary, extension: bytes | None) ->
 
 
 def signed_run(credentials: MemberCredentials, request: ModelRequest, *, dictionary: dictmod.Dictionary,
-               lifetime: int = DEFAULT_LIFETIME) -> bytes:
+               lifetime: int = DEFAULT_LIFETIME, extra_rounds: int = 0) -> bytes:
     """The researcher's signed envelope of one run: the model (checked against the dictionary
     here, so a mistake fails on the researcher's machine), targets, permit, `flower` set."""
     if not 60 <= lifetime <= 24 * 3600:
@@ -85,18 +87,20 @@ def signed_run(credentials: MemberCredentials, request: ModelRequest, *, diction
     body.nonce = os.urandom(16)
     body.issued_at, body.expires_at = now, now + lifetime
     body.researcher_key_id = credentials.identity.public.signing_fingerprint
-    body.flower.CopyFrom(pb.FlowerRun(max_rounds=request.options.max_rounds))
+    body.flower.CopyFrom(pb.FlowerRun(max_rounds=request.options.max_rounds + extra_rounds))
     return sign(credentials.identity, QUERY_TAG, body.SerializeToString())
 
 
 def build_run_config(credentials: MemberCredentials, request: ModelRequest, *, dictionary: dictmod.Dictionary,
                      registry: bytes, result_path: str, extension: bytes | None = None,
                      lifetime: int = DEFAULT_LIFETIME, prepare_timeout: float = DEFAULT_PREPARE_TIMEOUT,
-                     round_timeout: float = DEFAULT_ROUND_TIMEOUT,
-                     node_wait: float = DEFAULT_NODE_WAIT) -> dict[str, str]:
+                     round_timeout: float = DEFAULT_ROUND_TIMEOUT, node_wait: float = DEFAULT_NODE_WAIT,
+                     reference_beta: Sequence[float] | None = None) -> dict[str, str]:
     """The run config of one model fit on Flower (keys: oncofed.flower.runconfig): the signed
     envelope, the signed `registry` (verified here under the researcher's pinned root), the root,
-    the dictionary's extension, the `[fit]` options and where the ServerApp writes the result."""
+    the dictionary's extension, the `[fit]` options and where the ServerApp writes the result.
+    `reference_beta` (a FedAvg request without DP): the pooled exact fit's coefficients, one per
+    column of the design (`reference_beta_of`), evaluated in one more signed round after training."""
     try:
         verify_registry(credentials.tls.root_cert_pem, credentials.root_fingerprint, registry)
     except Exception as exc:
@@ -104,13 +108,17 @@ def build_run_config(credentials: MemberCredentials, request: ModelRequest, *, d
     if not result_path:
         raise FitError("name the result path (where the ServerApp writes the result)")
     ext = _extension_bytes(dictionary, extension)
-    envelope = signed_run(credentials, request, dictionary=dictionary, lifetime=lifetime)
+    reference = [float(b) for b in reference_beta or ()]
+    if reference and (request.analysis.WhichOneof("kind") != FEDAVG or request.epsilon):
+        raise FitError("a reference is evaluated for a FedAvg run without DP only")
+    envelope = signed_run(credentials, request, dictionary=dictionary, lifetime=lifetime,
+                          extra_rounds=1 if reference else 0)
     return {
         "envelope": b64(envelope), "registry": b64(bytes(registry)), "root-cert": b64(credentials.tls.root_cert_pem),
         "root-fingerprint": credentials.root_fingerprint, "extension": b64(ext),
         "fit-options": json.dumps(asdict(request.options), sort_keys=True), "result-path": str(result_path),
         "prepare-timeout": repr(float(prepare_timeout)), "round-timeout": repr(float(round_timeout)),
-        "node-wait": repr(float(node_wait)),
+        "node-wait": repr(float(node_wait)), "reference-beta": json.dumps(reference) if reference else "",
     }
 
 
@@ -126,6 +134,14 @@ def reference_request(request: ModelRequest) -> ModelRequest:
                                                 covariates=list(f.covariates), reference=list(f.reference)))
     options = FitOptions(max_linear_predictor=request.options.max_linear_predictor)
     return replace(request, analysis=analysis, options=options, epsilon=0.0)
+
+
+def reference_beta_of(request: ModelRequest, pooled: ModelResult, *, dictionary: dictmod.Dictionary) -> list[float]:
+    """The pooled exact fit's coefficients laid out as the FedAvg model's weights (a level no row
+    has, left out of the exact fit, at 0)."""
+    names = FedAvgFit(request.analysis, dictionary, rounds=1).spec.coefficient_names()
+    by_name = dict(zip(pooled.coefficients, pooled.beta, strict=True))
+    return [float(by_name.get(n, 0.0)) for n in names]
 
 
 def read_result(path: str | Path) -> ModelResult | FedAvgResult:

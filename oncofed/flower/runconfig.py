@@ -14,6 +14,9 @@ Flower hands a run its config as flat key/value pairs (`flwr run … --run-confi
     prepare-timeout   seconds to wait for the accepts (the first message may wait for engines)
     round-timeout     seconds to wait for one round's answers
     node-wait         seconds to wait for the SuperNodes to be connected before preparing
+    reference-beta    FedAvg only: the pooled exact fit's coefficients as a JSON list (intercept
+                      first, every column of the design), evaluated in one round after training
+                      ("" for none); the envelope's signed rounds must include that round
 
 Only the envelope is signed by the researcher; the rest tells the coordinator how to check what
 the centres sign and how to fit. A centre trusts none of it: it verifies the envelope against
@@ -53,7 +56,7 @@ from oncofed.query import QUERY_TAG, query_hash
 from oncofed.v1 import query_pb2 as pb
 
 KEYS = ("envelope", "registry", "root-cert", "root-fingerprint", "extension", "fit-options", "result-path",
-        "prepare-timeout", "round-timeout", "node-wait")
+        "prepare-timeout", "round-timeout", "node-wait", "reference-beta")
 DEFAULT_PREPARE_TIMEOUT = 300.0      # the first message of a simulation waits for Ray's workers
 DEFAULT_ROUND_TIMEOUT = 120.0
 DEFAULT_NODE_WAIT = 60.0
@@ -77,6 +80,7 @@ class RunRequest:
     prepare_timeout: float = DEFAULT_PREPARE_TIMEOUT
     round_timeout: float = DEFAULT_ROUND_TIMEOUT
     node_wait: float = DEFAULT_NODE_WAIT
+    reference_beta: tuple[float, ...] = ()
 
 
 def b64(data: bytes) -> str:
@@ -149,7 +153,19 @@ def parse_run_config(config: Mapping[str, Any]) -> RunRequest:
     return RunRequest(envelope, body, bytes.fromhex(query_hash(envelope)), registry, dictionary, options, Path(path),
                       _seconds(config, "prepare-timeout", DEFAULT_PREPARE_TIMEOUT),
                       _seconds(config, "round-timeout", DEFAULT_ROUND_TIMEOUT),
-                      _seconds(config, "node-wait", DEFAULT_NODE_WAIT))
+                      _seconds(config, "node-wait", DEFAULT_NODE_WAIT), _reference_beta(config))
+
+
+def _reference_beta(config: Mapping[str, Any]) -> tuple[float, ...]:
+    raw = config.get("reference-beta", "") or ""
+    try:
+        values = json.loads(raw) if isinstance(raw, str) and raw else []
+    except json.JSONDecodeError:
+        values = None
+    if not isinstance(values, list) or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                                               and math.isfinite(v) for v in values):
+        raise FlowerRunError("the run config's 'reference-beta' is a JSON list of finite numbers")
+    return tuple(float(v) for v in values)
 
 
 def _write(path: Path, doc: Mapping[str, Any]) -> None:

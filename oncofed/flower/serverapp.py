@@ -246,9 +246,13 @@ def coordinate_fedavg(grid: Grid, req: RunRequest) -> FedAvgResult:
     try:
         s, node_of = prepare(grid, req, runlog)
         log.info("run %s: participant set %s", req.query_hash.hex()[:16], ", ".join(s.centre_ids))
-        fit = FedAvgFit(body.analysis, req.dictionary, rounds=body.flower.max_rounds or DEFAULT_FEDAVG_ROUNDS,
+        signed = body.flower.max_rounds or DEFAULT_FEDAVG_ROUNDS
+        if req.reference_beta and signed < 2:
+            raise FlowerRunError("a reference needs a round of its own after training: sign max_rounds ≥ 2")
+        # the reference's round is the last signed one (build_run_config signs it on top of [fit])
+        fit = FedAvgFit(body.analysis, req.dictionary, rounds=signed - (1 if req.reference_beta else 0),
                         max_linear_predictor=req.options.max_linear_predictor, epsilon=body.epsilon,
-                        server_learning_rate=req.options.server_learning_rate)
+                        server_learning_rate=req.options.server_learning_rate, reference=req.reference_beta)
         while (analysis := fit.next_analysis()) is not None:
             t = time.monotonic()
             try:

@@ -157,3 +157,23 @@ def test_analyse_flower_reference_is_for_a_fedavg_model_one_line(fed: Fed, tmp_p
                           text=True, timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode != 0 and done.stderr.count("\n") == 1, done.stderr
     assert "--reference is for a fedavg model" in done.stderr
+
+
+def test_a_reference_is_signed_as_one_more_round_and_only_for_fedavg_without_dp(fed: Fed, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    d = dictmod.load(EXTENSION)
+    req = model_request(FEDAVG, ["centre-a", "centre-b", "centre-c"], PERMIT, max_rounds=30)
+    ref = [0.5, 0.01, -0.2]
+    cfg = run_config(fed, fed.directory, req, d, tmp_path / "r.json", extension=EXTENSION, reference_beta=ref)
+    parsed = parse_run_config(cfg)
+    assert parsed.reference_beta == tuple(ref) and parsed.body.flower.max_rounds == 31
+    for bad in ("[1, 2", '["a"]', '{"b": 1}', "[NaN]"):
+        with pytest.raises(FlowerRunError, match="reference-beta"):
+            parse_run_config({**cfg, "reference-beta": bad})
+    with pytest.raises(FitError, match="without DP only"):
+        run_config(fed, fed.directory, replace(req, epsilon=0.5), d, tmp_path / "r.json", extension=EXTENSION,
+                   reference_beta=ref)
+    with pytest.raises(FitError, match="without DP only"):
+        run_config(fed, fed.directory, model_request(MODEL, ["centre-a", "centre-b"], PERMIT), d, tmp_path / "r.json",
+                   extension=EXTENSION, reference_beta=ref)

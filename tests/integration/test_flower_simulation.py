@@ -168,8 +168,10 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
                    net.d, paths["gbsg_logistic"], extension=EXTENSION),
         capped,
         run_config(w.fed, base / "syn", model_request(POISSON, targets, permit), d, paths["poisson"]),
+        # the pooled statsmodels fit evaluated in one more round after training: the pooled
+        # log-likelihood and accuracy beside the curve
         run_config(w.fed, base / "syn", model_request(FEDAVG, targets, permit, max_rounds=FEDAVG_ROUNDS), d,
-                   paths["fedavg"]),
+                   paths["fedavg"], reference_beta=_pooled_beta(w)),
         run_config(w.fed, base / "syn", model_request(FEDAVG_CLIPPED, targets, permit, max_rounds=4), d,
                    paths["fedavg_clipped"]),
         run_config(w.fed, base / "syn", replace(model_request(FEDAVG_CLIPPED, targets, dp_permit.sha256, max_rounds=6),
@@ -184,6 +186,14 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sim]:
     yield Sim(w, net, g, report, paths, step, dp_permit.permit.permit_id)
     net.close()
     w.close()
+
+
+def _pooled_beta(w: World) -> list[float]:
+    """statsmodels' pooled Logit, laid out as the FedAvg model's weights (0 for a level no row has)."""
+    spec, frame = node_rows(nodes(w), analysis_from(LOGISTIC, "a"), None, w.dictionary())
+    columns = observed(frame, spec.design.names())
+    fitted = dict(zip(["(intercept)", *columns], logit(frame, columns).params, strict=True))
+    return [float(fitted.get(n, 0.0)) for n in ["(intercept)", *spec.design.names()]]
 
 
 def nodes(world: World, names: tuple[str, ...] | None = None) -> dict[str, Any]:
@@ -329,7 +339,9 @@ def test_fedavg_on_flower_reaches_the_pooled_logit_log_likelihood(sim: Sim) -> N
     """Without DP the training log-likelihood (exact sums at each round's weights) closes on
     statsmodels' pooled maximum: never above it, within 10^-3 per row after 12 rounds of 25
     full-batch local epochs (well-conditioned columns: scaled to [−1, 1] by the dictionary; the
-    bench measures the rounds this takes at 3 × 10^4 rows), and classifying as the pooled fit does."""
+    bench measures the rounds this takes at 3 × 10^4 rows), and classifying as the pooled fit does;
+    one more round evaluates the pooled coefficients themselves: statsmodels' log-likelihood and
+    accuracy, summed over the centres."""
     result = sim.result("fedavg")
     assert isinstance(result, FedAvgResult) and result.participants == sorted(sim.world.centres)
     _, frame, ref, accuracy = _pooled(sim)
@@ -342,6 +354,10 @@ def test_fedavg_on_flower_reaches_the_pooled_logit_log_likelihood(sim: Sim) -> N
     assert gaps[0] > 0.02 and gaps[-1] <= 1e-3 and gaps[-1] < gaps[0] / 20
     assert max(gaps[1:]) < gaps[0]                  # every later round is closer than the start
     assert abs(result.rounds[-1].accuracy - accuracy) <= 0.02
+    # the reference round (the 13th signed round) evaluated statsmodels' coefficients at every centre
+    assert result.reference_loglik == pytest.approx(ref.llf, abs=3 * 2.0**-16)      # each centre rounds once
+    assert result.reference_accuracy is not None and abs(result.reference_accuracy - accuracy) <= 1 / n
+    assert "pooled exact fit" in result.summary()
     # round 1's step is the mean of the pure local step over each centre's rows
     fspec = parse_analysis(analysis_from(FEDAVG, "a"), sim.world.dictionary())
     first = np.mean(fedavg_updates(fspec, frame), axis=0)

@@ -186,6 +186,8 @@ def test_the_coordinator_averages_over_the_centres_that_contributed_and_keeps_wi
     text = result.summary()
     assert "pooled exact fit" in text and "log-likelihood" in text
     assert result.rows()[0]["loglik_gap_per_row"] == pytest.approx((-600.0 + 570.0) / 900)
+    frame = result.to_pandas()
+    assert list(frame.index) == [1, 2, 3] and frame.loc[1, "pooled_loglik"] == -570.0
 
 
 def test_under_dp_the_coordinator_reports_no_metrics() -> None:
@@ -224,3 +226,22 @@ def test_a_fedavg_model_file_signs_epsilon_and_its_reference_is_the_exact_logist
         load_request(text.replace("fedavg", "logistic").replace("clip_norm = 0.5\n", "").encode())
     with pytest.raises(FitError, match="fedavg model"):
         reference_request(ref)
+
+
+def test_a_reference_is_evaluated_in_one_round_after_training_and_moves_nothing() -> None:
+    d = dictmod.load()
+    with pytest.raises(ValueError, match="without DP only"):
+        FedAvgFit(analysis_from(MODEL, "analysis"), d, rounds=1, reference=[0.1] * 5, epsilon=1.0)
+    fit = FedAvgFit(analysis_from(MODEL, "analysis"), d, rounds=1, reference=[-1.0, 0.02, 0.5, 0.25, 0.0])
+    fit.observe({"centres": 3, "withheld_centres": 0, "round": 1, "n": 900, "correct": 450, "loglik": -620.0,
+                 "update_sum": [0.3] * 5})
+    w = fit.w.copy()
+    evaluation = fit.next_analysis()
+    assert evaluation is not None and evaluation.fedavg.round == 2
+    sb = evaluation.fedavg.beta_scale_bits
+    assert [b / 2**sb for b in evaluation.fedavg.beta] == pytest.approx([-1.0, 0.02, 0.5, 0.25, 0.0], abs=2**-sb)
+    fit.observe({"centres": 3, "withheld_centres": 0, "round": 2, "n": 900, "correct": 600, "loglik": -500.0,
+                 "update_sum": [5.0] * 5})
+    assert fit.next_analysis() is None and np.array_equal(fit.w, w) and len(fit.history) == 1
+    result = fit.result()
+    assert (result.reference_loglik, result.reference_accuracy) == (-500.0, 600 / 900)
