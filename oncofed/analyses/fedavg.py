@@ -129,7 +129,6 @@ class FedAvgRaw:
     correct: int
     loglik: float
     update: Vector                 # clipped when the spec says so
-    norm: float                    # ‖Δw‖₂ before clipping (for tests and tools; never released)
     counts: dict[str, int] = field(default_factory=dict)
 
 
@@ -273,7 +272,7 @@ class FedAvg(Analysis[FedAvgSpec, FedAvgRaw]):
         delta = local_update(z, y, w0, learning_rate=spec.learning_rate, epochs=spec.local_epochs,
                              batch_size=spec.batch_size, rng=rng)
         correct, loglik = metrics(z, y, w0) if rows.n else (0, 0.0)
-        return FedAvgRaw(rows.n, correct, loglik, clip(delta, spec.clip_norm), float(np.linalg.norm(delta)), counts)
+        return FedAvgRaw(rows.n, correct, loglik, clip(delta, spec.clip_norm), counts)
 
     @staticmethod
     def _prepared(spec: FedAvgSpec, rows: DesignRows) -> tuple[Vector, Vector, dict[str, int]]:

@@ -145,7 +145,7 @@ def test_parse_checks_and_dp_needs_a_clip() -> None:
 def test_the_dp_release_noises_only_the_clipped_update_with_the_stricter_delta() -> None:
     s = spec(dp_delta=1e-12)
     update = clip(np.array([0.3, -0.2, 0.4, 0.1, 0.2]), s.clip_norm)
-    raw = FedAvgRaw(n=500, correct=300, loglik=-320.0, update=update, norm=1.0)
+    raw = FedAvgRaw(n=500, correct=300, loglik=-320.0, update=update)
     (block,) = ANALYSIS.dp_blocks(s, raw, 2)
     assert block.l2 == 2 * s.clip_norm * 2**s.scale_bits        # any two clipped updates differ by ≤ 2C
     assert block.data == [round(u * 2**s.scale_bits) for u in update]
