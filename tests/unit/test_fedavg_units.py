@@ -245,3 +245,14 @@ def test_a_reference_is_evaluated_in_one_round_after_training_and_moves_nothing(
     assert fit.next_analysis() is None and np.array_equal(fit.w, w) and len(fit.history) == 1
     result = fit.result()
     assert (result.reference_loglik, result.reference_accuracy) == (-500.0, 600 / 900)
+
+
+def test_under_a_laplace_policy_the_update_is_noised_with_its_l1_sensitivity() -> None:
+    s = spec()
+    update = clip(np.array([0.3, -0.2, 0.4, 0.1, 0.2]), s.clip_norm)
+    raw = FedAvgRaw(n=500, correct=300, loglik=-320.0, update=update)
+    (block,) = ANALYSIS.dp_blocks(s, raw, 2)
+    assert block.l1 == int(np.ceil(2 * s.clip_norm * np.sqrt(s.p) * 2**s.scale_bits))   # ‖v‖₁ ≤ √p ‖v‖₂
+    out = dp_release(ANALYSIS, s, raw, Rules(mode="dp", epsilon=2.0, dp_mechanism="laplace"))
+    assert out.meta["mechanism"] == "laplace" and out.meta["noise_scales"] == [pytest.approx(block.l1 / 2.0)]
+    assert out.values[:3] == [0, 0, 0] and out.values[3:] != block.data
