@@ -8,7 +8,12 @@ pooled side is `engine.answer` + the finaliser on one node that ingested every c
 The default node policy applies (cell key, k = 10), with rate limits lifted for the benchmark.
 
     python bench/query_federated.py --out bench/results/query_federated.json \\
-        [--sizes 100000,1000000] [--centres 3,5] [--scale 10,30,100] [--repeats 15]
+        [--sizes 100000,1000000] [--centres 3,5] [--scale 10,30,100] [--repeats 15] [--cache DIR]
+
+Set-up: each centre's synthetic file is generated once, and each centre's loaded node and each
+pooled store are kept in a cache directory (a temporary one per run, or --cache to keep them
+between runs) and copied into later worlds: the 5-centre world reuses the 3-centre world's
+centres, its pooled store is the 3-centre one plus two files.
 
 Targets (issue 10): federated ÷ pooled ≤ 1.5 at 5 × 1M rows; protocol only (empty cohort) p50 ≤ 25 ms
 at 5 centres; 3 × 1M-row count p50 ≤ 50 ms; 100 centres ≤ 1 s end to end.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -48,26 +54,62 @@ def policy() -> Any:
     return NodePolicy(rate_per_minute=100_000, rate_per_day=10_000_000)
 
 
+SEED = 20261202
+
+
+def pooled_node(cache: Path, files: list[Path], into: Path) -> Path:
+    """One node holding every file's rows: kept per number of files in `cache`, and built from
+    the largest one kept before (the first k files) plus the rest, then copied to `into`."""
+    from oncofed.node.node import init_node, open_node
+
+    def kept(k: int) -> Path:
+        return cache / "pooled" / f"{k}-{files[0].parent.name}"
+
+    n = len(files)
+    if not kept(n).exists():
+        staging = kept(n).with_name(kept(n).name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        start = max((k for k in range(1, n) if kept(k).exists()), default=0)
+        if start:
+            shutil.copytree(kept(start), staging, symlinks=True)
+            node = open_node(staging)
+        else:
+            node = open_node(init_node(staging, "pooled").root)
+        try:
+            for f in files[start:]:
+                node.ingest(f)
+        finally:
+            node.close()
+        staging.rename(kept(n))
+    shutil.copytree(kept(n), into, symlinks=True)
+    return into
+
+
 def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tuple[str, Any, Any]], *,
-            with_pooled: bool = True) -> dict[str, Any]:
-    from federation_world import make_world
+            with_pooled: bool = True, cache: Path | None = None) -> dict[str, Any]:
+    from federation_world import cached_files, make_world
 
     from oncofed import dictionary as dictmod
     from oncofed.analyses import finalise_query
-    from oncofed.node.node import init_node, open_node
+    from oncofed.node.node import open_node
     from oncofed.node.query.engine import answer
 
     d = dictmod.load()
+    cache = cache or tmp / "cache"
     t0 = time.perf_counter()
     centres = tuple(f"centre-{i:03d}" for i in range(n_centres))
-    world = make_world(tmp / "world", centres=centres, patients=max(int(size / 1.035), 10), policy=policy(),
-                       prepare_seconds=120, answer_seconds=300)
+    patients = max(int(size / 1.035), 10)
+    world = make_world(tmp / "world", centres=centres, patients=patients, policy=policy(), seed=SEED,
+                       prepare_seconds=120, answer_seconds=300, node_cache=cache)
     setup = time.perf_counter() - t0
     pooled = None
+    pooled_setup = 0.0
     if with_pooled:
-        pooled = open_node(init_node(tmp / "pooled", "pooled").root)
-        for f in sorted((world.base / "csv").glob("*.csv")):
-            pooled.ingest(f)
+        t0 = time.perf_counter()
+        files = cached_files(cache, n_centres, patients, SEED, d)
+        pooled = open_node(pooled_node(cache, files, tmp / "pooled"))
+        pooled_setup = time.perf_counter() - t0
+    print(f"  set-up: world {setup:.1f} s, pooled store {pooled_setup:.1f} s", flush=True)
     try:
         world.start_hub()
         for c in world.centres.values():
@@ -98,7 +140,8 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
             print(f"  {n_centres:>3} × {size:>9,}  {name:44} federated p50 {row['federated_p50_ms']:9.2f} ms "
                   f"p95 {row['federated_p95_ms']:9.2f}" + (f"  pooled p50 {row['pooled_p50_ms']:9.2f} ms  ratio "
                                                              f"{row['ratio_p50']:.2f}" if pooled else ""), flush=True)
-        return {"centres": n_centres, "rows_per_centre": size, "setup_seconds": round(setup, 1), "analyses": rows}
+        return {"centres": n_centres, "rows_per_centre": size, "setup_seconds": round(setup, 1),
+                "pooled_setup_seconds": round(pooled_setup, 1), "analyses": rows}
     finally:
         world.close()
         if pooled is not None:
@@ -112,17 +155,22 @@ def main() -> int:
     ap.add_argument("--centres", default="3,5")
     ap.add_argument("--scale", default="10,30,100", help="centre counts for the count-only scaling run")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="keep generated files and loaded stores here between runs (default: this run only)")
     opts = ap.parse_args()
     results, scaling = [], []
-    for size in (int(s) for s in opts.sizes.split(",") if s):
-        for n in (int(c) for c in opts.centres.split(",") if c):
-            print(f"{n} centres × {size:,} rows", flush=True)
+    with tempfile.TemporaryDirectory() as run_cache:
+        cache = opts.cache or Path(run_cache)
+        for size in (int(s) for s in opts.sizes.split(",") if s):
+            for n in sorted(int(c) for c in opts.centres.split(",") if c):
+                print(f"{n} centres × {size:,} rows", flush=True)
+                with tempfile.TemporaryDirectory() as tmp:
+                    results.append(measure(size, n, opts.repeats, Path(tmp), CASES, cache=cache))
+        for n in (int(c) for c in opts.scale.split(",") if c):
+            print(f"scaling: {n} centres × 200 rows, count", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
-                results.append(measure(size, n, opts.repeats, Path(tmp), CASES))
-    for n in (int(c) for c in opts.scale.split(",") if c):
-        print(f"scaling: {n} centres × 200 rows, count", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
-            scaling.append(measure(200, n, max(opts.repeats // 3, 3), Path(tmp), CASES[:2], with_pooled=False))
+                scaling.append(measure(200, n, max(opts.repeats // 3, 3), Path(tmp), CASES[:2], with_pooled=False,
+                                       cache=cache))
     checks = []
     for r in results:
         for a in r["analyses"]:

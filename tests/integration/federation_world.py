@@ -122,9 +122,13 @@ class World:
 def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b", "centre-c"),
                patients: int = 300, policy: NodePolicy | None = None, seed: int = 20261202,
                prepare_seconds: int = 10, answer_seconds: int = 20, extension: Path | None = None,
-               files: list[Path] | None = None, fields: list[str] | None = None) -> World:
+               files: list[Path] | None = None, fields: list[str] | None = None,
+               node_cache: Path | None = None) -> World:
     """Everything up and approved, nothing started: call `start_hub` and each centre's `start`.
-    `files` (one CSV per centre, for `extension`'s dictionary) replace the synthetic data."""
+    `files` (one CSV per centre, for `extension`'s dictionary) replace the synthetic data.
+    `node_cache` (the benchmarks'): a directory keeping each centre's generated file and its
+    loaded node (before any trust state) per (centre, patients, seed), copied into later worlds
+    instead of generated and ingested again — at 10^6 rows a copy takes a second, a load a minute."""
     fed = make_fed(base, centres=centres, researchers=("res-1",))
     fed.enroll("hub", "hub")
     fed.authority.publish()
@@ -142,6 +146,8 @@ def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b"
 
     if files:
         paths = list(files)
+    elif node_cache is not None:
+        paths = cached_files(node_cache, len(centres), patients, seed, d)
     else:
         made = write_all(base / "csv", min(len(centres), MAX_CENTRES), patients, seed, d)
         paths = [made[i % len(made)].path for i in range(len(centres))]
@@ -153,8 +159,11 @@ def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b"
     permit = permit_doc.sha256
     world_centres = {}
     for centre, f in zip(centres, paths, strict=True):
-        node = open_node(init_node(base / centre, centre, extension=extension).root)
-        node.ingest(f)
+        if node_cache is not None and files is None and extension is None:
+            node = open_node(cached_node(node_cache, centre, f, base / centre))
+        else:
+            node = open_node(init_node(base / centre, centre, extension=extension).root)
+            node.ingest(f)
         trust = fed.attach(node.paths.store, centre)
         trust.add_permit(permit_doc.data)
         trust.approve(permit, by="test-admin")
@@ -172,3 +181,39 @@ def make_world(base: Path, *, centres: tuple[str, ...] = ("centre-a", "centre-b"
                                          cert=fed.cert_path("researcher", "res-1"), root_cert=base / "root.cert.pem",
                                          root_fingerprint=fed.authority.root.fingerprint)
     return World(base, fed, hub_config, world_centres, researcher, extension=extension, keys=keys)
+
+
+def cached_files(cache: Path, n: int, patients: int, seed: int, d: dictmod.Dictionary) -> list[Path]:
+    """The synthetic files of centres 0 … n − 1 (the generator's 26 reused beyond), each written
+    once into `cache` (a centre's file depends on its index, patients and seed only)."""
+    from oncofed.synth import MAX_CENTRES, centre_filename, write_all, write_centre
+
+    folder = cache / f"csv-{patients}-{seed}"
+    folder.mkdir(parents=True, exist_ok=True)
+    wanted = [folder / centre_filename(i) for i in range(min(n, MAX_CENTRES))]
+    missing = [i for i, p in enumerate(wanted) if not p.exists()]
+    if len(missing) == len(wanted) and len(wanted) > 1:
+        write_all(folder, len(wanted), patients, seed, d)          # in parallel when large
+    else:
+        for i in missing:
+            write_centre(wanted[i], i, patients, seed, d)
+    return [wanted[i % len(wanted)] for i in range(n)]
+
+
+def cached_node(cache: Path, centre: str, data: Path, into: Path) -> Path:
+    """A node directory for `centre` holding `data`, loaded once into `cache` and copied to
+    `into` (secrets, config and store: the node stays this centre's, with no trust state yet)."""
+    import shutil
+
+    kept = cache / "nodes" / f"{centre}-{data.parent.name}-{data.name}"
+    if not kept.exists():
+        staging = kept.with_name(kept.name + ".partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        node = open_node(init_node(staging, centre).root)
+        try:
+            node.ingest(data)
+        finally:
+            node.close()
+        staging.rename(kept)
+    shutil.copytree(kept, into, symlinks=True)
+    return into

@@ -46,30 +46,35 @@ def substitution(where: str, params: Sequence[Any], change: RowChange) -> list[t
 
 def signed_statement(build: Callable[[str, Sequence[Any]], Statement], where: str, params: Sequence[Any],
                      change: RowChange) -> Statement:
-    """One statement over the three parts of `substitution`, each part's rows led by its sign."""
+    """One statement over the three parts of `substitution`, each part's rows led by its tag:
+    1 for the cohort, −1 for its removed rows, 2 for the added ones."""
     sqls: list[str] = []
     out: list[Any] = []
-    for sign, w, ps in substitution(where, params, change):
+    for tag, (_, w, ps) in zip((1, -1, 2), substitution(where, params, change), strict=True):
         sql, bound = build(w, ps)
-        sqls.append(f"SELECT {sign}, * FROM ({sql})")
+        sqls.append(f"SELECT {tag}, * FROM ({sql})")
         out.extend(bound)
     return " UNION ALL ".join(sqls), out
 
 
-def _null_first(key: tuple[Any, ...]) -> tuple[tuple[int, Any], ...]:
-    """SQLite's GROUP BY order (NULL first) as a Python sort key."""
-    return tuple((0, 0) if v is None else (1, v) for v in key)
-
-
 def merge_signed(rows: Sequence[Sequence[Any]], width: int, *, grouped: bool = True) -> list[tuple[Any, ...]]:
-    """Rows of a `signed_statement` over grouped aggregates (sign, `width` group values, count,
-    key sum) summed per group: what the plain statement over the substituted rows returns — its
-    non-empty groups in GROUP BY order, or its one row when it has no GROUP BY (`grouped`)."""
-    acc: dict[tuple[Any, ...], list[int]] = {}
-    for row in rows:
-        sign, key = int(row[0]), tuple(row[1:1 + width])
-        cell = acc.setdefault(key, [0, 0])
-        cell[0] += sign * int(row[1 + width])
-        cell[1] += sign * int(row[2 + width] or 0)
-    out = [(*key, n, keys) for key, (n, keys) in acc.items() if n or not grouped]
-    return sorted(out, key=lambda r: _null_first(r[:width]))
+    """Rows of a `signed_statement` over grouped aggregates (tag, `width` group values, count,
+    key sum) summed per group: the plain statement's rows over the substituted rows — the
+    cohort's groups in their order, then groups only added rows fill; empty groups dropped when
+    the statement groups (`grouped`), as GROUP BY drops them. The cohort's groups are indexed on
+    every path, so the work grows only with the (few) correction rows."""
+    out = [tuple(r[1:]) for r in rows if r[0] == 1]
+    index = {r[:width]: i for i, r in enumerate(out)}
+    for r in rows:
+        if r[0] == 1:
+            continue
+        sign, key = (-1 if r[0] < 0 else 1), tuple(r[1:1 + width])
+        n, keys = sign * int(r[1 + width]), sign * int(r[2 + width] or 0)
+        i = index.get(key)
+        if i is None:
+            index[key] = len(out)
+            out.append((*key, n, keys))
+        else:
+            was = out[i]
+            out[i] = (*key, int(was[width]) + n, int(was[width + 1] or 0) + keys)
+    return [r for r in out if r[width] or not grouped]
