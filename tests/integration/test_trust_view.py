@@ -117,6 +117,13 @@ def test_no_audit_head_names_an_entry_not_yet_on_disk(tmp_path: Any, monkeypatch
         synced.clear()
         log.signed_head()
         assert synced == []
+        other = AuditLog.open(node.paths.store, Identity.generate("centre", "centre-a"))  # the admin API's
+        try:
+            log.append(event="query.answer", decision="answered", who="res-1", synced=False)
+            other.signed_head()
+            assert any(p.endswith("-wal") for p in synced)        # whichever log signs the head
+        finally:
+            other.close()
     finally:
         log.close()
         node.close()

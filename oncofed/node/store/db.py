@@ -216,6 +216,11 @@ def begin_immediate(conn: sqlite3.Connection, on_wait: Callable[[str], None] | N
         raise
 
 
+def store_path(conn: sqlite3.Connection) -> Path:
+    """The file a connection's main database is."""
+    return _path_of(conn)
+
+
 def _path_of(conn: sqlite3.Connection) -> Path:
     for _, name, file in conn.execute("PRAGMA database_list"):
         if name == "main":
