@@ -61,6 +61,7 @@ from oncofed.analyses.base import (
 )
 from oncofed.analyses.design import gate, gate_counts, level_counts, matrix
 from oncofed.analyses.logistic import ANALYSIS as LOGISTIC
+from oncofed.analyses.logistic import outcome
 from oncofed.analyses.regression import ModelSpec, fit_keys
 from oncofed.dictionary import Dictionary
 from oncofed.query.errors import QueryError, invalid
@@ -284,12 +285,7 @@ class FedAvg(Analysis[FedAvgSpec, FedAvgRaw]):
         if got is None:
             values = rows.values
             k = len(m.design.fields)
-            if m.question.survival is None:
-                y = np.isin(values[:, k], m.positive).astype(np.float64)
-            else:
-                assert rows.event is not None and rows.time is not None
-                horizon = m.question.horizon_days
-                y = rows.event * (rows.time <= horizon) if horizon else rows.event.copy()
+            y = outcome(m, rows)
             x = matrix(m.design, values[:, :k])
             mid, half = scaling(m)
             z = np.hstack([np.ones((rows.n, 1)), (x - mid) / half])

@@ -102,12 +102,7 @@ class Logistic(ModelAnalysis):
         if prepared is None:                          # β-free: once for every round over these rows
             values = rows.values
             k = len(spec.design.fields)
-            if spec.question.survival is None:
-                y = np.isin(values[:, k], spec.positive).astype(np.float64)
-            else:
-                assert rows.event is not None and rows.time is not None
-                horizon = spec.question.horizon_days
-                y = rows.event * (rows.time <= horizon) if horizon else rows.event.copy()
+            y = outcome(spec, rows)
             xc = matrix(spec.design, values[:, :k])
             sx, sxx, counts = moments_and_gates(spec.design, values, xc, y, "outcome")
             prepared = rows.prepared[key] = (*patterns(np.hstack([np.ones((rows.n, 1)), xc]), y), sx, sxx, counts)
@@ -122,6 +117,16 @@ class Logistic(ModelAnalysis):
         extreme = int(bool(np.any((prob < EXTREME) | (prob > 1.0 - EXTREME))))   # a flag (D30)
         return ModelRaw(n=rows.n, events=int(y @ m), sum_x=sx, sum_xx=sxx, gradient=gradient,
                         information=upper(info), loglik=loglik, extreme=extreme, counts=dict(counts))
+
+
+def outcome(spec: ModelSpec, rows: DesignRows) -> npt.NDArray[np.float64]:
+    """The 0/1 outcome of each row: a field's positive levels, or an event by the horizon — one
+    rule for every model trained on the logistic design (the exact fit and FedAvg)."""
+    if spec.question.survival is None:
+        return np.isin(rows.values[:, len(spec.design.fields)], spec.positive).astype(np.float64)
+    assert rows.event is not None and rows.time is not None
+    horizon = spec.question.horizon_days
+    return rows.event * (rows.time <= horizon) if horizon else rows.event.copy()
 
 
 def patterns(x: npt.NDArray[np.float64], y: npt.NDArray[np.float64]) -> tuple[Any, ...]:

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from flwr.app import Context, Message, MessageType, RecordDict
 from flwr.serverapp import Grid, ServerApp
@@ -200,6 +200,21 @@ def run_round(grid: Grid, req: RunRequest, s: ParticipantSet, node_of: Mapping[s
     return finalise(spec, total, members=len(s))
 
 
+def _failed(req: RunRequest, exc: Exception) -> NoReturn:
+    """A failed run leaves its reason in the result file, where the researcher's command reads it."""
+    message = str(exc)
+    write_failure(req.result_path, req.query_hash, message)
+    log.error("run %s failed: %s", req.query_hash.hex()[:16], message)
+    raise FlowerRunError(message) from None
+
+
+def _completed(req: RunRequest, runlog: RunLog, result: Any) -> None:
+    write_result(req.result_path, {"query_hash": req.query_hash.hex(), "result": result.to_json(),
+                                   "rounds": runlog.rounds, "prepare_seconds": runlog.prepare_seconds,
+                                   "declined": runlog.declined, "ignored_nodes": runlog.ignored})
+    log.info("run %s complete:\n%s", req.query_hash.hex()[:16], result.summary())
+
+
 def coordinate(grid: Grid, req: RunRequest, *,
                on_round: Callable[[Step, float], None] | None = None) -> ModelResult | FedAvgResult:
     """Fit the run's model over the grid and write the result file; on failure write the failure
@@ -223,14 +238,8 @@ def coordinate(grid: Grid, req: RunRequest, *,
                 on_round(step, seconds)
         result = fit.result(participants=list(s.centre_ids), seconds=time.monotonic() - started)
     except OncofedError as exc:
-        message = str(exc)
-        write_failure(req.result_path, req.query_hash, message)
-        log.error("run %s failed: %s", req.query_hash.hex()[:16], message)
-        raise FlowerRunError(message) from None
-    write_result(req.result_path, {"query_hash": req.query_hash.hex(), "result": result.to_json(),
-                                   "rounds": runlog.rounds, "prepare_seconds": runlog.prepare_seconds,
-                                   "declined": runlog.declined, "ignored_nodes": runlog.ignored})
-    log.info("run %s complete:\n%s", req.query_hash.hex()[:16], result.summary())
+        _failed(req, exc)
+    _completed(req, runlog, result)
     return result
 
 
@@ -271,14 +280,8 @@ def coordinate_fedavg(grid: Grid, req: RunRequest) -> FedAvgResult:
                      done.seconds)
         result = fit.result(participants=list(s.centre_ids), seconds=time.monotonic() - started)
     except (OncofedError, ValueError) as exc:
-        message = str(exc)
-        write_failure(req.result_path, req.query_hash, message)
-        log.error("run %s failed: %s", req.query_hash.hex()[:16], message)
-        raise FlowerRunError(message) from None
-    write_result(req.result_path, {"query_hash": req.query_hash.hex(), "result": result.to_json(),
-                                   "rounds": runlog.rounds, "prepare_seconds": runlog.prepare_seconds,
-                                   "declined": runlog.declined, "ignored_nodes": runlog.ignored})
-    log.info("run %s complete:\n%s", req.query_hash.hex()[:16], result.summary())
+        _failed(req, exc)
+    _completed(req, runlog, result)
     return result
 
 
