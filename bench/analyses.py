@@ -2,7 +2,8 @@
 model fitted by statsmodels on the pooled rows in the same run.
 
 Everything is real: an in-process hub (gRPC, mutual TLS), one outbound connector per centre
-(threads in this process, each with its own node store), the researcher's client as the
+(each in a process of its own, tests/integration/connector_pool.py, started afresh for every
+cold fit; `--threads`: threads of this process, as before), the researcher's client as the
 coordinator (oncofed.federation.client.analyse.run_model): every round is a signed, sealed,
 secure-aggregated query. The policy releases exact sums (threshold mode, k = 1) so the fits can
 be compared; rate limits are lifted. The pooled side reads each centre's complete cases (the
@@ -291,8 +292,9 @@ def flower_columns(world: Any, tmp: Path, models: tuple[str, ...], repeats: int,
 
 
 def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[str, ...] = tuple(MODELS),
-            flower: bool = False, deployment: bool = False) -> dict[str, Any]:
+            flower: bool = False, deployment: bool = False, processes: bool = False) -> dict[str, Any]:
     import numpy as np
+    from connector_pool import ConnectorProcesses
     from federation_world import make_world
     from regression_reference import node_rows, observed
 
@@ -306,15 +308,30 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[st
     world = make_world(tmp / "world", centres=centres, patients=max(int(size / 1.035), 10), policy=policy())
     setup = time.perf_counter() - t0
     out: dict[str, Any] = {"centres": n_centres, "rows_per_centre": size, "setup_seconds": round(setup, 1),
+                           "connectors": "one process per centre" if processes else "threads of this process",
                            "models": []}
+    pool: Any = None
+
+    def connect() -> None:
+        """The centres' connectors: threads of this process, or (`processes`) one process each,
+        started afresh with an empty row cache and warmed by one count (record keys, page cache)."""
+        nonlocal pool
+        if processes:
+            if pool is not None:
+                pool.stop()
+            pool = ConnectorProcesses(world, n_centres).start()
+        elif pool is None:
+            for c in world.centres.values():
+                c.start(world.fed, world.target)
+            world.wait_connected(timeout=120)
+            pool = True
+        client.run(world.body("count"), dictionary=d, timeout=600)
+
     try:
         world.start_hub()
-        for c in world.centres.values():
-            c.start(world.fed, world.target)
-        world.wait_connected(timeout=120)
         client = world.client()
         d = world.dictionary()
-        client.run(world.body("count"), dictionary=d, timeout=600)           # warm: record keys, page cache
+        connect()
         permit = bytes.fromhex(next(iter(world.centres.values())).permit)
         plane: dict[str, Any] = {}
         rows: dict[str, dict[str, Any]] = {}
@@ -328,6 +345,8 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[st
             before = load()
             for _ in range(repeats):
                 DESIGNS.clear()                                    # every centre reads its rows afresh
+                if processes:
+                    connect()
                 t = time.perf_counter()
                 result = run_model(client, req, dictionary=d, timeout=600)
                 cold.append(time.perf_counter() - t)
@@ -369,6 +388,8 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, models: tuple[st
         if deployment and rows:
             out["deploy_processes_left"] = deployment_columns(world, tmp, tuple(rows), rows, plane)
     finally:
+        if processes and pool is not None:
+            pool.stop()
         world.close()
     return out
 
@@ -383,6 +404,8 @@ def main() -> int:
     ap.add_argument("--flower", action="store_true", help="also fit on Flower's simulation engine (Ray)")
     ap.add_argument("--deployment", action="store_true",
                     help="also fit on Flower's deployment engine (a SuperLink and SuperNodes as processes)")
+    ap.add_argument("--threads", action="store_true",
+                    help="run the centres' connectors as threads of this process (default: one process each)")
     opts = ap.parse_args()
     results: list[dict[str, Any]] = []
     for size in (int(s) for s in opts.sizes.split(",") if s):
@@ -390,7 +413,7 @@ def main() -> int:
             print(f"{n} centres × {size:,} rows (load {load()})", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
                 results.append(measure(size, n, opts.repeats, Path(tmp), tuple(opts.models.split(",")), opts.flower,
-                                       opts.deployment))
+                                       opts.deployment, processes=not opts.threads))
             write(opts.out, results, checks_of(results))            # what is measured survives a stop
     checks = checks_of(results)
     for c in checks:

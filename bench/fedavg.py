@@ -10,7 +10,8 @@ complete cases, and the exact Newton fit of the same model on the same engine st
 
 - without DP: FedAvg at (step, local epochs) settings, `--rounds` rounds each; the training
   log-likelihood of every round (exact sums at the round's weights) against the pooled one,
-  per row; the first round within 10^-3 per row;
+  per row; the first round within 10^-3 per row, and within 10^-3 of the whole log-likelihood
+  (the issue's "within 1e-3" read strictly: n times tighter);
 - with DP: the same model with updates clipped to C and noised at each centre (discrete
   Gaussian, the node's own mechanism) at ε per round, δ 10^-6, the coordinator stepping a quarter
   of the mean update (`[fit] server_learning_rate`) so the noise averages over rounds; the centres release no metrics
@@ -145,13 +146,19 @@ def measure(size: int, n_centres: int, rounds: int, tmp: Path) -> dict[str, Any]
                 hit = next((r.round for r, g in zip(res.rounds, gaps, strict=True) if g <= TOLERANCE), None)
                 last = res.rounds[-1]
                 # round r reports the weights after r − 1 updates: within 1e-3 at round r = r − 1 updates
+                # and within 1e-3 of the whole log-likelihood (n × 1e-3 tighter than per row)
+                whole = next((r.round for r in res.rounds if ref.llf - r.loglik <= TOLERANCE), None)
                 row.update({"first_round_within_1e-3_per_row": hit,
                             "updates_to_within_1e-3_per_row": hit - 1 if hit else None,
+                            "updates_to_within_1e-3_absolute": whole - 1 if whole else None,
+                            "final_loglik_gap_absolute": ref.llf - last.loglik,
                             "loglik_gap_per_row_by_round": [round(g, 7) for g in gaps],
                             "last_loglik": last.loglik, "last_accuracy": last.accuracy})
                 print(f"  FedAvg step {meta['learning_rate']:g}, {meta['local_epochs']} epochs: within 1e-3 per "
                       f"row after {hit - 1 if hit else f'more than {len(gaps) - 1}'} updates; after "
-                      f"{len(gaps) - 1}: gap {gaps[-1]:.2e} per row, accuracy {last.accuracy:.4f}; round "
+                      f"{len(gaps) - 1}: gap {gaps[-1]:.2e} per row ({ref.llf - last.loglik:.2e} in all; within 1e-3 "
+                      f"in all after {whole - 1 if whole else f'more than {len(gaps) - 1}'} updates), accuracy "
+                      f"{last.accuracy:.4f}; round "
                       f"{row['round_seconds_median']} s", flush=True)
             else:
                 ll, acc = evaluate(res.beta)

@@ -86,7 +86,8 @@ def pooled_node(cache: Path, files: list[Path], into: Path) -> Path:
 
 
 def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tuple[str, Any, Any]], *,
-            with_pooled: bool = True, cache: Path | None = None) -> dict[str, Any]:
+            with_pooled: bool = True, cache: Path | None = None, processes: int = 0) -> dict[str, Any]:
+    from connector_pool import ConnectorProcesses
     from federation_world import cached_files, make_world
 
     from oncofed import dictionary as dictmod
@@ -110,11 +111,15 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
         pooled = open_node(pooled_node(cache, files, tmp / "pooled"))
         pooled_setup = time.perf_counter() - t0
     print(f"  set-up: world {setup:.1f} s, pooled store {pooled_setup:.1f} s", flush=True)
+    pool = None
     try:
         world.start_hub()
-        for c in world.centres.values():
-            c.start(world.fed, world.target)
-        world.wait_connected(timeout=120)
+        if processes:
+            pool = ConnectorProcesses(world, processes).start()
+        else:
+            for c in world.centres.values():
+                c.start(world.fed, world.target)
+            world.wait_connected(timeout=120)
         client = world.client()
         rows = []
         for name, analysis, cohort in cases:
@@ -141,8 +146,11 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
                   f"p95 {row['federated_p95_ms']:9.2f}" + (f"  pooled p50 {row['pooled_p50_ms']:9.2f} ms  ratio "
                                                              f"{row['ratio_p50']:.2f}" if pooled else ""), flush=True)
         return {"centres": n_centres, "rows_per_centre": size, "setup_seconds": round(setup, 1),
-                "pooled_setup_seconds": round(pooled_setup, 1), "analyses": rows}
+                "pooled_setup_seconds": round(pooled_setup, 1),
+                "connector_processes": len(pool.groups) if pool else 0, "analyses": rows}
     finally:
+        if pool is not None:
+            pool.stop()
         world.close()
         if pooled is not None:
             pooled.close()
@@ -155,6 +163,9 @@ def main() -> int:
     ap.add_argument("--centres", default="3,5")
     ap.add_argument("--scale", default="10,30,100", help="centre counts for the count-only scaling run")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--processes", type=int, default=10,
+                    help="connector processes (centres split evenly over them; one per centre up to this many); "
+                         "0: every connector a thread of this process")
     ap.add_argument("--cache", type=Path, default=None,
                     help="keep generated files and loaded stores here between runs (default: this run only)")
     opts = ap.parse_args()
@@ -165,12 +176,13 @@ def main() -> int:
             for n in sorted(int(c) for c in opts.centres.split(",") if c):
                 print(f"{n} centres × {size:,} rows", flush=True)
                 with tempfile.TemporaryDirectory() as tmp:
-                    results.append(measure(size, n, opts.repeats, Path(tmp), CASES, cache=cache))
+                    results.append(measure(size, n, opts.repeats, Path(tmp), CASES, cache=cache,
+                                           processes=opts.processes))
         for n in (int(c) for c in opts.scale.split(",") if c):
             print(f"scaling: {n} centres × 200 rows, count", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
                 scaling.append(measure(200, n, max(opts.repeats // 3, 3), Path(tmp), CASES[:2], with_pooled=False,
-                                       cache=cache))
+                                       cache=cache, processes=opts.processes))
     checks = []
     for r in results:
         for a in r["analyses"]:

@@ -5,11 +5,13 @@ and SuperNodes as processes on 127.0.0.1, driven through `flwr`.
   refused, a run completes with the right answer, a failing run is reported as failed (not exit 0).
 - With oncofed's apps: a Cox model (stratified by centre) over three SuperNodes, each on a real node
   directory, equals the pooled statsmodels `PHReg(ties='efron')` and lifelines fits to 1e-6, and the
-  query-plane driver over a real hub on the same centres to 1e-12.
+  query-plane driver over a real hub on the same centres to 1e-12; FedAvg training on the same
+  SuperNodes takes the pure local step at every centre and improves on every round.
 Teardown leaves no process behind (asserted over every pid seen below the ones we started)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from pathlib import Path
@@ -19,8 +21,10 @@ import pytest
 from federation_world import make_world
 from flower_deploy_world import deploy
 from flower_world import enable_flower, model_request, run_config
-from regression_reference import assert_matches, lifelines_strata, node_rows, observed, phreg
+from regression_reference import assert_matches, fedavg_updates, lifelines_strata, node_rows, observed, phreg
 
+from oncofed.analyses import parse_analysis
+from oncofed.analyses.fedavg import FedAvgResult
 from oncofed.federation.client.analyse import run_model
 from oncofed.flower.deploy import SUPERLINK, SupernodeRefused, find, start_supernode
 from oncofed.flower.fab import write_app
@@ -104,6 +108,27 @@ def test_cox_on_a_superlink_with_three_supernodes_equals_pooled_and_query_plane_
                               [f"c{i}" for i in range(len(names))])
         assert_matches(result, ll.params_.to_numpy(), ll.standard_errors_.to_numpy(), ll.log_likelihood_)
         assert "stratified by centre" in result.model
+
+        # FedAvg training (D36) on the same SuperNodes: the deployed ClientApp runs the pure local
+        # step on each centre's rows; round 1 is at w = 0 and its mean update is the mean of the
+        # pure local steps; each later round's weights fit better
+        from test_flower_simulation import FEDAVG, LOGISTIC
+
+        avg_config = run_config(w.fed, tmp_path / "fed", model_request(FEDAVG, targets, permit, max_rounds=3),
+                                w.dictionary(), tmp_path / "fedavg.json")
+        avg = fit_on_flower(avg_config, superlink=d.spec.address, root_cert=tmp_path / "root.cert.pem",
+                            timeout=1500).result
+        assert isinstance(avg, FedAvgResult) and avg.participants == sorted(targets) and not avg.stopped
+        _lspec, lframe = node_rows({k: c.node for k, c in w.centres.items()}, analysis_from(LOGISTIC, "a"), None,
+                                  w.dictionary())
+        n = len(lframe)
+        assert [r.round for r in avg.rounds] == [1, 2, 3] and all(r.n == n for r in avg.rounds)
+        assert avg.rounds[0].loglik == pytest.approx(n * np.log(0.5), abs=3 * 2.0**-16)
+        fspec = parse_analysis(analysis_from(FEDAVG, "a"), w.dictionary())
+        first = np.mean(fedavg_updates(fspec, lframe), axis=0)
+        assert avg.rounds[0].update_norm == pytest.approx(float(np.linalg.norm(first)), rel=1e-6)
+        lls = [r.loglik for r in avg.rounds]
+        assert all(b > a for a, b in itertools.pairwise(lls)), lls
 
         # a run no centre may answer (a permit nobody approved) fails, and says so
         now = int(time.time())

@@ -284,21 +284,21 @@ class HubService(fgrpc.HubServicer):
         row = self.store.query(qh)
         if row is None or row.state not in OPEN_STATES:
             return
-        progress = {p.centre: p for p in self.store.progress(qh)}
+        states = self.store.states(qh)
         woken: list[str] = []
         with self.store.tx() as c:
             if int(time.time()) > row.expires_at:
                 self.store.set_state(c, qh, "expired", "the query expired before it completed")
             elif row.state == "preparing":
-                replied = all(p.state in ("accepted", "declined", "failed") for p in progress.values())
+                replied = all(s in ("accepted", "declined", "failed") for s in states.values())
                 if replied or now_ms() >= row.prepare_until_ms:
-                    woken = self._fix(c, row, progress)
+                    woken = self._fix(c, row, {p.centre: p for p in self.store.progress(qh)})
             elif row.state == "abstaining":
                 woken = self._gather(c, row)
             else:
                 members = set(self._members(qh))
-                failed = sorted(m for m in members if progress[m].state == "failed")
-                silent = sorted(m for m in members if progress[m].state != "answered")
+                failed = sorted(m for m in members if states[m] == "failed")
+                silent = sorted(m for m in members if states[m] != "answered")
                 if failed:
                     self.store.set_state(c, qh, "failed", f"{', '.join(failed)} failed after the "
                                          "participant set was fixed; no partial sum exists", failed_centres=failed)
@@ -312,10 +312,7 @@ class HubService(fgrpc.HubServicer):
 
     def _members(self, qh: bytes) -> list[str]:
         """The participant set's centres: those whose accept made it in before it was fixed."""
-        row = self.store.query(qh)
-        if row is None or not row.participants:
-            return []
-        return [p.centre for p in self.store.progress(qh) if p.accept is not None]
+        return self.store.members(qh)
 
     def _fix(self, c: Any, row: Any, progress: dict[str, Any]) -> list[str]:
         """Fix the participant set (or fail the query); return the centres that got work."""

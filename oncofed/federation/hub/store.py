@@ -265,6 +265,23 @@ class HubStore:
         return [Progress(r[0], r[1], r[2], r[3], *(bytes(x) if x is not None else None for x in r[4:]))
                 for r in rows]
 
+    def states(self, query_hash: bytes) -> dict[str, str]:
+        """Each target's progress state alone: what moving a query on reads after every reply
+        (`progress` carries every relayed byte; with a hundred centres, reading all of it on
+        each of a query's hundreds of replies was most of the hub's time)."""
+        with self.lock:
+            return dict(self.conn.execute("SELECT centre, state FROM progress WHERE query_hash = ?",
+                                          (query_hash,)).fetchall())
+
+    def members(self, query_hash: bytes) -> list[str]:
+        """The participant set's centres — those whose accept made it in before it was fixed —
+        or none while it is not fixed."""
+        with self.lock:
+            return [r[0] for r in self.conn.execute(
+                "SELECT p.centre FROM progress p JOIN queries q ON q.query_hash = p.query_hash "
+                "WHERE p.query_hash = ? AND p.accept IS NOT NULL AND q.participants <> '[]' ORDER BY p.centre",
+                (query_hash,)).fetchall()]
+
     def add_answer_tasks(self, c: sqlite3.Connection, query_hash: bytes, centres: list[str], payload: bytes) -> None:
         at = now_ms()
         for centre in centres:
