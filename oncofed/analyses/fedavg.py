@@ -247,6 +247,15 @@ class FedAvg(Analysis[FedAvgSpec, FedAvgRaw]):
         if grants.dp and spec.clip_norm <= 0:
             raise QueryError("INVALID_ARGUMENT", "under a differentially private permit a FedAvg update must be "
                              "clipped: give clip_norm > 0", f"analysis.{KIND}.clip_norm")
+        if grants.dp and spec.batch_size > 0:
+            # Mini-batches make the local step's work ∝ the rows (epochs · ⌈n/b⌉ steps of Python
+            # overhead each, ~ms per patient and round at b = 1): the round's latency, which the
+            # coordinator sees per centre, would tell n — what DP keeps from it (the metrics are
+            # zeros) — and two cohorts one patient apart its membership, with no ε spent on it.
+            # Full batch: `local_epochs` vectorised steps whatever n.
+            raise QueryError("INVALID_ARGUMENT", "under a differentially private permit a FedAvg round is "
+                             "full-batch: leave batch_size at 0 (the number of mini-batch steps would tell the "
+                             "centre's row count)", f"analysis.{KIND}.batch_size")
 
     def iteration(self, spec: FedAvgSpec) -> Iteration:
         return Iteration(spec.fit_key, spec.beta_key, spec.round, spec.model.beta)
