@@ -41,6 +41,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -195,6 +196,18 @@ def clip(update: Vector, clip_norm: float) -> Vector:
     return np.asarray(update * (clip_norm / norm), dtype=np.float64)
 
 
+def in_ball(q: list[int], radius: Fraction) -> list[int]:
+    """A fixed-point vector inside the L2 ball of `radius` (exactly, in integers): the clip runs on
+    floats, and rounding each coordinate to fixed point can leave the ball by up to √p/2 units,
+    beyond the sensitivity 2C the DP release is calibrated to. Outside, scaled towards 0 by
+    radius/⌈‖q‖⌉⁺ and truncated, which only shrinks it."""
+    norm2 = sum(x * x for x in q)
+    if norm2 <= radius * radius:
+        return q
+    above = math.isqrt(norm2) + 1                   # > ‖q‖
+    return [int(Fraction(x) * radius / above) for x in q]
+
+
 def metrics(z: Vector, y: Vector, w: Vector) -> tuple[int, float]:
     """Correctly classified rows and the log-likelihood at w."""
     eta = z @ w
@@ -335,7 +348,7 @@ class FedAvg(Analysis[FedAvgSpec, FedAvgRaw]):
         scale = 1 << spec.scale_bits
         l2 = 2 * spec.clip_norm * scale
         l1 = math.ceil(l2 * math.sqrt(spec.p))
-        return [Block(self._update(spec, raw), l1, l2)]
+        return [Block(in_ball(self._update(spec, raw), Fraction(spec.clip_norm) * scale), l1, l2)]
 
     def dp_values(self, spec: FedAvgSpec, noisy: list[list[int]]) -> list[int]:
         return [0, 0, 0, *noisy[0]]
