@@ -242,3 +242,55 @@ def test_an_approval_racing_a_revocation_does_not_bring_the_permit_back(
         revoker.close()
         approver.close()
         node.close()
+
+
+# ---------------------------------------------------------------------- D36 without DP: `correct` is a step
+class ExactPermit:
+    permit_id, min_cell_count, epsilon, allow_exact_dates = "p-exact", 10, None, False
+    allowed_analyses = ("fedavg",)
+    allowed_fields = ("her2", "age_at_incidence")
+    allowed_outcomes: tuple[str, ...] = ()
+
+
+def _round(t: int, round_: int) -> pb.QueryBody:
+    """A FedAvg round at β whose linear predictor crosses 0 between ages t − 1 and t — with a
+    slope of 1/4 per year, well inside D30's bound (|η| ≤ 30 over 0 … 120)."""
+    sb = 16
+    beta = [round(-0.25 * (t - 0.5) * (1 << sb)), round(0.25 * (1 << sb))]
+    body = pb.QueryBody()
+    body.dictionary.name, body.dictionary.version = D.name, D.version
+    body.dictionary.extension_sha256 = D.extension_sha256
+    body.analysis.CopyFrom(analysis_from({"fedavg": {"outcome": "her2", "positive": ["pos"],
+                                                     "covariates": ["age_at_incidence"], "beta_scale_bits": sb,
+                                                     "beta": beta, "round": round_}}, "analysis"))
+    return body
+
+
+def test_two_exact_fedavg_rounds_do_not_tell_a_cell_below_k(node: Node) -> None:
+    """D30 keeps every smooth function of a round within a kernel years wide; FedAvg's `correct`
+    (rows with η ≥ 0 that are positive, plus rows with η < 0 that are not) is a step at η = 0 for
+    any slope. Two rounds at thresholds t and t + 1 differ by #(age t, positive) − #(age t, not):
+    for a cell of fewer than k rows (one patient: that patient's outcome), exactly."""
+    from oncofed.analyses.logistic import outcome
+    from oncofed.node.query.compiler import compile_cohort
+    from oncofed.node.store.cohort_reads import StoreReader
+
+    spec = parse_analysis(_round(30, 1).analysis, D)
+    cohort = compile_cohort(None, D, None)
+    rows = StoreReader(node.conn, D, cohort.where, cohort.params, cohort.fields).design(spec.question)
+    ages, y = rows.values[:, 0], outcome(spec.model, rows)
+    small = [t for t in range(1, 119) if 0 < int(np.sum(ages == t)) < ExactPermit.min_cell_count]
+    assert small, "the synthetic store has a cell below k"
+    t = small[0]
+    truth = int(np.sum((ages == t) & (y > 0.5))) - int(np.sum((ages == t) & (y < 0.5)))
+    got = []
+    for i, threshold in enumerate((t, t + 1)):
+        ans = answer(node, _round(threshold, i + 1), ExactPermit(), policy=NodePolicy())
+        assert ans.vector[-1] == 0, ans.meta                     # not withheld: the gates passed
+        this = parse_analysis(_round(threshold, i + 1).analysis, D)
+        result = FEDAVG.finalise(this, ans.vector[:this.n_values], {"centres": 1, "withheld": 0})
+        got.append(float(result["correct"]))                     # in rows
+    leaked = got[0] - got[1]
+    assert abs(leaked - truth) >= 0.5, (f"age {t}: {int(np.sum(ages == t))} row(s) (< k = "
+                                        f"{ExactPermit.min_cell_count}); two rounds give #positive − #negative = "
+                                        f"{leaked:g}, exactly")
