@@ -24,16 +24,20 @@ round:
   OpenDP's discrete Gaussian (or Laplace: the centre's `dp_mechanism`) on its fixed-point form,
   with δ = min(the request's `dp_delta`, the centre's). n, correct and the log-likelihood are
   not released under DP (each would spend ε of its own): zeros.
-- **Metrics** (without DP): n, the rows whose predicted class (η ≥ 0 → 1) at the round's weights
-  is their outcome, and the log-likelihood at those weights — the training log-likelihood the
-  coordinator compares with the pooled exact fit.
+- **Metrics** (without DP): n, the expected number of correct classifications at the round's
+  weights — Σ p(the row's observed class), a smooth "soft" accuracy — and the log-likelihood at
+  those weights, the training log-likelihood the coordinator compares with the pooled exact fit.
+  Not the count of rows whose predicted class (η ≥ 0 → 1) is their outcome: that is a step at
+  η = 0 for any slope, so two rounds at weights crossing 0 one age apart gave the exact counts of
+  that age's cell — one patient's outcome — which D30's bound on the linear predictor exists to
+  prevent (it keeps smooth functions of a round a kernel years wide).
 - **Coordinator** (`FedAvgFit`): the *unweighted* mean of the centres' updates (weighting by
   each centre's n would put n into a DP release's sensitivity; with centres of similar size the
   two are alike), times a server step (`[fit] server_learning_rate`, 1 by default: plain FedAvg;
   below 1 it averages DP noise over rounds), projected back inside the public bound on the
   linear predictor.
 
-Vector: [n, correct, log-likelihood · 2^16, Δw · 2^scale_bits (p) | centres, withheld].
+Vector: [n, expected correct · 2^16, log-likelihood · 2^16, Δw · 2^scale_bits (p) | centres, withheld].
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass, field, replace
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -127,7 +132,7 @@ class FedAvgRaw:
     """One centre's exact round (never released as such): its update and metrics."""
 
     n: int
-    correct: int
+    correct: float                 # Σ p(observed class): the expected correct classifications
     loglik: float
     update: Vector                 # clipped when the spec says so
     counts: dict[str, int] = field(default_factory=dict)
@@ -195,11 +200,25 @@ def clip(update: Vector, clip_norm: float) -> Vector:
     return np.asarray(update * (clip_norm / norm), dtype=np.float64)
 
 
-def metrics(z: Vector, y: Vector, w: Vector) -> tuple[int, float]:
-    """Correctly classified rows and the log-likelihood at w."""
+def in_ball(q: list[int], radius: Fraction) -> list[int]:
+    """A fixed-point vector inside the L2 ball of `radius` (exactly, in integers): the clip runs on
+    floats, and rounding each coordinate to fixed point can leave the ball by up to √p/2 units,
+    beyond the sensitivity 2C the DP release is calibrated to. Outside, scaled towards 0 by
+    radius/⌈‖q‖⌉⁺ and truncated, which only shrinks it."""
+    norm2 = sum(x * x for x in q)
+    if norm2 <= radius * radius:
+        return q
+    above = math.isqrt(norm2) + 1                   # > ‖q‖
+    return [int(Fraction(x) * radius / above) for x in q]
+
+
+def metrics(z: Vector, y: Vector, w: Vector) -> tuple[float, float]:
+    """The expected correct classifications at w, Σ p(observed class) — smooth in w, never the
+    count of rows on one side of η = 0 (a step: see the module docstring) — and the log-likelihood."""
     eta = z @ w
     loglik = float(np.sum(y * eta - (np.maximum(eta, 0.0) + np.log1p(np.exp(-np.abs(eta))))))
-    correct = int(np.sum((eta >= 0) == (y > 0.5)))
+    p = _sigmoid(eta)
+    correct = float(np.sum(np.where(y > 0.5, p, 1.0 - p)))
     return correct, loglik
 
 
@@ -247,6 +266,15 @@ class FedAvg(Analysis[FedAvgSpec, FedAvgRaw]):
         if grants.dp and spec.clip_norm <= 0:
             raise QueryError("INVALID_ARGUMENT", "under a differentially private permit a FedAvg update must be "
                              "clipped: give clip_norm > 0", f"analysis.{KIND}.clip_norm")
+        if grants.dp and spec.batch_size > 0:
+            # Mini-batches make the local step's work ∝ the rows (epochs · ⌈n/b⌉ steps of Python
+            # overhead each, ~ms per patient and round at b = 1): the round's latency, which the
+            # coordinator sees per centre, would tell n — what DP keeps from it (the metrics are
+            # zeros) — and two cohorts one patient apart its membership, with no ε spent on it.
+            # Full batch: `local_epochs` vectorised steps whatever n.
+            raise QueryError("INVALID_ARGUMENT", "under a differentially private permit a FedAvg round is "
+                             "full-batch: leave batch_size at 0 (the number of mini-batch steps would tell the "
+                             "centre's row count)", f"analysis.{KIND}.batch_size")
 
     def iteration(self, spec: FedAvgSpec) -> Iteration:
         return Iteration(spec.fit_key, spec.beta_key, spec.round, spec.model.beta)
@@ -263,7 +291,7 @@ class FedAvg(Analysis[FedAvgSpec, FedAvgRaw]):
         else:
             steps = spec.local_epochs * (1 if spec.batch_size <= 0 else math.ceil(1e7 / spec.batch_size))
             top = spec.learning_rate * steps
-        return [1, 1, lik, *([math.ceil(top * (1 << spec.scale_bits))] * spec.p)]
+        return [1, 1 << LOGLIK_BITS, lik, *([math.ceil(top * (1 << spec.scale_bits))] * spec.p)]
 
     def local(self, spec: FedAvgSpec, reader: Reader, *, clamp: bool) -> FedAvgRaw:
         rows = reader.design(spec.question)
@@ -272,7 +300,7 @@ class FedAvg(Analysis[FedAvgSpec, FedAvgRaw]):
         rng = np.random.default_rng([spec.seed, spec.round]) if spec.batch_size else None
         delta = local_update(z, y, w0, learning_rate=spec.learning_rate, epochs=spec.local_epochs,
                              batch_size=spec.batch_size, rng=rng)
-        correct, loglik = metrics(z, y, w0) if rows.n else (0, 0.0)
+        correct, loglik = metrics(z, y, w0) if rows.n else (0.0, 0.0)
         return FedAvgRaw(rows.n, correct, loglik, clip(delta, spec.clip_norm), counts)
 
     @staticmethod
@@ -297,10 +325,10 @@ class FedAvg(Analysis[FedAvgSpec, FedAvgRaw]):
         return raw.n
 
     def exact(self, spec: FedAvgSpec, raw: FedAvgRaw) -> list[int]:
-        reals = [raw.loglik, *raw.update]
+        reals = [raw.correct, raw.loglik, *raw.update]
         if not all(math.isfinite(x) for x in reals):   # the rows decided it: outward only as BUSY
             raise Refusal("internal_error", f"{KIND}: the update is not finite at round {spec.round}'s weights")
-        return [raw.n, raw.correct, fixed(raw.loglik, LOGLIK_BITS), *self._update(spec, raw)]
+        return [raw.n, fixed(raw.correct, LOGLIK_BITS), fixed(raw.loglik, LOGLIK_BITS), *self._update(spec, raw)]
 
     @staticmethod
     def _update(spec: FedAvgSpec, raw: FedAvgRaw) -> list[int]:
@@ -326,20 +354,21 @@ class FedAvg(Analysis[FedAvgSpec, FedAvgRaw]):
         scale = 1 << spec.scale_bits
         l2 = 2 * spec.clip_norm * scale
         l1 = math.ceil(l2 * math.sqrt(spec.p))
-        return [Block(self._update(spec, raw), l1, l2)]
+        return [Block(in_ball(self._update(spec, raw), Fraction(spec.clip_norm) * scale), l1, l2)]
 
     def dp_values(self, spec: FedAvgSpec, noisy: list[list[int]]) -> list[int]:
         return [0, 0, 0, *noisy[0]]
 
     def plausible(self, spec: FedAvgSpec, values: list[int]) -> bool:
         n, correct, loglik = values[0], values[1], values[2]
-        return 0 <= correct <= n and loglik <= 0
+        return 0 <= correct <= n << LOGLIK_BITS and loglik <= 0
 
     def finalise(self, spec: FedAvgSpec, values: list[int], flags: dict[str, int]) -> Result:
-        """The summed round: n, correct, the log-likelihood at the round's weights, and the sum
-        of the centres' updates (the coordinator divides by the centres that contributed)."""
+        """The summed round: n, the expected correct classifications and the log-likelihood at
+        the round's weights, and the sum of the centres' updates (the coordinator divides by the
+        centres that contributed)."""
         return {"model": self.model_name, "round": spec.round, "coefficients": spec.coefficient_names(),
-                "beta": list(spec.model.beta), "n": values[0], "correct": values[1],
+                "beta": list(spec.model.beta), "n": values[0], "correct": values[1] / (1 << LOGLIK_BITS),
                 "loglik": values[2] / (1 << LOGLIK_BITS),
                 "update_sum": [v / (1 << spec.scale_bits) for v in values[3:]],
                 "withheld_centres": flags["withheld"]}
@@ -350,7 +379,7 @@ class FedAvg(Analysis[FedAvgSpec, FedAvgRaw]):
         r = result
         acc = r["correct"] / r["n"] if r["n"] else math.nan
         return [f"  {r['model']}: round {r['round']} over {num(r['n'])} rows; log-likelihood {num(r['loglik'], 6)}, "
-                f"accuracy {acc:.4f} at the round's weights"]
+                f"expected accuracy {acc:.4f} at the round's weights"]
 
 
 ANALYSIS = FedAvg()
@@ -526,13 +555,13 @@ class FedAvgFit:
         if self._evaluating:                          # the reference round: metrics only
             self._evaluating = False
             self.reference_loglik = float(result["loglik"])
-            self.reference_accuracy = int(result["correct"]) / n if n else None
+            self.reference_accuracy = float(result["correct"]) / n if n else None
             return FedAvgRound(int(result["round"]), n, self.reference_loglik, self.reference_accuracy, 0.0, seconds)
         step = self.server_learning_rate * np.asarray(result["update_sum"], dtype=np.float64) / centres
         self.w = self._within(self.w + step)
         dp = self.epsilon > 0
         r = FedAvgRound(int(result["round"]), None if dp else n, None if dp else float(result["loglik"]),
-                        None if dp or not n else int(result["correct"]) / n, float(np.linalg.norm(step)), seconds)
+                        None if dp or not n else float(result["correct"]) / n, float(np.linalg.norm(step)), seconds)
         self.history.append(r)
         return r
 

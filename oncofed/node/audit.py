@@ -162,22 +162,59 @@ def _check_name(value: str, what: str, *, empty: bool = False) -> str:
     raise AuditError(f"audit {what} {value!r} must be a short lower-case code")
 
 
-#: Store files with an audit commit made without waiting for the disk and not synced since, in
-#: this process: any AuditLog on the file (the connector's, the admin API's) syncs before it
-#: signs a head. (Another process signing a head in the few milliseconds between the connector's
-#: answer entry and its FULL commit is not covered.)
-_UNSYNCED_STORES: set[str] = set()
+@dataclass
+class _Unsynced:
+    """One store file's audit commits made without waiting for the disk, in this process: `marked`
+    counts them as they begin to commit (holding SQLite's write lock, so in commit order),
+    `finished` as they end (committed or rolled back), and `covered` how many a sync is known to
+    have put on disk. Any AuditLog on the file (the connector's, the admin API's, the pull loop's)
+    syncs before it signs a head while marked > covered. (Another process signing a head in the
+    few milliseconds between the connector's answer entry and its FULL commit is not covered.)"""
+
+    marked: int = 0
+    finished: int = 0
+    covered: int = 0
+
+
+_UNSYNCED: dict[str, _Unsynced] = {}
 _UNSYNCED_LOCK = threading.Lock()
 
 
-def _unsynced(store: str, pending: bool) -> None:
+def _unsynced_of(store: str) -> _Unsynced:
     with _UNSYNCED_LOCK:
-        (_UNSYNCED_STORES.add if pending else _UNSYNCED_STORES.discard)(store)
+        return _UNSYNCED.setdefault(store, _Unsynced())
 
 
-def _is_unsynced(store: str) -> bool:
+def _mark(store: str) -> None:
+    """An unsynced commit is about to commit: from now on a head may name it."""
+    u = _unsynced_of(store)
     with _UNSYNCED_LOCK:
-        return store in _UNSYNCED_STORES
+        u.marked += 1
+
+
+def _finished(store: str) -> None:
+    u = _unsynced_of(store)
+    with _UNSYNCED_LOCK:
+        u.finished += 1
+
+
+def _covered(store: str, count: int) -> None:
+    """The first `count` unsynced commits are on disk (a FULL commit that began after they
+    ended, or an fsync after they finished)."""
+    u = _unsynced_of(store)
+    with _UNSYNCED_LOCK:
+        u.covered = max(u.covered, count)
+
+
+def _sync_pending(conn: sqlite3.Connection, store: str) -> None:
+    """Make every audit commit visible now durable if an unsynced one may be among them. Call
+    after reading what the head will name: each commit it names was marked before."""
+    u = _unsynced_of(store)
+    with _UNSYNCED_LOCK:
+        pending, done = u.marked > u.covered, u.finished
+    if pending:
+        dbmod.sync_to_disk(conn)
+        _covered(store, done)       # the first `done` ended before the fsync (they end in order)
 
 
 class AuditLog:
@@ -220,20 +257,31 @@ class AuditLog:
             if self.conn.in_transaction:
                 yield self.conn
                 return
+            before, marked = 0, False
             try:
                 with (dbmod.immediate if synced else dbmod.immediate_unsynced)(self.conn) as conn:
+                    # inside SQLite's write lock: marks and commits come in one order
+                    if synced:                     # every unsynced commit marked so far has ended:
+                        before = _unsynced_of(self._store).marked   # this FULL commit covers them
+                    else:
+                        _mark(self._store)         # before it commits: a head may name it from then on
+                        marked = True
                     yield conn
             except BaseException:
                 self._pending.clear()
+                if marked:
+                    _finished(self._store)
                 raise
-            _unsynced(self._store, not synced)
+            if synced:
+                _covered(self._store, before)
+            else:
+                _finished(self._store)
             if not synced and self._pending:       # the journal never runs ahead of the disk
                 self._sync()
             self._write_journal()
 
     def _sync(self) -> None:
-        dbmod.sync_to_disk(self.conn)
-        _unsynced(self._store, False)
+        _sync_pending(self.conn, self._store)
 
     def _write_journal(self) -> None:
         """Append the heads of checkpoints just committed (after the commit: a crash in between
@@ -347,9 +395,8 @@ class AuditLog:
         if self.signer is None:
             raise AuditError("no node identity key is configured ([identity] key in node.toml): "
                              "audit heads cannot be signed")
-        if _is_unsynced(self._store):    # the head may name an entry not yet on disk
-            self._sync()
         seq, hash_ = self.head()
+        self._sync()                     # the head may name an entry not yet on disk
         return sign_head(self.signer, seq, hash_, int((time.time() if at is None else at) * 1000))
 
     # --- reading ------------------------------------------------------------------------------

@@ -427,6 +427,12 @@ class NodeTrust:
             raise PermitRefused(f"permit {rec.permit.permit_id} is {rec.status}; cannot "
                                 f"mark it {status}")
         with self._write() as c:
+            # again inside the write lock: another process's decision (a revocation, final) may
+            # have landed since the check above, and an UPDATE by hash alone would overwrite it
+            now_status = getattr(store.permit_row(c, rec.sha256), "status", None)
+            if now_status not in allowed_from:
+                raise PermitRefused(f"permit {rec.permit.permit_id} is {now_status or 'gone'}; cannot "
+                                    f"mark it {status}")
             store.decide_permit(c, rec.sha256, status=status, by=by, reason=reason, at=at)
             self.audit.append(event=audited.DECISION_EVENTS[status], decision=status, who=LOCAL_ADMIN,
                               permit_hash=rec.sha256, detail={"permit_id": rec.permit.permit_id, "by": by,

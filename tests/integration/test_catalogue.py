@@ -213,7 +213,7 @@ def check_stratified_cox(federation: dict[str, Any], body: Any, federated: dict[
 
 def check_fedavg(federation: dict[str, Any], body: Any, federated: dict[str, Any]) -> None:
     """The summed round holds statsmodels' log-likelihood at the round's weights over every
-    centre's rows, their correct classifications, and the sum of the updates the pure local step
+    centre's rows, their expected correct classifications, and the sum of the updates the pure local step
     gives on each centre's rows (read by its node)."""
     import numpy as np
     import statsmodels.api as sm
@@ -232,7 +232,9 @@ def check_fedavg(federation: dict[str, Any], body: Any, federated: dict[str, Any
     beta = np.asarray(m.beta)
     assert federated["withheld_centres"] == 0 and federated["n"] == len(y) > 100
     assert federated["loglik"] == pytest.approx(sm.Logit(y, x).loglike(beta), abs=3 * 2.0**-16)
-    assert federated["correct"] == int(np.sum(((x @ beta) >= 0) == (y == 1)))
+    p = 1 / (1 + np.exp(-(x @ beta)))
+    assert federated["correct"] == pytest.approx(float(np.sum(np.where(y == 1, p, 1 - p))),
+                                                 abs=len(nodes) * 2.0**-16)
     updates = fedavg_updates(spec, frame)
     assert np.allclose(federated["update_sum"], np.sum(updates, axis=0), rtol=0, atol=3 * 2.0**-spec.scale_bits)
     assert np.abs(federated["update_sum"]).max() > 1e-3

@@ -116,12 +116,13 @@ def test_the_public_scaling_keeps_the_linear_predictor() -> None:
     assert np.allclose(z @ to_scaled(s.model, beta), beta[0] + x @ beta[1:], rtol=1e-12, atol=1e-12)
 
 
-def test_metrics_are_the_logit_log_likelihood_and_the_classification() -> None:
+def test_metrics_are_the_logit_log_likelihood_and_the_expected_classification() -> None:
     z, y = data(300, 9)
     w = np.array([0.3, -0.4, 0.8, 0.1])
     correct, loglik = metrics(z, y, w)
     assert loglik == pytest.approx(sm.Logit(y, z).loglike(w), rel=1e-12)
-    assert correct == int(np.sum(((z @ w) >= 0) == (y == 1)))
+    p = 1 / (1 + np.exp(-(z @ w)))
+    assert correct == pytest.approx(float(np.sum(np.where(y == 1, p, 1 - p))), rel=1e-12)   # smooth, not a step
 
 
 def test_parse_checks_and_dp_needs_a_clip() -> None:
