@@ -286,6 +286,8 @@ class FederationClient:
                                   failed_centres=tuple(state.failed_centres),
                                   retry_of=bytes(sub.body.retry_of) if abstainers and sub.body.retry_of
                                   else sub.query_hash)
+            if declined:
+                reason += "; declined: " + ", ".join(f"{c} ({why})" for c, why in sorted(declined.items()))
             raise ClientError(f"the query {state.state}: {reason}")
         spec = parse_analysis(sub.body.analysis, dictionary)
         centres = registry.keyring("centre")
