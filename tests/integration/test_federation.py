@@ -134,8 +134,10 @@ def test_too_few_participants_fails_cleanly(world: World) -> None:
 
     body = world.body("count")
     body.permit_hash = bytes(32)                         # approved nowhere: every centre declines
-    with pytest.raises(ClientError, match="too few participants"):
+    with pytest.raises(ClientError, match="too few participants") as failed:
         world.client().run(body, dictionary=dictmod.load(), timeout=60)
+    # the error names who declined and the coarse reason each signed, nothing more
+    assert str(failed.value).endswith("; declined: " + ", ".join(f"{c} (NOT_APPROVED)" for c in sorted(world.centres)))
 
 
 def test_a_replayed_query_is_refused_by_every_centre(world: World) -> None:
