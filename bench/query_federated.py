@@ -92,6 +92,7 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
 
     from oncofed import dictionary as dictmod
     from oncofed.analyses import finalise_query
+    from oncofed.federation.client.client import ClientError
     from oncofed.node.node import open_node
     from oncofed.node.query.engine import answer
 
@@ -124,14 +125,26 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
         rows = []
         for name, analysis, cohort in cases:
             body = world.body(analysis, cohort=cohort)
-            client.run(body, dictionary=d, timeout=600)             # warm: record keys, page cache
-            fed_ms = []
-            for _ in range(repeats):
+            failures: list[str] = []
+
+            def run(body: Any = body, failures: list[str] = failures) -> float | None:
+                """One query's milliseconds, or None (kept in `failures`) when it failed."""
                 t = time.perf_counter()
-                client.run(body, dictionary=d, timeout=600)
-                fed_ms.append((time.perf_counter() - t) * 1000)
+                try:
+                    client.run(body, dictionary=d, timeout=600)
+                except ClientError as exc:
+                    failures.append(str(exc))
+                    print(f"  failed: {exc}", flush=True)
+                    return None
+                return (time.perf_counter() - t) * 1000
+
+            run()                                                    # warm: record keys, page cache
+            fed_ms = [ms for ms in (run() for _ in range(repeats)) if ms is not None]
+            if not fed_ms:
+                raise SystemExit(f"every run of {name} failed: {failures[-1]}")
             row: dict[str, Any] = {"analysis": name, "federated_p50_ms": round(pct(fed_ms, 0.5), 2),
-                                   "federated_p95_ms": round(pct(fed_ms, 0.95), 2), "repeats": repeats}
+                                   "federated_p95_ms": round(pct(fed_ms, 0.95), 2), "repeats": len(fed_ms),
+                                   "failures": failures}
             if pooled is not None:
                 answer(pooled, body, None, policy=policy())
                 pool_ms = []
