@@ -22,7 +22,7 @@ from oncofed.cli.output import emit_json, json_option
 from oncofed.cli.query_cmd import config_option
 
 if TYPE_CHECKING:
-    from oncofed.analyses.fedavg import FedAvgResult
+    from oncofed.analyses.fedavg_training import FedAvgResult
     from oncofed.analyses.model_result import ModelResult
 
 

@@ -54,7 +54,7 @@ def flower(file: Path, config_path: Path, superlink: str, registry_path: Path, p
            reference: bool, csv_out: Path | None, as_json: bool) -> None:
     """Fit the model in FILE (TOML or JSON, as for `analyse run`) as a Flower run; a fedavg model
     is trained round by round (a table per round; --reference puts the pooled exact fit beside)."""
-    from oncofed.analyses.fedavg import FedAvgResult
+    from oncofed.analyses.fedavg_training import FedAvgResult
     from oncofed.analyses.model_result import ModelResult
     from oncofed.errors import UsageError
     from oncofed.federation.client.analyse import load_request

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from oncofed import dictionary as dictmod
 from oncofed.analyses.fedavg import KIND as FEDAVG
-from oncofed.analyses.fedavg import FedAvgFit, FedAvgResult
+from oncofed.analyses.fedavg_training import FedAvgFit, FedAvgResult
 from oncofed.analyses.fitting import ModelFit
 from oncofed.analyses.model_result import ModelResult
 from oncofed.analyses.newton import FitError, FitOptions

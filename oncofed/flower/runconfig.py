@@ -43,7 +43,7 @@ from google.protobuf.message import DecodeError
 
 from oncofed import dictionary as dictmod
 from oncofed.analyses.fedavg import KIND as FEDAVG
-from oncofed.analyses.fedavg import FedAvgResult
+from oncofed.analyses.fedavg_training import FedAvgResult
 from oncofed.analyses.model_result import ModelResult
 from oncofed.analyses.newton import FitError, FitOptions
 from oncofed.errors import OncofedError

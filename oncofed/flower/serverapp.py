@@ -35,7 +35,7 @@ from flwr.serverapp import Grid, ServerApp
 from oncofed.analyses import finalise, parse_analysis
 from oncofed.analyses.fedavg import DEFAULT_ROUNDS as DEFAULT_FEDAVG_ROUNDS
 from oncofed.analyses.fedavg import KIND as FEDAVG
-from oncofed.analyses.fedavg import FedAvgFit, FedAvgResult
+from oncofed.analyses.fedavg_training import FedAvgFit, FedAvgResult
 from oncofed.analyses.fitting import ModelFit
 from oncofed.analyses.model_result import ModelResult
 from oncofed.analyses.newton import Step

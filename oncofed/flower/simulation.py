@@ -35,7 +35,7 @@ from flwr.app import Context, Message
 from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 
-from oncofed.analyses.fedavg import FedAvgResult
+from oncofed.analyses.fedavg_training import FedAvgResult
 from oncofed.analyses.model_result import ModelResult
 from oncofed.flower.clientapp import handle
 from oncofed.flower.runconfig import (

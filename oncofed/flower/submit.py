@@ -20,7 +20,7 @@ from oncofed.flower.fab import write_app
 from oncofed.flower.flwr_cli import FlowerCli, RunFailed, RunStatus
 
 if TYPE_CHECKING:
-    from oncofed.analyses.fedavg import FedAvgResult
+    from oncofed.analyses.fedavg_training import FedAvgResult
     from oncofed.analyses.model_result import ModelResult
 
 

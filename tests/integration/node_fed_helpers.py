@@ -8,6 +8,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from oncofed import dictionary as dictmod
 from oncofed.keys.authority import Authority
@@ -100,3 +101,18 @@ def query_body(permit_sha: str, *, targets: tuple[str, ...] = ("centre-a", "cent
 
 def signed(identity: Identity, body: query_pb2.QueryBody) -> bytes:
     return sign(identity, QUERY_TAG, body.SerializeToString())
+
+
+def record_fsyncs(monkeypatch: Any) -> list[str]:
+    """Every file `os.fsync` syncs from now on (its path), the sync itself still done: what the
+    audit-head tests read to see that an entry reached the disk before a head named it."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+

@@ -24,7 +24,7 @@ from flower_world import enable_flower, model_request, run_config
 from regression_reference import assert_matches, fedavg_updates, lifelines_strata, node_rows, observed, phreg
 
 from oncofed.analyses import parse_analysis
-from oncofed.analyses.fedavg import FedAvgResult
+from oncofed.analyses.fedavg_training import FedAvgResult
 from oncofed.federation.client.analyse import run_model
 from oncofed.flower.deploy import SUPERLINK, SupernodeRefused, find, start_supernode
 from oncofed.flower.fab import write_app

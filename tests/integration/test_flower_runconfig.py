@@ -121,7 +121,7 @@ def test_a_fedavg_run_signs_its_settings_epsilon_and_rounds_and_reads_back_as_a_
         fed: Fed, tmp_path: Path) -> None:
     from dataclasses import replace
 
-    from oncofed.analyses.fedavg import FedAvgResult, FedAvgRound
+    from oncofed.analyses.fedavg_training import FedAvgResult, FedAvgRound
 
     d = dictmod.load(EXTENSION)
     req = replace(model_request(FEDAVG, ["centre-a", "centre-b", "centre-c"], PERMIT, max_rounds=80), epsilon=0.25)

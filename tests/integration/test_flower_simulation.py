@@ -42,7 +42,7 @@ from regression_reference import assert_matches, fedavg_updates, lifelines_strat
 from regression_world import EXACT, FIELDS, Network, fit, network, split
 
 from oncofed.analyses import parse_analysis
-from oncofed.analyses.fedavg import FedAvgResult
+from oncofed.analyses.fedavg_training import FedAvgResult
 from oncofed.federation.client.analyse import run_model
 from oncofed.flower.request import read_result
 from oncofed.flower.simulation import SimulationReport, run_fits

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fractions import Fraction
@@ -21,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from node_fed_helpers import make_fed, query_body, signed
+from node_fed_helpers import make_fed, query_body, record_fsyncs, signed
 
 from oncofed import dictionary as dictmod
 from oncofed.analyses import fedavg, parse_analysis
@@ -121,18 +120,6 @@ def test_the_noised_fixed_point_update_lies_in_the_clip_ball() -> None:
 
 
 # ---------------------------------------------------------------------- D34: heads and the disk
-def _fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    synced: list[str] = []
-    real = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    return synced
-
-
 def _logs(tmp_path: Path) -> tuple[Node, AuditLog, AuditLog]:
     node = open_node(init_node(tmp_path / "node", "centre-a").root)
     ident = Identity.generate("centre", "centre-a")
@@ -162,7 +149,7 @@ def test_a_head_signed_right_after_an_unsynced_commit_is_synced_first(
     head (the admin API's, the pull loop's) signed in the instant after it must not name it
     before it is on disk."""
     node, connector, admin = _logs(tmp_path)
-    synced = _fsyncs(monkeypatch)
+    synced = record_fsyncs(monkeypatch)
     heads: list[tuple[int, bool]] = []
 
     def other_thread() -> None:
@@ -187,7 +174,7 @@ def test_a_synced_commit_does_not_clear_a_later_unsynced_ones_mark(
     """A FULL commit syncs what came before it; an unsynced commit landing right after it, before
     the FULL one's bookkeeping ran, must stay marked for the next head."""
     node, connector, admin = _logs(tmp_path)
-    synced = _fsyncs(monkeypatch)
+    synced = record_fsyncs(monkeypatch)
     done: list[int] = []
 
     def other_thread() -> None:

@@ -92,21 +92,14 @@ def test_a_change_made_by_hand_is_seen_too(world: Any) -> None:
 def test_no_audit_head_names_an_entry_not_yet_on_disk(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """An entry committed without waiting for the disk (the connector's answer, D34) is synced
     before any signed head can name it; a synced one needs nothing more."""
-    import os
+    from node_fed_helpers import record_fsyncs
 
     from oncofed.keys.identity import Identity
     from oncofed.node.audit import AuditLog
 
     node = open_node(init_node(tmp_path / "node", "centre-a").root)
     log = AuditLog.open(node.paths.store, Identity.generate("centre", "centre-a"))
-    synced: list[str] = []
-    real = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
-        real(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
+    synced = record_fsyncs(monkeypatch)
     try:
         log.append(event="query.answer", decision="answered", who="res-1")
         log.signed_head()

@@ -16,10 +16,7 @@ from oncofed.analyses.base import Grants, Rules
 from oncofed.analyses.dp import dp_release
 from oncofed.analyses.fedavg import (
     ANALYSIS,
-    FedAvgFit,
     FedAvgRaw,
-    FedAvgResult,
-    FedAvgRound,
     average,
     clip,
     from_scaled,
@@ -27,6 +24,7 @@ from oncofed.analyses.fedavg import (
     metrics,
     to_scaled,
 )
+from oncofed.analyses.fedavg_training import FedAvgFit, FedAvgResult, FedAvgRound
 from oncofed.analyses.logistic import ANALYSIS as LOGISTIC
 from oncofed.query.errors import QueryError
 from oncofed.query.textform import analysis_from
