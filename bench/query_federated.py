@@ -133,8 +133,8 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
                 try:
                     client.run(body, dictionary=d, timeout=600)
                 except ClientError as exc:
-                    failures.append(str(exc))
-                    print(f"  failed: {exc}", flush=True)
+                    failures.append(f"{exc} [{_stragglers(world)}]")
+                    print(f"  failed: {failures[-1]}", flush=True)
                     return None
                 return (time.perf_counter() - t) * 1000
 
@@ -167,6 +167,17 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
         world.close()
         if pooled is not None:
             pooled.close()
+
+
+def _stragglers(world: Any) -> str:
+    """Where the last query's centres stood at the hub when it failed: those that had not
+    accepted, with their progress state and milliseconds after submission (the diagnosis of a
+    failed query; the hub keeps only routing metadata, so this reads nothing sealed)."""
+    store = world.hub.store
+    last = store.recent_queries(1)[0]
+    late = [f"{p.centre} {p.state}{' ' + p.coarse if p.coarse else ''} +{p.at_ms - last.created_ms} ms"
+            for p in store.progress(last.query_hash) if p.state not in ("accepted", "answered")]
+    return "; ".join(late) or "every centre accepted"
 
 
 def main() -> int:

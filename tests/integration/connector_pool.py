@@ -102,12 +102,12 @@ class ConnectorProcesses:
             proc.start()
             child.close()
             self._procs.append((proc, parent))
-        for proc, parent in self._procs:
+        for started, parent in self._procs:
             if not parent.poll(timeout):
-                raise RuntimeError(f"connector process {proc.pid} did not start in {timeout:g} s")
+                raise RuntimeError(f"connector process {started.pid} did not start in {timeout:g} s")
             said = parent.recv()
             if said != "ready":
-                raise RuntimeError(f"connector process {proc.pid}: {said}")
+                raise RuntimeError(f"connector process {started.pid}: {said}")
         return self
 
     def stop(self, timeout: float = 30) -> None:

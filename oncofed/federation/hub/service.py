@@ -208,8 +208,8 @@ class HubService(fgrpc.HubServicer):
             return fpb.PushReply()                  # late reply to a finished query: nothing to do
         try:
             with self.store.tx() as c:
-                if kind in ("accept", "decline") and row.state != "preparing":
-                    return fpb.PushReply()          # too late: the participant set is fixed
+                if not self.wanted(qh, kind):
+                    return fpb.PushReply()          # too late: the participant set is fixed, or the query over
                 if kind == "accept":
                     accepted = open_accept(request.accept, keyring=keyring)
                     if accepted.query_hash != qh.hex() or accepted.centre_id != centre:
@@ -237,6 +237,16 @@ class HubService(fgrpc.HubServicer):
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
         self.advance(qh)
         return fpb.PushReply()
+
+    def wanted(self, qh: bytes, kind: str | None) -> bool:
+        """Whether a reply of this kind still counts — called inside the transaction that records
+        it, because the row a push read first may be stale by then (another push may have fixed
+        the set or ended the query), and an accept recorded after the set is fixed would make its
+        centre look like a member that never answers."""
+        row = self.store.query(qh)
+        if row is None or row.state not in OPEN_STATES:
+            return False
+        return row.state == "preparing" or kind not in ("accept", "decline")
 
     def _abstained(self, failed: QueryRow, centre: str, request: fpb.PushRequest, keyring: Any,
                    context: grpc.ServicerContext) -> None:
@@ -281,12 +291,15 @@ class HubService(fgrpc.HubServicer):
     def advance(self, qh: bytes) -> None:
         """Move a query on when it can: fix the participant set once every target replied (or the
         prepare time is up), complete it once every participant answered, fail it when one fails."""
-        row = self.store.query(qh)
-        if row is None or row.state not in OPEN_STATES:
-            return
-        states = self.store.states(qh)
         woken: list[str] = []
         with self.store.tx() as c:
+            # Row and states are read inside the transaction: two pushes advance the same query at
+            # once, and one holding a view from before the other fixed the set would fix it again
+            # (then counting a member that had already answered as not accepted: a failed query).
+            row = self.store.query(qh)
+            if row is None or row.state not in OPEN_STATES:
+                return
+            states = self.store.states(qh)
             if int(time.time()) > row.expires_at:
                 self.store.set_state(c, qh, "expired", "the query expired before it completed")
             elif row.state == "preparing":
