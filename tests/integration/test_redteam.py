@@ -193,6 +193,26 @@ def test_a_synced_commit_does_not_clear_a_later_unsynced_ones_mark(
         node.close()
 
 
+def test_a_head_after_unsynced_entries_also_syncs_the_directory_naming_the_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Syncing a write-ahead log's contents is not enough when the WAL file is new: its name lives
+    in the directory, which SQLite syncs only on a FULL commit. A head that follows unsynced
+    entries alone must sync the store's directory as well (D37's open item)."""
+    node, connector, admin = _logs(tmp_path)
+    synced = record_fsyncs(monkeypatch)
+    try:
+        connector.append(event="query.answer", decision="answered", who="res-1", synced=False)
+        synced.clear()
+        admin.signed_head()
+        store = Path(node.paths.store).resolve()
+        assert f"{store}-wal" in synced
+        assert str(store.parent) in synced, synced
+    finally:
+        connector.close()
+        admin.close()
+        node.close()
+
+
 # ---------------------------------------------------------------------- trust: approve vs revoke
 def test_an_approval_racing_a_revocation_does_not_bring_the_permit_back(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -67,19 +67,26 @@ def immediate_unsynced(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]
 
 def sync_to_disk(conn: sqlite3.Connection) -> None:
     """Make every commit so far on this connection's store file durable, as a synchronous=FULL
-    commit would: fsync its write-ahead log (where unsynced commits wait) and the file itself.
-    For a caller that committed unsynced and must not let evidence of it leave before it is on
-    disk (an audit head naming an entry: AuditLog.signed_head)."""
+    commit would: fsync its write-ahead log (where unsynced commits wait), the file itself, and
+    the directory that names them (SQLite syncs the directory on a new WAL's first FULL commit,
+    not when its commits were unsynced; a power loss could then drop a WAL whose contents were
+    synced). For a caller that committed unsynced and must not let evidence of it leave before
+    it is on disk (an audit head naming an entry: AuditLog.signed_head) — rare: the commits an
+    answer makes are FULL, so this runs only when a head follows unsynced entries alone."""
     path = _path_of(conn)
-    for p in (Path(f"{path}-wal"), path):
-        try:
-            fd = os.open(p, os.O_RDONLY)
-        except FileNotFoundError:
-            continue
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    for p in (Path(f"{path}-wal"), path, path.parent):
+        _fsync_path(p)
+
+
+def _fsync_path(p: Path) -> None:
+    try:
+        fd = os.open(p, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @contextmanager
