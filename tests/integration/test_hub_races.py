@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from oncofed.federation.hub.service import HubService
-from oncofed.federation.hub.store import HubStore, now_ms
+from oncofed.federation.hub.store import ANSWER, PREPARE, HubStore, now_ms
 
 QH = bytes(range(32))
 CENTRES = ["centre-a", "centre-b", "centre-c"]
@@ -106,11 +106,138 @@ def test_an_accept_or_decline_after_the_set_is_fixed_no_longer_counts(tmp_path: 
         assert row.state == "answering", row.error
         assert store.members(QH) == CENTRES
         assert not service.wanted(QH, "accept") and not service.wanted(QH, "decline")
+        assert not store.has_task(QH, "centre-d", PREPARE), "the silent target's prepare is redelivered"
+        assert store.has_task(QH, "centre-a", ANSWER)
         assert service.wanted(QH, "sealed_answer") and service.wanted(QH, "failure")
         with store.tx() as c:
             store.set_state(c, QH, "failed", "ended")
         assert not any(service.wanted(QH, k) for k in ("accept", "sealed_answer", "failure"))
         assert not service.wanted(bytes(32), "sealed_answer")                    # no such query
+    finally:
+        service.close()
+        store.close()
+
+
+# ---------------------------------------------------------------------- a late failure and a retry
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    """What Push uses of a gRPC context: abort raises (as grpc's does)."""
+
+    def abort(self, code: Any, details: str) -> None:
+        raise _Aborted(f"{code}: {details}")
+
+
+class _Registry:
+    def __init__(self, identities: dict[str, Any]) -> None:
+        self.identities = identities
+
+    def keyring(self, role: str) -> dict[bytes, Any]:
+        assert role == "centre"
+        return {i.public.signing_key_id: i.public for i in self.identities.values()}
+
+
+def _push(service: HubService, centre: str, request: Any) -> None:
+    from oncofed.transport.interceptor import _CURRENT_PEER, Peer
+    token = _CURRENT_PEER.set(Peer(role="centre", member_id=centre, fingerprint="", serial=0))
+    try:
+        service.Push(request, _Context())
+    finally:
+        _CURRENT_PEER.reset(token)
+
+
+def test_a_late_failure_of_the_failed_query_is_not_taken_for_a_refusal_to_abstain(tmp_path: Path) -> None:
+    """A member that was slow on the failed query F (its answer deadline passed: F failed naming
+    it) may still be computing F's answer task when the researcher's retry R — leaving it out —
+    queues an abstain task for it. When that computation ends in a failure notice (BUSY, INVALID,
+    POLICY …: nothing released), the notice reaches the hub while the abstain task is there. It
+    is F's own late reply, not the abstain task's (which says ANSWERED): taken for "I released
+    it", R failed and every later retry of F had to include the centre — which never released."""
+    from oncofed.federation.hub import retries
+    from oncofed.keys.identity import Identity
+    from oncofed.secagg.wire import sign_abstention, sign_failure
+    from oncofed.v1 import federation_pb2 as fpb
+
+    ids = {c: Identity.generate("centre", c) for c in CENTRES}
+    store = HubStore(tmp_path / "hub.db")
+    service = HubService(store, lambda: (_Registry(ids), b"", b""))   # type: ignore[arg-type,return-value]
+    a, b, c = CENTRES
+    try:
+        _queued(store)                                            # F: a, b, c accepted
+        service.advance(QH)                                       # the set is fixed: answering
+        with store.tx() as tx:                                    # a and c answer, b is slow
+            for centre in (a, c):
+                store.record(tx, QH, centre, "answered", column="answer", payload=b"sealed answer")
+            tx.execute("UPDATE queries SET answer_until_ms = 0 WHERE query_hash = ?", (QH,))
+        service.advance(QH)
+        failed = store.query(QH)
+        assert failed is not None and failed.state == "failed" and failed.failed_centres == (b,)
+
+        retry = bytes(range(1, 33))                               # R over a and c: b must abstain
+        progress = {p.centre: p for p in store.progress(QH)}
+        assert retries.submit_problem(failed, "res-1", [a, c], progress) == ""
+        store.add_query(query_hash=retry, researcher="res-1", permit_hash=bytes(32), targets=[a, c],
+                        min_participants=2, expires_at=int(time.time()) + 3600,
+                        prepare_until_ms=now_ms() + 3_600_000, sealed={a: b"s", c: b"s"}, retry_of=QH,
+                        abstain=retries.to_ask(failed, progress, [a, c]))
+        assert store.has_task(QH, b, 3)
+
+        # b's answer task of F ends now, in a failure: nothing was released
+        _push(service, b, fpb.PushRequest(query_hash=QH, failure=sign_failure(ids[b], QH, "BUSY")))
+        with store.tx() as tx:                                    # R's set: a and c
+            for centre in (a, c):
+                store.record(tx, retry, centre, "accepted", column="accept", payload=f"accept of {centre}".encode())
+        service.advance(retry)
+        row = store.query(retry)
+        assert row is not None
+        assert row.state == "abstaining", row.error               # waiting for b's abstention, not failed
+        assert store.has_task(QH, b, 3), "the abstain task is still to be answered"
+
+        # b then answers the abstain task: its abstention; R goes on
+        _push(service, b, fpb.PushRequest(query_hash=QH, abstention=sign_abstention(ids[b], QH)))
+        row = store.query(retry)
+        assert row is not None
+        assert row.state == "answering", row.error
+        assert len(row.abstentions) == 1
+
+    finally:
+        service.close()
+        store.close()
+
+
+def test_a_centre_that_accepted_then_declined_is_no_member(tmp_path: Path) -> None:
+    """The participant set is the signed accepts of the centres whose state is "accepted" when it
+    is fixed; a centre that accepted and then declined (or failed) before that is left out of it —
+    and must be left out of `members` too, which the hub counts answers against and lets push a
+    sealed answer. Counted there, it got no answer task and its 'silence' failed the query; and
+    it could push an answer the signed set does not name."""
+    store = HubStore(tmp_path / "hub.db")
+    service = HubService(store, _no_trust)
+    a, b, c = CENTRES
+    try:
+        store.add_query(query_hash=QH, researcher="res-1", permit_hash=bytes(32), targets=CENTRES,
+                        min_participants=2, expires_at=int(time.time()) + 3600,
+                        prepare_until_ms=now_ms() + 3_600_000, sealed={x: b"sealed" for x in CENTRES})
+        with store.tx() as tx:
+            for centre in CENTRES:
+                store.record(tx, QH, centre, "accepted", column="accept", payload=f"accept of {centre}".encode())
+            store.record(tx, QH, c, "declined", column="decline", payload=b"decline of c")
+        service.advance(QH)                                       # every target replied: fixed with a, b
+        row = store.query(QH)
+        assert row is not None
+        assert row.state == "answering", row.error
+        assert sorted(row.participants) == [b"accept of centre-a", b"accept of centre-b"]
+        assert store.members(QH) == [a, b]
+        assert not service.wanted(QH, "accept")
+        with store.tx() as tx:
+            for centre in (a, b):
+                store.record(tx, QH, centre, "answered", column="answer", payload=b"sealed answer")
+        service.advance(QH)
+        row = store.query(QH)
+        assert row is not None
+        assert row.state == "complete", row.error
     finally:
         service.close()
         store.close()

@@ -23,6 +23,11 @@ from dataclasses import dataclass
 
 from oncofed.federation.hub.store import OPEN_STATES, Progress, QueryRow
 
+#: The coarse code of a centre's failure notice that answers an abstain task: "I released an
+#: answer to the failed query" (oncofed.node.connector). Any other failure notice for a failed
+#: query is a late reply to its own answer task — nothing released — and no refusal to abstain.
+RELEASED = "ANSWERED"
+
 
 @dataclass(frozen=True)
 class Needs:

@@ -262,6 +262,13 @@ class HubService(fgrpc.HubServicer):
                     self.store.record(c, qh, centre, "abstained", column="abstention", payload=request.abstention)
                 else:
                     f = read_failure(request.failure, keyring, qh)
+                    if f.centre != centre:
+                        raise ProtocolError("a failure notice of another centre")
+                    if f.coarse != retries.RELEASED:
+                        # the failed query's own answer task, failing late (nothing released):
+                        # the abstain task stays, and its reply is still to come
+                        log.info("late failure notice from %s for %s ignored", centre, qh.hex()[:16])
+                        return
                     self.store.record(c, qh, centre, "no_abstention", column="failure", payload=request.failure,
                                       coarse=f.coarse, kind=ABSTAIN)
         except ProtocolError as exc:
@@ -335,6 +342,8 @@ class HubService(fgrpc.HubServicer):
                                  f"{row.min_participants} needed")
             return []
         signed = [a for _, a in accepts]
+        self.store.drop_stale_accepts(c, row.query_hash)    # accepted, then declined or failed: no member
+        self.store.drop_prepare_tasks(c, row.query_hash)     # the silent can no longer join
         if row.retry_of is not None:        # the answer tasks wait for the abstentions they need
             self.store.set_state(c, row.query_hash, "abstaining", participants=signed,
                                  answer_until_ms=now_ms() + self.answer_seconds * 1000)

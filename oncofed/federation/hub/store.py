@@ -282,6 +282,18 @@ class HubStore:
                 "WHERE p.query_hash = ? AND p.accept IS NOT NULL AND q.participants <> '[]' ORDER BY p.centre",
                 (query_hash,)).fetchall()]
 
+    def drop_stale_accepts(self, c: sqlite3.Connection, query_hash: bytes) -> None:
+        """When the set is fixed: forget the accepts of centres that declined or failed after
+        accepting (the set leaves them out), so that `members` is exactly the signed set."""
+        c.execute("UPDATE progress SET accept = NULL WHERE query_hash = ? AND accept IS NOT NULL "
+                  "AND state <> 'accepted'", (query_hash,))
+
+    def drop_prepare_tasks(self, c: sqlite3.Connection, query_hash: bytes) -> None:
+        """When the set is fixed: a target that has not replied can no longer join, so its prepare
+        is not delivered again (it was every 10 s until the query ended, each time leaving the
+        centre holding a mask secret for nothing)."""
+        c.execute("DELETE FROM tasks WHERE query_hash = ? AND kind = ?", (query_hash, PREPARE))
+
     def add_answer_tasks(self, c: sqlite3.Connection, query_hash: bytes, centres: list[str], payload: bytes) -> None:
         at = now_ms()
         for centre in centres:
