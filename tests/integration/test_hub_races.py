@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from oncofed.federation.hub.service import HubService
 from oncofed.federation.hub.store import ANSWER, PREPARE, HubStore, now_ms
 
@@ -240,4 +242,52 @@ def test_a_centre_that_accepted_then_declined_is_no_member(tmp_path: Path) -> No
         assert row.state == "complete", row.error
     finally:
         service.close()
+        store.close()
+
+
+def test_a_decline_or_failure_signed_by_another_centre_is_refused(tmp_path: Path) -> None:
+    """A centre may push only its own signed statements: a decline or failure of a's that b got
+    hold of and pushed would otherwise be recorded as b's reply (found by the hub review)."""
+    from oncofed.keys.identity import Identity
+    from oncofed.secagg.wire import sign_decline, sign_failure
+    from oncofed.v1 import federation_pb2 as fpb
+
+    ids = {c: Identity.generate("centre", c) for c in CENTRES}
+    store = HubStore(tmp_path / "hub.db")
+    service = HubService(store, lambda: (_Registry(ids), b"", b""))   # type: ignore[arg-type,return-value]
+    a, b, _ = CENTRES
+    try:
+        store.add_query(query_hash=QH, researcher="res-1", permit_hash=bytes(32), targets=CENTRES,
+                        min_participants=2, expires_at=int(time.time()) + 3600,
+                        prepare_until_ms=now_ms() + 3_600_000, sealed={x: b"sealed" for x in CENTRES})
+        for request in (fpb.PushRequest(query_hash=QH, decline=sign_decline(ids[a], QH, "POLICY")),
+                        fpb.PushRequest(query_hash=QH, failure=sign_failure(ids[a], QH, "BUSY"))):
+            with pytest.raises(_Aborted, match="not validly signed"):
+                _push(service, b, request)
+        assert dict(store.states(QH))[b] == "queued"
+        _push(service, b, fpb.PushRequest(query_hash=QH, decline=sign_decline(ids[b], QH, "POLICY")))
+        assert dict(store.states(QH))[b] == "declined"
+    finally:
+        service.close()
+        store.close()
+
+
+def test_a_task_due_again_wakes_the_long_poll(tmp_path: Path) -> None:
+    """A node restarted mid-task polls again; its delivered task is due for redelivery after
+    REDELIVER_MS, and the poll must see it then rather than wait out its 20 s."""
+    from oncofed.federation.hub.store import REDELIVER_MS
+
+    store = HubStore(tmp_path / "hub.db")
+    try:
+        store.add_query(query_hash=QH, researcher="res-1", permit_hash=bytes(32), targets=CENTRES,
+                        min_participants=2, expires_at=int(time.time()) + 3600,
+                        prepare_until_ms=now_ms() + 3_600_000, sealed={x: b"sealed" for x in CENTRES})
+        assert [k for _, k, _ in store.take_tasks("centre-a")] == [PREPARE]
+        assert not store.has_tasks("centre-a")                    # delivered just now: not due
+        with store.tx() as c:
+            c.execute("UPDATE tasks SET delivered_ms = ? WHERE centre = 'centre-a'", (now_ms() - REDELIVER_MS - 1,))
+        assert store.has_tasks("centre-a")
+        assert [k for _, k, _ in store.take_tasks("centre-a")] == [PREPARE]
+        assert not store.has_tasks("centre-a")
+    finally:
         store.close()

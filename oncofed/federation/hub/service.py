@@ -217,10 +217,14 @@ class HubService(fgrpc.HubServicer):
                     self.store.record(c, qh, centre, "accepted", column="accept", payload=request.accept)
                 elif kind == "decline":
                     d = read_decline(request.decline, keyring, qh)
+                    if d.centre != centre:
+                        raise ProtocolError("a decline of another centre")
                     self.store.record(c, qh, centre, "declined", column="decline", payload=request.decline,
                                       coarse=d.coarse)
                 elif kind == "failure":
                     f = read_failure(request.failure, keyring, qh)
+                    if f.centre != centre:
+                        raise ProtocolError("a failure notice of another centre")
                     self.store.record(c, qh, centre, "failed", column="failure", payload=request.failure,
                                       coarse=f.coarse)
                 elif kind == "sealed_answer":

@@ -56,6 +56,8 @@ ADDED_COLUMNS = (
     ("progress", "abstention", "BLOB"),
 )
 PREPARE, ANSWER, ABSTAIN = 1, 2, 3
+#: A delivered task not replied to is delivered again after this long (at-least-once).
+REDELIVER_MS = 10_000
 #: preparing → [abstaining, a retry waiting for abstentions] → answering → complete | failed | expired
 OPEN_STATES = ("preparing", "abstaining", "answering")
 _OPEN = ", ".join("?" * len(OPEN_STATES))
@@ -223,7 +225,7 @@ class HubStore:
                              f"ON q.query_hash = t.query_hash WHERE t.centre = ? AND (q.state IN ({_OPEN}) "
                              "OR t.kind = ?) AND (t.state = 'queued' OR t.delivered_ms < ?) "
                              "ORDER BY t.created_ms LIMIT ?",
-                             (centre, *OPEN_STATES, ABSTAIN, at - 10_000, limit)).fetchall()
+                             (centre, *OPEN_STATES, ABSTAIN, at - REDELIVER_MS, limit)).fetchall()
             for qh, kind, _ in rows:
                 c.execute("UPDATE tasks SET state = 'delivered', delivered_ms = ? "
                           "WHERE query_hash = ? AND centre = ? AND kind = ?", (at, qh, centre, kind))
@@ -233,11 +235,15 @@ class HubStore:
         return [(bytes(q), int(k), bytes(p)) for q, k, p in rows]
 
     def has_tasks(self, centre: str) -> bool:
+        """Whether `take_tasks` would give the centre anything now — queued tasks, and delivered
+        ones due again (a node restarted mid-task gets them on its first poll, not when a 20 s
+        long poll ends, which a 10 s prepare window would not survive)."""
         with self.lock:
             return self.conn.execute(
                 "SELECT EXISTS (SELECT 1 FROM tasks t JOIN queries q ON q.query_hash = t.query_hash "  # noqa: S608
-                f"WHERE t.centre = ? AND t.state = 'queued' AND (q.state IN ({_OPEN}) OR t.kind = ?))",
-                (centre, *OPEN_STATES, ABSTAIN)).fetchone()[0] == 1
+                f"WHERE t.centre = ? AND (t.state = 'queued' OR t.delivered_ms < ?) "
+                f"AND (q.state IN ({_OPEN}) OR t.kind = ?))",
+                (centre, now_ms() - REDELIVER_MS, *OPEN_STATES, ABSTAIN)).fetchone()[0] == 1
 
     def has_task(self, query_hash: bytes, centre: str, kind: int) -> bool:
         with self.lock:
