@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from oncofed.federation.hub.service import HubService
-from oncofed.federation.hub.store import ANSWER, PREPARE, HubStore, now_ms
+from oncofed.federation.hub.store import ABSTAIN, ANSWER, PREPARE, HubStore, now_ms
 
 QH = bytes(range(32))
 CENTRES = ["centre-a", "centre-b", "centre-c"]
@@ -32,10 +32,16 @@ def _no_trust() -> Any:
     raise AssertionError("moving a query on reads no trust documents")
 
 
+def _submitted(store: HubStore, targets: list[str], min_participants: int, query_hash: bytes = QH,
+               **retry: Any) -> None:
+    """A query queued at the hub as Submit queues it, an hour to prepare and to live."""
+    store.add_query(query_hash=query_hash, researcher="res-1", permit_hash=bytes(32), targets=targets,
+                    min_participants=min_participants, expires_at=int(time.time()) + 3600,
+                    prepare_until_ms=now_ms() + 3_600_000, sealed={c: b"sealed" for c in targets}, **retry)
+
+
 def _queued(store: HubStore) -> None:
-    store.add_query(query_hash=QH, researcher="res-1", permit_hash=bytes(32), targets=CENTRES,
-                    min_participants=len(CENTRES), expires_at=int(time.time()) + 3600,
-                    prepare_until_ms=now_ms() + 3_600_000, sealed={c: b"sealed" for c in CENTRES})
+    _submitted(store, CENTRES, len(CENTRES))
     with store.tx() as c:
         for centre in CENTRES:
             store.record(c, QH, centre, "accepted", column="accept", payload=f"accept of {centre}".encode())
@@ -93,9 +99,7 @@ def test_an_accept_or_decline_after_the_set_is_fixed_no_longer_counts(tmp_path: 
     service = HubService(store, _no_trust)
     targets = [*CENTRES, "centre-d"]
     try:
-        store.add_query(query_hash=QH, researcher="res-1", permit_hash=bytes(32), targets=targets,
-                        min_participants=3, expires_at=int(time.time()) + 3600,
-                        prepare_until_ms=now_ms() + 3_600_000, sealed={c: b"sealed" for c in targets})
+        _submitted(store, targets, 3)
         with store.tx() as c:
             for centre in CENTRES:
                 store.record(c, QH, centre, "accepted", column="accept", payload=b"accept")
@@ -180,11 +184,8 @@ def test_a_late_failure_of_the_failed_query_is_not_taken_for_a_refusal_to_abstai
         retry = bytes(range(1, 33))                               # R over a and c: b must abstain
         progress = {p.centre: p for p in store.progress(QH)}
         assert retries.submit_problem(failed, "res-1", [a, c], progress) == ""
-        store.add_query(query_hash=retry, researcher="res-1", permit_hash=bytes(32), targets=[a, c],
-                        min_participants=2, expires_at=int(time.time()) + 3600,
-                        prepare_until_ms=now_ms() + 3_600_000, sealed={a: b"s", c: b"s"}, retry_of=QH,
-                        abstain=retries.to_ask(failed, progress, [a, c]))
-        assert store.has_task(QH, b, 3)
+        _submitted(store, [a, c], 2, retry, retry_of=QH, abstain=retries.to_ask(failed, progress, [a, c]))
+        assert store.has_task(QH, b, ABSTAIN)
 
         # b's answer task of F ends now, in a failure: nothing was released
         _push(service, b, fpb.PushRequest(query_hash=QH, failure=sign_failure(ids[b], QH, "BUSY")))
@@ -195,7 +196,7 @@ def test_a_late_failure_of_the_failed_query_is_not_taken_for_a_refusal_to_abstai
         row = store.query(retry)
         assert row is not None
         assert row.state == "abstaining", row.error               # waiting for b's abstention, not failed
-        assert store.has_task(QH, b, 3), "the abstain task is still to be answered"
+        assert store.has_task(QH, b, ABSTAIN), "the abstain task is still to be answered"
 
         # b then answers the abstain task: its abstention; R goes on
         _push(service, b, fpb.PushRequest(query_hash=QH, abstention=sign_abstention(ids[b], QH)))
@@ -219,9 +220,7 @@ def test_a_centre_that_accepted_then_declined_is_no_member(tmp_path: Path) -> No
     service = HubService(store, _no_trust)
     a, b, c = CENTRES
     try:
-        store.add_query(query_hash=QH, researcher="res-1", permit_hash=bytes(32), targets=CENTRES,
-                        min_participants=2, expires_at=int(time.time()) + 3600,
-                        prepare_until_ms=now_ms() + 3_600_000, sealed={x: b"sealed" for x in CENTRES})
+        _submitted(store, CENTRES, 2)
         with store.tx() as tx:
             for centre in CENTRES:
                 store.record(tx, QH, centre, "accepted", column="accept", payload=f"accept of {centre}".encode())
@@ -257,9 +256,7 @@ def test_a_decline_or_failure_signed_by_another_centre_is_refused(tmp_path: Path
     service = HubService(store, lambda: (_Registry(ids), b"", b""))   # type: ignore[arg-type,return-value]
     a, b, _ = CENTRES
     try:
-        store.add_query(query_hash=QH, researcher="res-1", permit_hash=bytes(32), targets=CENTRES,
-                        min_participants=2, expires_at=int(time.time()) + 3600,
-                        prepare_until_ms=now_ms() + 3_600_000, sealed={x: b"sealed" for x in CENTRES})
+        _submitted(store, CENTRES, 2)
         for request in (fpb.PushRequest(query_hash=QH, decline=sign_decline(ids[a], QH, "POLICY")),
                         fpb.PushRequest(query_hash=QH, failure=sign_failure(ids[a], QH, "BUSY"))):
             with pytest.raises(_Aborted, match="not validly signed"):
@@ -279,9 +276,7 @@ def test_a_task_due_again_wakes_the_long_poll(tmp_path: Path) -> None:
 
     store = HubStore(tmp_path / "hub.db")
     try:
-        store.add_query(query_hash=QH, researcher="res-1", permit_hash=bytes(32), targets=CENTRES,
-                        min_participants=2, expires_at=int(time.time()) + 3600,
-                        prepare_until_ms=now_ms() + 3_600_000, sealed={x: b"sealed" for x in CENTRES})
+        _submitted(store, CENTRES, 2)
         assert [k for _, k, _ in store.take_tasks("centre-a")] == [PREPARE]
         assert not store.has_tasks("centre-a")                    # delivered just now: not due
         with store.tx() as c:
