@@ -286,3 +286,23 @@ def test_a_task_due_again_wakes_the_long_poll(tmp_path: Path) -> None:
         assert not store.has_tasks("centre-a")
     finally:
         store.close()
+
+
+def test_a_hub_started_after_replies_it_never_acted_on_moves_the_query_on_at_once(tmp_path: Path) -> None:
+    """Push records a reply and then moves the query on, in two transactions: a hub stopped in
+    between leaves every accept recorded and the query still preparing. The restarted hub's
+    first sweep fixes the set then, not at the prepare deadline (an hour away here)."""
+    store = HubStore(tmp_path / "hub.db")
+    _queued(store)                                    # the replies, as a stopped hub left them
+    service = HubService(store, _no_trust)
+    try:
+        deadline = time.monotonic() + 5
+        while (row := store.query(QH)) is not None and row.state == "preparing" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert row is not None
+        assert row.state == "answering", f"still {row.state} after 5 s: the set waits for its deadline"
+        assert store.members(QH) == CENTRES
+        assert all(store.has_task(QH, centre, ANSWER) for centre in CENTRES)
+    finally:
+        service.close()
+        store.close()

@@ -392,15 +392,20 @@ class HubService(fgrpc.HubServicer):
         return self._answering(c, row.query_hash, signed, members, need.abstentions)
 
     def _sweep(self) -> None:
-        """Deadlines pass without anyone calling: fix sets whose prepare time is up, expire the dead."""
-        while not self._stop.wait(0.25):
+        """Deadlines pass without anyone calling: fix sets whose prepare time is up, expire the dead.
+        Its first pass, at start, moves on every open query: a hub that stopped between recording
+        a reply and moving its query on (two transactions) would otherwise leave the query
+        waiting for its deadline — a set fixed, or an answer completed, only at prepare's end."""
+        first = True
+        while not self._stop.wait(0 if first else 0.25):
             try:
                 for row in self.store.open_queries():
                     late = row.prepare_until_ms if row.state == "preparing" else row.answer_until_ms
-                    if (late is not None and now_ms() >= late) or int(time.time()) > row.expires_at:
+                    if first or (late is not None and now_ms() >= late) or int(time.time()) > row.expires_at:
                         self.advance(row.query_hash)
             except Exception:
                 log.exception("hub sweeper")
+            first = False
 
 
 def _submit_problem(request: fpb.SubmitRequest, targets: list[str], registry: Registry, now: int) -> str:
