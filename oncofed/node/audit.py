@@ -233,6 +233,7 @@ class AuditLog:
         self._pending: list[dict[str, Any]] = []
         self._store = str(dbmod.store_path(conn))
         self._lock = threading.RLock()
+        self._signed: tuple[tuple[int, str], bytes] | None = None   # the last head signed, by (seq, hash)
         dbmod.migrate(dbmod.StoreDB(conn), ["audit"])
 
     @classmethod
@@ -391,13 +392,25 @@ class AuditLog:
     def signed_head(self, at: float | None = None) -> bytes:
         """The node's signed audit head now (envelope bytes, tag `oncofed/audit-head/v1`, body an
         `AuditHead`): attach it to every signed reply, so that whoever receives one holds evidence
-        of how long this log was. Writes nothing (a head is a statement, not an event)."""
+        of how long this log was. Writes nothing (a head is a statement, not an event).
+
+        While the log has not moved, the head signed when it reached its newest entry is returned
+        again (its `signed_at_ms` is then that moment): the connector attaches a head to every
+        pull and push, most of them between two appends, and the hub writes an identical head
+        only once a second (oncofed.federation.hub.service `_seen`) instead of verifying and
+        storing each. The entry it names was made durable when it was first signed."""
         if self.signer is None:
             raise AuditError("no node identity key is configured ([identity] key in node.toml): "
                              "audit heads cannot be signed")
         seq, hash_ = self.head()
+        kept = self._signed
+        if at is None and kept is not None and kept[0] == (seq, hash_):
+            return kept[1]
         self._sync()                     # the head may name an entry not yet on disk
-        return sign_head(self.signer, seq, hash_, int((time.time() if at is None else at) * 1000))
+        envelope = sign_head(self.signer, seq, hash_, int((time.time() if at is None else at) * 1000))
+        if at is None:
+            self._signed = ((seq, hash_), envelope)
+        return envelope
 
     # --- reading ------------------------------------------------------------------------------
     def raw_rows(self) -> Iterator[dict[str, Any]]:

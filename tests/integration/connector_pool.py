@@ -43,7 +43,9 @@ def _serve(centres: list[CentreFiles], target: str, conn: multiprocessing.connec
     from oncofed.keys.keystore import load_identity
     from oncofed.keys.tls import load_tls_files
     from oncofed.node.answering import AnsweringPipeline
+    from oncofed.node.audit import AuditLog, journal_path
     from oncofed.node.connector import Connector, HubLink
+    from oncofed.node.keyfiles import checkpoint_every
     from oncofed.node.node import open_node
     from oncofed.node.verify import QueryVerifier
 
@@ -51,10 +53,15 @@ def _serve(centres: list[CentreFiles], target: str, conn: multiprocessing.connec
     try:
         for c in centres:
             node = open_node(c.root)
-            pipeline = AnsweringPipeline(node, QueryVerifier.for_node(node), c.policy)
-            connector = Connector(pipeline, load_identity(c.identity_key),
-                                  load_tls_files(c.cert, c.tls_key, c.root_cert), HubLink(target),
-                                  min_participants=2).start()
+            identity = load_identity(c.identity_key)
+            # the node's audit log signing with its identity key, as `oncofed node serve` opens it
+            # (checkpoints, head journal): every pull and push carries the signed head, which the
+            # hub checks and keeps
+            audit = AuditLog.open(node.paths.store, identity, checkpoint_every=checkpoint_every(node.config),
+                                  head_journal=journal_path(node))
+            pipeline = AnsweringPipeline(node, QueryVerifier.for_node(node, audit), c.policy)
+            connector = Connector(pipeline, identity, load_tls_files(c.cert, c.tls_key, c.root_cert), HubLink(target),
+                                  min_participants=2, audit_head=pipeline.verifier.audit.signed_head).start()
             running.append((node, pipeline, connector))
         late = [c.centre_id for c, (_, _, k) in zip(centres, running, strict=True) if not k.connected.wait(120)]
         conn.send(f"not connected: {', '.join(late)}" if late else "ready")

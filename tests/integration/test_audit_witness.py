@@ -80,3 +80,38 @@ def test_the_hub_keeps_each_centres_head_and_a_later_cut_fails_against_it(world)
     report = _verify(node, heads=[("the hub's head for centre-a", held["centre-a"])])
     assert not report.ok and report.first_bad == keep + 1
     assert f"the hub's head for centre-a says the log held entry {head.seq}" in report.problem
+
+
+def test_a_new_head_is_kept_at_once_and_the_same_call_again_writes_nothing_for_a_second(world):
+    """Every pull and push carries the centre's head, most often the one it sent last; the hub
+    writes such a call at most once a second and keeps a new head at once (the witness's
+    evidence never waits)."""
+    centre = world.centres["centre-a"]
+    centre.stop()                                     # its own polls would write meanwhile
+    service, store = world.hub.service, world.hub.store
+    log = AuditLog.open(centre.node.paths.store, world.fed.identities["centre-a"])
+    try:
+        def held() -> tuple[int, int | None]:
+            row = next(r for r in store.centres() if r[0] == "centre-a")
+            return row[1], row[3]                     # last seen (ms), head seq
+
+        assert log.signed_head() == log.signed_head()  # the log has not moved: the same head
+        service._seen("centre-a", log.signed_head())
+        seen, seq = held()
+        assert seq == log.head()[0]
+        time.sleep(0.05)
+        service._seen("centre-a", log.signed_head())  # the same head, within the second: no write
+        service._seen("centre-a", b"")
+        assert held() == (seen, seq)
+        log.append(event="test.entry", decision="recorded", who="local-admin")
+        service._seen("centre-a", log.signed_head())  # a new head: kept at once
+        assert held()[1] == seq + 1 and held()[0] > seen
+        last, _ = held()
+        with service._seen_lock:                      # a second later, the same head is written
+            head, at = service._last_seen["centre-a"]
+            service._last_seen["centre-a"] = (head, at - 1_000)
+        time.sleep(0.01)
+        service._seen("centre-a", log.signed_head())
+        assert held()[0] > last and held()[1] == seq + 1
+    finally:
+        log.close()
