@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -139,12 +140,14 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
                 return (time.perf_counter() - t) * 1000
 
             run()                                                    # warm: record keys, page cache
+            cpu0 = (time.process_time(), pool.cpu_seconds() if pool else None)
             fed_ms = [ms for ms in (run() for _ in range(repeats)) if ms is not None]
+            cpu1 = (time.process_time(), pool.cpu_seconds() if pool else None)
             if not fed_ms:
                 raise SystemExit(f"every run of {name} failed: {failures[-1]}")
             row: dict[str, Any] = {"analysis": name, "federated_p50_ms": round(pct(fed_ms, 0.5), 2),
                                    "federated_p95_ms": round(pct(fed_ms, 0.95), 2), "repeats": len(fed_ms),
-                                   "failures": failures}
+                                   "failures": failures, **cpu_per_query(cpu0, cpu1, repeats, n_centres)}
             if pooled is not None:
                 answer(pooled, body, None, policy=policy())
                 pool_ms = []
@@ -158,6 +161,10 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
             print(f"  {n_centres:>3} × {size:>9,}  {name:44} federated p50 {row['federated_p50_ms']:9.2f} ms "
                   f"p95 {row['federated_p95_ms']:9.2f}" + (f"  pooled p50 {row['pooled_p50_ms']:9.2f} ms  ratio "
                                                              f"{row['ratio_p50']:.2f}" if pooled else ""), flush=True)
+            if "cpu_centres_ms_per_query" in row:
+                print(f"  {'':>16}CPU a query: hub and client {row['cpu_hub_and_client_ms_per_query']:.1f} ms, "
+                      f"centres {row['cpu_centres_ms_per_query']:.1f} ms ({row['cpu_per_centre_ms_per_query']:.1f} "
+                      f"each): {row['cpu_floor_ms']:.1f} ms on {os.cpu_count()} cores at best", flush=True)
         return {"centres": n_centres, "rows_per_centre": size, "setup_seconds": round(setup, 1),
                 "pooled_setup_seconds": round(pooled_setup, 1),
                 "connector_processes": len(pool.groups) if pool else 0, "analyses": rows}
@@ -167,6 +174,20 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
         world.close()
         if pooled is not None:
             pooled.close()
+
+
+def cpu_per_query(before: tuple[float, float | None], after: tuple[float, float | None], queries: int,
+                  centres: int) -> dict[str, float]:
+    """What a query costs in CPU, by party: this process (the hub and the researcher's client)
+    and the connector processes (every centre) — and the wall time the machine's cores could
+    reach at best if that work spread perfectly over them (what dominates a latency target)."""
+    if before[1] is None or after[1] is None or queries <= 0:
+        return {}
+    hub = (after[0] - before[0]) * 1000 / queries
+    nodes = (after[1] - before[1]) * 1000 / queries
+    return {"cpu_hub_and_client_ms_per_query": round(hub, 2), "cpu_centres_ms_per_query": round(nodes, 2),
+            "cpu_per_centre_ms_per_query": round(nodes / centres, 2),
+            "cpu_floor_ms": round((hub + nodes) / (os.cpu_count() or 1), 2)}
 
 
 def _stragglers(world: Any) -> str:

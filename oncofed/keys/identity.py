@@ -11,6 +11,7 @@ halves and never shows them — not in `repr`, not in an attribute a logger woul
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -63,12 +64,14 @@ class PublicIdentity:
             if not isinstance(value, bytes) or len(value) != KEY_BYTES:
                 raise ValueError(f"{name} public key must be {KEY_BYTES} bytes")
 
-    @property
+    # Computed once per identity (the identity is frozen): a keyring of a hundred members is
+    # built for every verification at the hub, and each key id is a SHA-256.
+    @functools.cached_property
     def signing_key_id(self) -> bytes:
         """SHA-256 of the Ed25519 key: carried in every envelope so a verifier can pick the key."""
         return hashlib.sha256(self.ed25519).digest()
 
-    @property
+    @functools.cached_property
     def box_key_id(self) -> bytes:
         """SHA-256 of the X25519 key: bound into every sealed message as its recipient."""
         return hashlib.sha256(self.x25519).digest()

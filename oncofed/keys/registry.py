@@ -17,6 +17,7 @@ This module is the serde layer for these documents: the rest of oncofed sees `Re
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import time
 from collections.abc import Iterable
@@ -118,15 +119,38 @@ class Registry:
             raise ValueError("registry binds one public key to two members or two uses")
 
     def member(self, member_id: str) -> Member | None:
-        return next((m for m in self.members if m.member_id == member_id), None)
+        return self._by_id.get(member_id)
 
     def keyring(self, role: str | None = None) -> dict[bytes, PublicIdentity]:
-        """Members' identities by signing key id, for `verify_from` and `open_sealed_from`."""
-        return {m.identity.signing_key_id: m.identity for m in self.members
-                if role is None or m.role == role}
+        """Members' identities by signing key id, for `verify_from` and `open_sealed_from` (a
+        fresh dict each call: callers may change theirs)."""
+        return dict(self._keyrings[role])
+
+    # A verified registry never changes (frozen), and the hub asks it for a member or a keyring
+    # on every call it serves: at 100 centres, a linear search and a hundred-key keyring per push.
+    @functools.cached_property
+    def _by_id(self) -> dict[str, Member]:
+        return {m.member_id: m for m in self.members}
+
+    @functools.cached_property
+    def _keyrings(self) -> _Keyrings:
+        return _Keyrings(self.members)
 
     def is_stale(self, at: int) -> bool:
         return at >= self.next_update
+
+
+class _Keyrings(dict[str | None, dict[bytes, PublicIdentity]]):
+    """Keyrings by role (None: every member), each built on first use."""
+
+    def __init__(self, members: tuple[Member, ...]) -> None:
+        super().__init__()
+        self.members = members
+
+    def __missing__(self, role: str | None) -> dict[bytes, PublicIdentity]:
+        ring = {m.identity.signing_key_id: m.identity for m in self.members if role is None or m.role == role}
+        self[role] = ring
+        return ring
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import multiprocessing.connection
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,19 @@ class ConnectorProcesses:
             if said != "ready":
                 raise RuntimeError(f"connector process {started.pid}: {said}")
         return self
+
+    def cpu_seconds(self) -> float | None:
+        """CPU seconds the connector processes have used so far, user and system (Linux's /proc;
+        None elsewhere): what the centres spend, for a benchmark to set beside its wall time."""
+        tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0
+        total = 0.0
+        for proc, _ in self._procs:
+            try:
+                fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                return None
+            total += (int(fields[11]) + int(fields[12])) / tick     # utime, stime (fields 14, 15)
+        return total if tick else None
 
     def stop(self, timeout: float = 30) -> None:
         """Stop every connector and wait for each process to end (killed if it will not)."""

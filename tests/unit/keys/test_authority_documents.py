@@ -59,6 +59,21 @@ def test_published_registry_lists_members_and_verifies(fed):
                                                  for c in ("centre-a", "centre-b")}
 
 
+def test_a_registrys_lookups_are_kept_but_a_caller_cannot_change_them(fed):
+    """Member and keyring lookups are built once per verified registry (the hub asks on every
+    call); a caller that edits the keyring it got changes nobody else's."""
+    reg = verify_registry(fed.cert, fed.fingerprint, fed.published("registry.bin"))
+    ring = reg.keyring(role="centre")
+    ring.clear()
+    ring[b"x" * 32] = fed.members["res-1"].public
+    assert reg.keyring(role="centre").keys() == {fed.members[c].public.signing_key_id
+                                                 for c in ("centre-a", "centre-b")}
+    assert set(reg.keyring()) == {fed.members[m].public.signing_key_id for m in ("centre-a", "centre-b", "res-1")}
+    assert reg.keyring(role="hub") == {}
+    assert reg.member("centre-b").identity == fed.members["centre-b"].public
+    assert reg.member("nobody") is None
+
+
 def test_changed_registry_byte_fails(fed):
     data = bytearray(fed.published("registry.bin"))
     data[len(data) // 2] ^= 0x04
