@@ -303,12 +303,16 @@ class NodeTrust:
         revoke, by signing key id — what peers' accepts and abstentions are verified against. A
         revocation list can arrive before the registry that drops the member (a hub may relay
         one and hold back the other until it goes stale); a revoked key signs nothing here
-        meanwhile. Empty without a registry."""
-        registry, revocations = self.registry(), self.revocations()
-        if registry is None:
-            return {}
-        return {m.identity.signing_key_id: m.identity for m in registry.members
-                if m.role == role and (revocations is None or revocations.member_revoked(m) is None)}
+        meanwhile. Empty without a registry. Built once per trust state (each answer verifies
+        its participant set against it: 100 members' revocation checks at 100 centres); the
+        caller gets its own copy."""
+        def build() -> dict[bytes, PublicIdentity]:
+            registry, revocations = self.registry(), self.revocations()
+            if registry is None:
+                return {}
+            return {m.identity.signing_key_id: m.identity for m in registry.members
+                    if m.role == role and (revocations is None or revocations.member_revoked(m) is None)}
+        return dict(self._remembered(("peer_keyring", role), build))
 
     def changes_in_latest(self) -> RegistryChanges | None:
         """What the newest registry changed against the one before: new members to look at."""

@@ -115,3 +115,49 @@ def test_a_new_head_is_kept_at_once_and_the_same_call_again_writes_nothing_for_a
         assert held()[0] > last and held()[1] == seq + 1
     finally:
         log.close()
+
+
+def test_a_second_head_for_the_same_entry_with_another_hash_never_replaces_the_first(world, caplog):
+    """A centre that rewrites its newest entry and signs a head for it (same length, another
+    hash) must not overwrite the hub's evidence of what that entry was."""
+    centre = world.centres["centre-a"]
+    centre.stop()
+    service, store = world.hub.service, world.hub.store
+    identity = world.fed.identities["centre-a"]
+    keyring = {identity.public.signing_key_id: identity.public}
+
+    def kept() -> bytes | None:
+        return next(r[2] for r in store.centres() if r[0] == "centre-a")
+
+    log = AuditLog.open(centre.node.paths.store, identity)
+    try:
+        log.append(event="test.entry", decision="recorded", who="local-admin")
+        service._seen("centre-a", log.signed_head())
+        first = kept()
+        assert first is not None
+        seq, kept_hash = open_head(first, keyring, "centre-a").seq, open_head(first, keyring, "centre-a").entry_hash
+    finally:
+        log.close()
+    conn = sqlite3.connect(centre.node.paths.store, isolation_level=None)
+    for name in ("audit_log_no_delete", "audit_head_forward"):
+        conn.execute(f"DROP TRIGGER {name}")
+    for trigger in [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger' "
+                                                "AND tbl_name = 'audit_log'")]:
+        conn.execute(f"DROP TRIGGER {trigger}")
+    conn.execute("UPDATE audit_log SET entry_hash = ? WHERE seq = ?", ("ab" * 32, seq))
+    conn.execute("UPDATE audit_head SET entry_hash = ?", ("ab" * 32,))
+    conn.close()
+    log = AuditLog.open(centre.node.paths.store, identity)
+    try:
+        forked = log.signed_head()
+        assert open_head(forked, keyring, "centre-a").seq == seq
+        assert open_head(forked, keyring, "centre-a").entry_hash != kept_hash
+        with caplog.at_level("WARNING", logger="oncofed.hub"):
+            service._seen("centre-a", forked)
+        assert kept() == first          # the first head stays
+        assert any("rewritten" in r.getMessage() for r in caplog.records)
+        log.append(event="test.entry", decision="recorded", who="local-admin")
+        service._seen("centre-a", log.signed_head())             # a longer head is kept as always
+        assert open_head(kept(), keyring, "centre-a").seq == seq + 1
+    finally:
+        log.close()

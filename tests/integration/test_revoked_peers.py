@@ -99,9 +99,14 @@ def test_a_revoked_centre_signs_no_accept_and_no_abstention(world: World) -> Non
         rq, retry_accepts = _prepared(world, retry, {c: connectors[c] for c in ("centre-a", "centre-b")})
 
         # the authority revokes centre-c; centre-a receives the revocation list, not yet the registry
-        world.fed.authority.revoke_member("centre-c", "key compromised", compromised=True)
         trust_a = world.centres["centre-a"].pipeline.verifier.trust
+        flower_trust_a = parts["centre-a"].pipeline.verifier.trust       # another connection, same store
+        for trust in (trust_a, flower_trust_a):                           # the peers' keyring, built and kept
+            assert "centre-c" in {m.member_id for m in trust.peer_keyring("centre").values()}
+        world.fed.authority.revoke_member("centre-c", "key compromised", compromised=True)
         trust_a.update_revocations(world.fed.published("revocations.bin"))
+        for trust in (trust_a, flower_trust_a):                           # ... and forgotten on the change
+            assert "centre-c" not in {m.member_id for m in trust.peer_keyring("centre").values()}
         assert trust_a.registry() is not None and trust_a.registry().member("centre-c") is not None  # type: ignore[union-attr]
 
         first = ModelFit(envelope_body(env).analysis, world.dictionary()).next_analysis()

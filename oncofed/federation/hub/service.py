@@ -23,10 +23,12 @@ import grpc
 from oncofed.federation.hub import retries
 from oncofed.federation.hub.store import ABSTAIN, ANSWER, OPEN_STATES, HubStore, QueryRow, now_ms
 from oncofed.keys.errors import InvalidMessage
+from oncofed.keys.identity import PublicIdentity
 from oncofed.keys.registry import Registry
 from oncofed.secagg import InvalidParticipantSet, open_accept
 from oncofed.secagg.wire import ProtocolError, read_abstention, read_audit_head, read_decline, read_failure
 from oncofed.transport.interceptor import current_peer
+from oncofed.v1 import audit_pb2 as fapb
 from oncofed.v1 import federation_pb2 as fpb
 from oncofed.v1 import federation_pb2_grpc as fgrpc
 
@@ -305,16 +307,38 @@ class HubService(fgrpc.HubServicer):
             head = b""                              # the same head: verified and kept already
         kept = last[0] if last is not None else b""
         seq = None
+        stored = head
         if head:
             member = self.trust()[0].member(centre)
+            identity = member.identity if member else None
             try:
-                seq = read_audit_head(head, member.identity if member else None, centre).seq
+                parsed = read_audit_head(head, identity, centre)
+                seq = parsed.seq
             except ProtocolError as exc:
                 log.warning("audit head from %s ignored: %s", centre, exc)
-                head = b""
-        self.store.seen(centre, head or None, seq)
+                head = stored = b""
+            else:
+                if self._forks(centre, parsed, identity):
+                    log.warning("audit head from %s for entry %d names another hash than the head kept for "
+                                "that entry: its audit log was rewritten there; the first head is kept",
+                                centre, seq)
+                    stored = b""                    # remembered below, so it is not checked on every call
+        self.store.seen(centre, stored or None, seq)
         with self._seen_lock:
             self._last_seen[centre] = (head or kept, now)
+
+    def _forks(self, centre: str, head: fapb.AuditHead, identity: PublicIdentity | None) -> bool:
+        """True for a second head for the entry the kept head names, with another hash: the
+        centre's log was rewritten at that entry. The first head stays as the evidence (the store
+        never replaces a head by one of the same length); the operator is told."""
+        kept = self.store.audit_head_of(centre)
+        if kept is None:
+            return False
+        try:
+            first = read_audit_head(kept, identity, centre)
+        except ProtocolError:
+            return False                            # the centre's key changed: nothing to compare
+        return first.seq == head.seq and first.entry_hash != head.entry_hash
 
     # ------------------------------------------------------------------ the flow
     def advance(self, qh: bytes) -> None:

@@ -318,14 +318,21 @@ class HubStore:
 
     # ------------------------------------------------------------------ centres
     def seen(self, centre: str, audit_head: bytes | None = None, audit_seq: int | None = None) -> None:
-        """The centre called now; keep its signed audit head when it is the longest seen (a
-        replayed older head never replaces a newer one)."""
+        """The centre called now; keep its signed audit head when it is longer than the one kept
+        (a replayed older head never replaces a newer one, and a second head for the same entry —
+        a log rewritten there — never replaces the first)."""
         with self.tx() as c:
             c.execute("INSERT INTO centres (centre, last_seen_ms) VALUES (?, ?) "
                       "ON CONFLICT(centre) DO UPDATE SET last_seen_ms = excluded.last_seen_ms", (centre, now_ms()))
             if audit_head and audit_seq is not None:
                 c.execute("UPDATE centres SET audit_head = ?, audit_seq = ? WHERE centre = ? "
-                          "AND (audit_seq IS NULL OR audit_seq <= ?)", (audit_head, audit_seq, centre, audit_seq))
+                          "AND (audit_seq IS NULL OR audit_seq < ?)", (audit_head, audit_seq, centre, audit_seq))
+
+    def audit_head_of(self, centre: str) -> bytes | None:
+        """The signed audit head kept for `centre`, if any."""
+        with self.lock:
+            row = self.conn.execute("SELECT audit_head FROM centres WHERE centre = ?", (centre,)).fetchone()
+        return bytes(row[0]) if row is not None and row[0] is not None else None
 
     def centres(self) -> list[tuple[str, int, bytes | None, int | None]]:
         with self.lock:
@@ -361,11 +368,11 @@ def _query_row(r: dict[str, Any]) -> QueryRow:
 # its targets and, once fixed, every signed accept as JSON: at 100 centres, 200 pushes a query
 # parsed the same hundred accepts 600 times. The same text parses to the same tuple, so the
 # parsed values are kept by their text (pure functions; the row itself is read every time).
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=64)
 def _names(text: str) -> tuple[str, ...]:
     return tuple(json.loads(text))
 
 
-@functools.lru_cache(maxsize=512)
+@functools.lru_cache(maxsize=64)
 def _hex_list(text: str) -> tuple[bytes, ...]:
     return tuple(bytes.fromhex(item) for item in json.loads(text))
