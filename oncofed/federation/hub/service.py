@@ -65,6 +65,9 @@ class HubService(fgrpc.HubServicer):
         self._work_lock = threading.Lock()
         self._last_seen: dict[str, tuple[bytes, int]] = {}   # per centre: the head it sent last, written at
         self._seen_lock = threading.Lock()
+        # per centre: (seq, entry hash) of the head the store keeps, once read or written here —
+        # what a new head is compared with for a rewritten entry without verifying the kept one again
+        self._kept: dict[str, tuple[int, bytes]] = {}
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="oncofed-hub-sweeper", daemon=True)
         self._sweeper.start()
@@ -326,19 +329,28 @@ class HubService(fgrpc.HubServicer):
         self.store.seen(centre, stored or None, seq)
         with self._seen_lock:
             self._last_seen[centre] = (head or kept, now)
+            held = self._kept.get(centre)
+            if stored and seq is not None and (held is None or seq > held[0]):
+                self._kept[centre] = (seq, bytes(parsed.entry_hash))
 
     def _forks(self, centre: str, head: fapb.AuditHead, identity: PublicIdentity | None) -> bool:
         """True for a second head for the entry the kept head names, with another hash: the
         centre's log was rewritten at that entry. The first head stays as the evidence (the store
         never replaces a head by one of the same length); the operator is told."""
-        kept = self.store.audit_head_of(centre)
-        if kept is None:
-            return False
-        try:
-            first = read_audit_head(kept, identity, centre)
-        except ProtocolError:
-            return False                            # the centre's key changed: nothing to compare
-        return first.seq == head.seq and first.entry_hash != head.entry_hash
+        with self._seen_lock:
+            held = self._kept.get(centre)
+        if held is None:                            # not yet read by this process: once from the store
+            kept = self.store.audit_head_of(centre)
+            if kept is None:
+                return False
+            try:
+                first = read_audit_head(kept, identity, centre)
+            except ProtocolError:
+                return False                        # the centre's key changed: nothing to compare
+            held = (first.seq, bytes(first.entry_hash))
+            with self._seen_lock:
+                self._kept.setdefault(centre, held)
+        return held[0] == head.seq and held[1] != head.entry_hash
 
     # ------------------------------------------------------------------ the flow
     def advance(self, qh: bytes) -> None:
