@@ -38,6 +38,22 @@ def world(tmp_path):
         log.close()
 
 
+def _stop_and_drain(world, centre_id):
+    """Stop a centre's connector and wait until the hub has handled its last call: a pull sent
+    just before the stop still reaches the hub, which records it (and its head) a moment later."""
+    world.centres[centre_id].stop()
+    service = world.hub.service
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with service._seen_lock:
+            before = service._last_seen.get(centre_id)
+        time.sleep(0.3)
+        with service._seen_lock:
+            if service._last_seen.get(centre_id) == before:
+                return
+    raise AssertionError(f"the hub still hears from {centre_id} after its connector stopped")
+
+
 def _verify(node, heads=()):
     keys = centre_keys(NodeTrust(node.db, node.config.node_id), node.config.node_id)
     return AuditLog(node.conn).verify(keys.keys, heads=heads)
@@ -87,7 +103,7 @@ def test_a_new_head_is_kept_at_once_and_the_same_call_again_writes_nothing_for_a
     writes such a call at most once a second and keeps a new head at once (the witness's
     evidence never waits)."""
     centre = world.centres["centre-a"]
-    centre.stop()                                     # its own polls would write meanwhile
+    _stop_and_drain(world, "centre-a")                # its own polls would write meanwhile
     service, store = world.hub.service, world.hub.store
     log = AuditLog.open(centre.node.paths.store, world.fed.identities["centre-a"])
     try:
@@ -121,7 +137,7 @@ def test_a_second_head_for_the_same_entry_with_another_hash_never_replaces_the_f
     """A centre that rewrites its newest entry and signs a head for it (same length, another
     hash) must not overwrite the hub's evidence of what that entry was."""
     centre = world.centres["centre-a"]
-    centre.stop()
+    _stop_and_drain(world, "centre-a")
     service, store = world.hub.service, world.hub.store
     identity = world.fed.identities["centre-a"]
     keyring = {identity.public.signing_key_id: identity.public}
