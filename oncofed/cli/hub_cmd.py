@@ -99,6 +99,9 @@ def status(config_path: Path, limit: int, as_json: bool) -> None:
         head = f", signed audit head at entry {c['audit_head_seq']}" if c["audit_head_seq"] is not None else ""
         click.echo(f"  {c['centre']:<20} {'online ' if c['online'] else 'offline'}  last seen {c['last_seen']}"
                    f"  ({c['queued']} queued{head})")
+        if c.get("audit_conflict_seq") is not None:
+            click.echo(f"  {'':<20} its audit log was REWRITTEN at entry {c['audit_conflict_seq']}: it signed two "
+                       f"heads for that entry (oncofed hub head {c['centre']} [--conflict] --out FILE)")
     click.echo("recent queries:" if report["queries"] else "no queries yet")
     for q in report["queries"]:
         took = f"{q['seconds']:.2f} s" if q["seconds"] is not None else "open"
@@ -111,18 +114,23 @@ def status(config_path: Path, limit: int, as_json: bool) -> None:
 @config_option
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the head here (hex) for `oncofed node audit verify --head FILE`.")
-def head_cmd(centre: str, config_path: Path, out: Path | None) -> None:
+@click.option("--conflict", is_flag=True,
+              help="The second head CENTRE signed for the kept head's entry, when it sent one.")
+def head_cmd(centre: str, config_path: Path, out: Path | None, conflict: bool) -> None:
     """The newest signed audit head CENTRE sent the hub: evidence, held outside the centre, of
-    how long its audit log was (the centre admin checks it with `node audit verify --head`)."""
+    how long its audit log was (the centre admin checks it with `node audit verify --head`).
+    With --conflict, the other head it signed for that same entry, if any: the two together
+    show, under the centre's own key, that its log was rewritten there."""
     from oncofed.federation.hub.config import load
     from oncofed.federation.hub.status import hub_status
 
     report = hub_status(load(config_path), limit=1)
     held = next((c for c in report["centres"] if c["centre"] == centre), None)
-    if held is None or not held["audit_head"]:
-        raise UsageError(f"the hub holds no audit head of {centre}")
+    key, seq_key = ("audit_conflict", "audit_conflict_seq") if conflict else ("audit_head", "audit_head_seq")
+    if held is None or not held[key]:
+        raise UsageError(f"the hub holds no {'conflicting ' if conflict else ''}audit head of {centre}")
     if out is None:
-        click.echo(held["audit_head"])
+        click.echo(held[key])
         return
-    out.write_text(held["audit_head"] + "\n", "utf-8")
-    click.echo(f"wrote the head of {centre} at entry {held['audit_head_seq']} to {out}")
+    out.write_text(held[key] + "\n", "utf-8")
+    click.echo(f"wrote the {'conflicting ' if conflict else ''}head of {centre} at entry {held[seq_key]} to {out}")

@@ -133,7 +133,7 @@ def test_a_new_head_is_kept_at_once_and_the_same_call_again_writes_nothing_for_a
         log.close()
 
 
-def test_a_second_head_for_the_same_entry_with_another_hash_never_replaces_the_first(world, caplog):
+def test_a_second_head_for_the_same_entry_with_another_hash_never_replaces_the_first(world, caplog, tmp_path):
     """A centre that rewrites its newest entry and signs a head for it (same length, another
     hash) must not overwrite the hub's evidence of what that entry was."""
     centre = world.centres["centre-a"]
@@ -179,8 +179,36 @@ def test_a_second_head_for_the_same_entry_with_another_hash_never_replaces_the_f
             service._seen("centre-a", forked)
         assert kept() == first
         assert sum("rewritten" in r.getMessage() for r in caplog.records) == 2
+        _the_operator_sees_both_heads(world, tmp_path, forked, first, seq)
         log.append(event="test.entry", decision="recorded", who="local-admin")
         service._seen("centre-a", log.signed_head())             # a longer head is kept as always
         assert open_head(kept(), keyring, "centre-a").seq == seq + 1
     finally:
         log.close()
+
+
+def _the_operator_sees_both_heads(world, tmp_path, forked, first, seq):
+    """`oncofed hub status` says the log was rewritten, and `hub head --conflict` hands out the
+    second head as `hub head` hands out the first: two heads the centre signed for one entry."""
+    from click.testing import CliRunner
+
+    from oncofed.cli import main
+    from oncofed.federation.hub.config import render
+
+    cfg = world.hub_config
+    toml = tmp_path / "hub.toml"
+    toml.write_text(render({
+        "hub": {"id": cfg.hub_id, "listen": f"127.0.0.1:{cfg.port}", "database": str(cfg.database)},
+        "credentials": {"identity_key": str(cfg.identity_key), "tls_key": str(cfg.tls_key), "cert": str(cfg.cert),
+                        "root_cert": str(cfg.root_cert), "root_fingerprint": cfg.root_fingerprint},
+        "trust": {"registry": str(cfg.registry), "revocations": str(cfg.revocations)}}), "utf-8")
+    status = CliRunner().invoke(main, ["hub", "status", "-c", str(toml)])
+    assert status.exit_code == 0, status.output
+    assert f"its audit log was REWRITTEN at entry {seq}" in status.output
+    for flag, expected in (([], first), (["--conflict"], forked)):
+        out = tmp_path / f"head{len(flag)}.hex"
+        result = CliRunner().invoke(main, ["hub", "head", "centre-a", "-c", str(toml), "--out", str(out), *flag])
+        assert result.exit_code == 0, result.output
+        assert bytes.fromhex(out.read_text().strip()) == expected
+    missing = CliRunner().invoke(main, ["hub", "head", "centre-b", "-c", str(toml), "--conflict"])
+    assert missing.exit_code != 0 and "no conflicting audit head of centre-b" in missing.output

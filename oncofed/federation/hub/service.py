@@ -323,8 +323,9 @@ class HubService(fgrpc.HubServicer):
             else:
                 if self._forks(centre, parsed, identity):
                     log.warning("audit head from %s for entry %d names another hash than the head kept for "
-                                "that entry: its audit log was rewritten there; the first head is kept",
-                                centre, seq)
+                                "that entry: its audit log was rewritten there; the first head is kept, "
+                                "the second too (hub status)", centre, seq)
+                    self.store.conflict(centre, head, parsed.seq)
                     stored = b""                    # remembered below, so it is not checked on every call
         self.store.seen(centre, stored or None, seq)
         with self._seen_lock:

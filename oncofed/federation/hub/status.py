@@ -20,9 +20,13 @@ def hub_status(config: HubConfig, *, limit: int = 10) -> dict[str, Any]:
     store = HubStore(config.database)
     try:
         depth = store.queue_depth()
+        conflicts = store.conflicts()
         at = now_ms()
         centres = [{"centre": c, "online": at - seen < ONLINE_MS, "last_seen": _iso(seen),
-                    "queued": depth.get(c, 0), "audit_head_seq": seq, "audit_head": head.hex() if head else None}
+                    "queued": depth.get(c, 0), "audit_head_seq": seq, "audit_head": head.hex() if head else None,
+                    # a second signed head for the kept head's entry: the centre's log was rewritten there
+                    "audit_conflict_seq": conflicts[c][1] if c in conflicts else None,
+                    "audit_conflict": conflicts[c][0].hex() if c in conflicts else None}
                    for c, seen, head, seq in store.centres()]
         queries = []
         for q in store.recent_queries(limit):

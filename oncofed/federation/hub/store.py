@@ -55,6 +55,8 @@ ADDED_COLUMNS = (
     ("queries", "failed_centres", "TEXT NOT NULL DEFAULT '[]'"),
     ("queries", "abstentions", "TEXT NOT NULL DEFAULT '[]'"),
     ("progress", "abstention", "BLOB"),
+    ("centres", "audit_conflict", "BLOB"),          # a second signed head for the kept head's entry
+    ("centres", "audit_conflict_seq", "INTEGER"),
 )
 PREPARE, ANSWER, ABSTAIN = 1, 2, 3
 #: A delivered task not replied to is delivered again after this long (at-least-once).
@@ -327,6 +329,20 @@ class HubStore:
             if audit_head and audit_seq is not None:
                 c.execute("UPDATE centres SET audit_head = ?, audit_seq = ? WHERE centre = ? "
                           "AND (audit_seq IS NULL OR audit_seq < ?)", (audit_head, audit_seq, centre, audit_seq))
+
+    def conflict(self, centre: str, audit_head: bytes, audit_seq: int) -> None:
+        """Keep the first signed head that names another hash for the entry of the kept head: with
+        the kept one, two heads the centre signed for one entry — its log was rewritten there."""
+        with self.tx() as c:
+            c.execute("UPDATE centres SET audit_conflict = ?, audit_conflict_seq = ? WHERE centre = ? "
+                      "AND audit_conflict IS NULL", (audit_head, audit_seq, centre))
+
+    def conflicts(self) -> dict[str, tuple[bytes, int]]:
+        """Each centre's conflicting head (`conflict`), if it sent one."""
+        with self.lock:
+            rows = self.conn.execute("SELECT centre, audit_conflict, audit_conflict_seq FROM centres "
+                                     "WHERE audit_conflict IS NOT NULL").fetchall()
+        return {r[0]: (bytes(r[1]), int(r[2])) for r in rows}
 
     def audit_head_of(self, centre: str) -> bytes | None:
         """The signed audit head kept for `centre`, if any."""
