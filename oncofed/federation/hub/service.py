@@ -63,6 +63,7 @@ class HubService(fgrpc.HubServicer):
         self.changed = threading.Condition()
         self._work: dict[str, threading.Event] = {}     # per centre: set when a task is queued for it
         self._work_lock = threading.Lock()
+        self._polls: dict[str, int] = {}                # per centre: the number of its newest pull
         self._last_seen: dict[str, tuple[bytes, int]] = {}   # per centre: the head it sent last, written at
         self._seen_lock = threading.Lock()
         # per centre: (seq, entry hash) of the head the store keeps, once read or written here —
@@ -185,11 +186,28 @@ class HubService(fgrpc.HubServicer):
 
     # ------------------------------------------------------------------ centres
     def Pull(self, request: fpb.PullRequest, context: grpc.ServicerContext) -> fpb.PullReply:
+        """A centre's long poll. Only a live call that is the centre's newest pull takes tasks: a
+        connector pulls one call at a time, so an older pull still open here is one its caller
+        gave up (a connector stopped or restarted, a process killed) — had it taken a task, the
+        task would count as delivered to nobody, and a prepare would be sent again only after
+        its window (REDELIVER_MS against prepare_seconds). Tasks taken by a call that ended
+        meanwhile go back to the queue."""
         centre = current_peer().member_id
         self._seen(centre, bytes(request.audit_head))
+        with self._work_lock:
+            poll = self._polls[centre] = self._polls.get(centre, 0) + 1
         self._wait_for_work(centre, request.wait_ms, context)
         reply = fpb.PullReply()
-        for qh, kind, payload in self.store.take_tasks(centre):
+        with self._work_lock:
+            newest = self._polls.get(centre) == poll
+        if not newest or not context.is_active():
+            return reply
+        taken = self.store.take_tasks(centre)
+        if taken and not context.is_active():
+            self.store.undeliver(centre, [(qh, kind) for qh, kind, _ in taken])
+            self._work_event(centre).set()
+            return reply
+        for qh, kind, payload in taken:
             if kind == ANSWER:
                 held = fpb.QueryState.FromString(payload)
                 reply.tasks.add(kind=fpb.Task.KIND_ANSWER, query_hash=qh, participants=list(held.participants),

@@ -238,6 +238,16 @@ class HubStore:
                 self.bump(c, qh)
         return [(bytes(q), int(k), bytes(p)) for q, k, p in rows]
 
+    def undeliver(self, centre: str, tasks: list[tuple[bytes, int]]) -> None:
+        """Tasks `take_tasks` handed to a call that ended before it could reply: queued again, for
+        the centre's next pull."""
+        with self.tx() as c:
+            for qh, kind in tasks:
+                c.execute("UPDATE tasks SET state = 'queued', delivered_ms = NULL WHERE query_hash = ? "
+                          "AND centre = ? AND kind = ? AND state = 'delivered'", (qh, centre, kind))
+                c.execute("UPDATE progress SET state = 'queued' WHERE query_hash = ? AND centre = ? "
+                          "AND state = 'delivered'", (qh, centre))
+
     def has_tasks(self, centre: str) -> bool:
         """Whether `take_tasks` would give the centre anything now — queued tasks, and delivered
         ones due again (a node restarted mid-task gets them on its first poll, not when a 20 s
