@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -99,9 +100,9 @@ def status(config_path: Path, limit: int, as_json: bool) -> None:
         head = f", signed audit head at entry {c['audit_head_seq']}" if c["audit_head_seq"] is not None else ""
         click.echo(f"  {c['centre']:<20} {'online ' if c['online'] else 'offline'}  last seen {c['last_seen']}"
                    f"  ({c['queued']} queued{head})")
-        if c.get("audit_conflict_seq") is not None:
-            click.echo(f"  {'':<20} its audit log was REWRITTEN at entry {c['audit_conflict_seq']}: it signed two "
-                       f"heads for that entry (oncofed hub head {c['centre']} [--conflict] --out FILE)")
+        for r in c["audit_rewrites"]:
+            click.echo(f"  {'':<20} its audit log was REWRITTEN at entry {r['entry']} (seen {r['seen']}): it signed "
+                       f"two heads for that entry (oncofed hub head {c['centre']} --conflict --out FILE)")
     click.echo("recent queries:" if report["queries"] else "no queries yet")
     for q in report["queries"]:
         took = f"{q['seconds']:.2f} s" if q["seconds"] is not None else "open"
@@ -115,22 +116,33 @@ def status(config_path: Path, limit: int, as_json: bool) -> None:
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the head here (hex) for `oncofed node audit verify --head FILE`.")
 @click.option("--conflict", is_flag=True,
-              help="The second head CENTRE signed for the kept head's entry, when it sent one.")
+              help="Instead, the two heads CENTRE signed for one entry with different hashes, as JSON lines "
+                   "(its first rewrite the hub saw; `hub status` lists them all).")
 def head_cmd(centre: str, config_path: Path, out: Path | None, conflict: bool) -> None:
     """The newest signed audit head CENTRE sent the hub: evidence, held outside the centre, of
     how long its audit log was (the centre admin checks it with `node audit verify --head`).
-    With --conflict, the other head it signed for that same entry, if any: the two together
-    show, under the centre's own key, that its log was rewritten there."""
+    With --conflict, the head the hub kept for an entry and the one CENTRE signed later for the
+    same entry with another hash: together, under the centre's own key, the proof that its log
+    was rewritten there (`node audit verify --head FILE` checks both; at most one can hold)."""
     from oncofed.federation.hub.config import load
     from oncofed.federation.hub.status import hub_status
 
     report = hub_status(load(config_path), limit=1)
     held = next((c for c in report["centres"] if c["centre"] == centre), None)
-    key, seq_key = ("audit_conflict", "audit_conflict_seq") if conflict else ("audit_head", "audit_head_seq")
-    if held is None or not held[key]:
-        raise UsageError(f"the hub holds no {'conflicting ' if conflict else ''}audit head of {centre}")
+    if conflict:
+        rewrites = held["audit_rewrites"] if held is not None else []
+        if not rewrites:
+            raise UsageError(f"the hub has seen no rewritten entry in the audit log of {centre}")
+        r = rewrites[0]
+        text = "\n".join(json.dumps({"centre": centre, "entry": r["entry"], "kept": kept, "head": r[f"{kept}_head"]})
+                         for kept in ("first", "second"))     # JSON lines, as `node audit verify --head` reads
+        what = f"the two heads of {centre} for entry {r['entry']}"
+    else:
+        if held is None or not held["audit_head"]:
+            raise UsageError(f"the hub holds no audit head of {centre}")
+        text, what = held["audit_head"], f"the head of {centre} at entry {held['audit_head_seq']}"
     if out is None:
-        click.echo(held[key])
+        click.echo(text)
         return
-    out.write_text(held[key] + "\n", "utf-8")
-    click.echo(f"wrote the {'conflicting ' if conflict else ''}head of {centre} at entry {held[seq_key]} to {out}")
+    out.write_text(text + "\n", "utf-8")
+    click.echo(f"wrote {what} to {out}")

@@ -12,7 +12,7 @@ from federation_world import make_world
 
 from oncofed.keys.tls import load_tls_files
 from oncofed.node.audit import AuditLog
-from oncofed.node.audit_heads import open_head
+from oncofed.node.audit_heads import open_head, read_head_file
 from oncofed.node.connector import Connector, HubLink
 from oncofed.node.trust import NodeTrust
 from oncofed.node.trust_audit import centre_keys
@@ -179,17 +179,21 @@ def test_a_second_head_for_the_same_entry_with_another_hash_never_replaces_the_f
             service._seen("centre-a", forked)
         assert kept() == first
         assert sum("rewritten" in r.getMessage() for r in caplog.records) == 2
-        _the_operator_sees_both_heads(world, tmp_path, forked, first, seq)
+        assert len(store.conflicts()["centre-a"]) == 1           # one rewrite, recorded once
         log.append(event="test.entry", decision="recorded", who="local-admin")
-        service._seen("centre-a", log.signed_head())             # a longer head is kept as always
+        newer = log.signed_head()
+        service._seen("centre-a", newer)                         # a longer head is kept as always ...
         assert open_head(kept(), keyring, "centre-a").seq == seq + 1
+        # ... and the rewrite's evidence outlives it: both heads for entry `seq` stay
+        _the_operator_sees_both_heads(world, tmp_path, forked, first, seq, newer)
     finally:
         log.close()
 
 
-def _the_operator_sees_both_heads(world, tmp_path, forked, first, seq):
-    """`oncofed hub status` says the log was rewritten, and `hub head --conflict` hands out the
-    second head as `hub head` hands out the first: two heads the centre signed for one entry."""
+def _the_operator_sees_both_heads(world, tmp_path, forked, first, seq, newest):
+    """`oncofed hub status` says the log was rewritten, `hub head` hands out the newest head and
+    `hub head --conflict` the two heads the centre signed for the rewritten entry, as the JSON
+    lines `node audit verify --head` reads."""
     from click.testing import CliRunner
 
     from oncofed.cli import main
@@ -205,10 +209,14 @@ def _the_operator_sees_both_heads(world, tmp_path, forked, first, seq):
     status = CliRunner().invoke(main, ["hub", "status", "-c", str(toml)])
     assert status.exit_code == 0, status.output
     assert f"its audit log was REWRITTEN at entry {seq}" in status.output
-    for flag, expected in (([], first), (["--conflict"], forked)):
-        out = tmp_path / f"head{len(flag)}.hex"
-        result = CliRunner().invoke(main, ["hub", "head", "centre-a", "-c", str(toml), "--out", str(out), *flag])
-        assert result.exit_code == 0, result.output
-        assert bytes.fromhex(out.read_text().strip()) == expected
+    out = tmp_path / "head.hex"
+    result = CliRunner().invoke(main, ["hub", "head", "centre-a", "-c", str(toml), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert read_head_file(out) == [newest]
+    pair = tmp_path / "rewrite.jsonl"
+    result = CliRunner().invoke(main, ["hub", "head", "centre-a", "-c", str(toml), "--out", str(pair), "--conflict"])
+    assert result.exit_code == 0, result.output
+    assert f"the two heads of centre-a for entry {seq}" in result.output
+    assert read_head_file(pair) == [first, forked]
     missing = CliRunner().invoke(main, ["hub", "head", "centre-b", "-c", str(toml), "--conflict"])
-    assert missing.exit_code != 0 and "no conflicting audit head of centre-b" in missing.output
+    assert missing.exit_code != 0 and "no rewritten entry in the audit log of centre-b" in missing.output

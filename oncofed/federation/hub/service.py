@@ -68,7 +68,7 @@ class HubService(fgrpc.HubServicer):
         self._seen_lock = threading.Lock()
         # per centre: (seq, entry hash) of the head the store keeps, once read or written here —
         # what a new head is compared with for a rewritten entry without verifying the kept one again
-        self._kept: dict[str, tuple[int, bytes]] = {}
+        self._kept: dict[str, tuple[int, bytes | None, bytes]] = {}     # ... hash None: not verifiable now
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="oncofed-hub-sweeper", daemon=True)
         self._sweeper.start()
@@ -201,6 +201,7 @@ class HubService(fgrpc.HubServicer):
         with self._work_lock:
             newest = self._polls.get(centre) == poll
         if not newest or not context.is_active():
+            self._work_event(centre).set()          # a wake-up it may have taken is the newest pull's
             return reply
         taken = self.store.take_tasks(centre)
         if taken and not context.is_active():
@@ -339,37 +340,41 @@ class HubService(fgrpc.HubServicer):
                 log.warning("audit head from %s ignored: %s", centre, exc)
                 head = stored = b""
             else:
-                if self._forks(centre, parsed, identity):
+                first = self._forks(centre, parsed, identity)
+                if first is not None:
                     log.warning("audit head from %s for entry %d names another hash than the head kept for "
-                                "that entry: its audit log was rewritten there; the first head is kept, "
-                                "the second too (hub status)", centre, seq)
-                    self.store.conflict(centre, head, parsed.seq)
+                                "that entry: its audit log was rewritten there; both heads are kept (hub status)",
+                                centre, seq)
+                    self.store.conflict(centre, parsed.seq, bytes(parsed.entry_hash), first, head)
                     stored = b""                    # remembered below, so it is not checked on every call
         self.store.seen(centre, stored or None, seq)
         with self._seen_lock:
             self._last_seen[centre] = (head or kept, now)
             held = self._kept.get(centre)
-            if stored and seq is not None and (held is None or seq > held[0]):
-                self._kept[centre] = (seq, bytes(parsed.entry_hash))
+            if stored and seq is not None and held is not None and seq > held[0]:   # what the store did
+                self._kept[centre] = (seq, bytes(parsed.entry_hash), stored)
 
-    def _forks(self, centre: str, head: fapb.AuditHead, identity: PublicIdentity | None) -> bool:
-        """True for a second head for the entry the kept head names, with another hash: the
-        centre's log was rewritten at that entry. The first head stays as the evidence (the store
-        never replaces a head by one of the same length); the operator is told."""
+    def _forks(self, centre: str, head: fapb.AuditHead, identity: PublicIdentity | None) -> bytes | None:
+        """The kept head, when `head` names another hash for the entry it names: the centre's log
+        was rewritten at that entry. The kept head stays as the evidence (the store never
+        replaces a head by one of the same length); the operator is told. None otherwise."""
         with self._seen_lock:
             held = self._kept.get(centre)
         if held is None:                            # not yet read by this process: once from the store
             kept = self.store.audit_head_of(centre)
-            if kept is None:
-                return False
-            try:
-                first = read_audit_head(kept, identity, centre)
-            except ProtocolError:
-                return False                        # the centre's key changed: nothing to compare
-            held = (first.seq, bytes(first.entry_hash))
+            held = (-1, None, b"")
+            if kept is not None:
+                try:
+                    first = read_audit_head(kept[0], identity, centre)
+                    held = (first.seq, bytes(first.entry_hash), kept[0])
+                except ProtocolError:               # another key now (rotated): its entry, nothing to compare
+                    held = (kept[1], None, kept[0])
             with self._seen_lock:
-                self._kept.setdefault(centre, held)
-        return held[0] == head.seq and held[1] != head.entry_hash
+                held = self._kept.setdefault(centre, held)
+        seq, entry_hash, signed = held
+        if entry_hash is not None and seq == head.seq and entry_hash != head.entry_hash:
+            return signed
+        return None
 
     # ------------------------------------------------------------------ the flow
     def advance(self, qh: bytes) -> None:

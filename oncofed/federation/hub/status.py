@@ -24,9 +24,9 @@ def hub_status(config: HubConfig, *, limit: int = 10) -> dict[str, Any]:
         at = now_ms()
         centres = [{"centre": c, "online": at - seen < ONLINE_MS, "last_seen": _iso(seen),
                     "queued": depth.get(c, 0), "audit_head_seq": seq, "audit_head": head.hex() if head else None,
-                    # a second signed head for the kept head's entry: the centre's log was rewritten there
-                    "audit_conflict_seq": conflicts[c][1] if c in conflicts else None,
-                    "audit_conflict": conflicts[c][0].hex() if c in conflicts else None}
+                    # two heads it signed for one entry with different hashes: its log was rewritten there
+                    "audit_rewrites": [{"entry": seq_, "first_head": first.hex(), "second_head": second.hex(),
+                                        "seen": _iso(at_)} for seq_, first, second, at_ in conflicts.get(c, [])]}
                    for c, seen, head, seq in store.centres()]
         queries = []
         for q in store.recent_queries(limit):

@@ -48,6 +48,11 @@ SCHEMA = (
         PRIMARY KEY (query_hash, centre))""",
     """CREATE TABLE IF NOT EXISTS centres (
         centre TEXT PRIMARY KEY, last_seen_ms INTEGER NOT NULL, audit_head BLOB, audit_seq INTEGER)""",
+    # Two heads a centre signed for one entry of its log with different hashes: the head the hub
+    # kept and the one that contradicted it, both kept for good (evidence; each rewrite once).
+    """CREATE TABLE IF NOT EXISTS audit_conflicts (
+        centre TEXT NOT NULL, seq INTEGER NOT NULL, second_hash BLOB NOT NULL, first_head BLOB NOT NULL,
+        second_head BLOB NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (centre, seq, second_hash))""",
 )
 #: Columns added since the first release, added in place to an existing hub database.
 ADDED_COLUMNS = (
@@ -55,8 +60,6 @@ ADDED_COLUMNS = (
     ("queries", "failed_centres", "TEXT NOT NULL DEFAULT '[]'"),
     ("queries", "abstentions", "TEXT NOT NULL DEFAULT '[]'"),
     ("progress", "abstention", "BLOB"),
-    ("centres", "audit_conflict", "BLOB"),          # a second signed head for the kept head's entry
-    ("centres", "audit_conflict_seq", "INTEGER"),
 )
 PREPARE, ANSWER, ABSTAIN = 1, 2, 3
 #: A delivered task not replied to is delivered again after this long (at-least-once).
@@ -243,10 +246,14 @@ class HubStore:
         the centre's next pull."""
         with self.tx() as c:
             for qh, kind in tasks:
-                c.execute("UPDATE tasks SET state = 'queued', delivered_ms = NULL WHERE query_hash = ? "
-                          "AND centre = ? AND kind = ? AND state = 'delivered'", (qh, centre, kind))
-                c.execute("UPDATE progress SET state = 'queued' WHERE query_hash = ? AND centre = ? "
-                          "AND state = 'delivered'", (qh, centre))
+                # a query that ended meanwhile dropped its queued tasks: this one is not queued again
+                back = c.execute("UPDATE tasks SET state = 'queued', delivered_ms = NULL WHERE query_hash = ? "  # noqa: S608
+                                 "AND centre = ? AND kind = ? AND state = 'delivered' AND (kind = ? OR EXISTS "
+                                 f"(SELECT 1 FROM queries q WHERE q.query_hash = ? AND q.state IN ({_OPEN})))",
+                                 (qh, centre, kind, ABSTAIN, qh, *OPEN_STATES)).rowcount
+                if back:
+                    c.execute("UPDATE progress SET state = 'queued' WHERE query_hash = ? AND centre = ? "
+                              "AND state = 'delivered'", (qh, centre))
 
     def has_tasks(self, centre: str) -> bool:
         """Whether `take_tasks` would give the centre anything now — queued tasks, and delivered
@@ -340,25 +347,29 @@ class HubStore:
                 c.execute("UPDATE centres SET audit_head = ?, audit_seq = ? WHERE centre = ? "
                           "AND (audit_seq IS NULL OR audit_seq < ?)", (audit_head, audit_seq, centre, audit_seq))
 
-    def conflict(self, centre: str, audit_head: bytes, audit_seq: int) -> None:
-        """Keep the first signed head that names another hash for the entry of the kept head: with
-        the kept one, two heads the centre signed for one entry — its log was rewritten there."""
+    def conflict(self, centre: str, seq: int, second_hash: bytes, first_head: bytes, second_head: bytes) -> None:
+        """Keep a rewrite's evidence: the head the hub kept for entry `seq` and the head, signed by
+        the same centre, that names another hash for it (once per rewrite of that entry)."""
         with self.tx() as c:
-            c.execute("UPDATE centres SET audit_conflict = ?, audit_conflict_seq = ? WHERE centre = ? "
-                      "AND audit_conflict IS NULL", (audit_head, audit_seq, centre))
+            c.execute("INSERT OR IGNORE INTO audit_conflicts (centre, seq, second_hash, first_head, second_head, "
+                      "at_ms) VALUES (?, ?, ?, ?, ?, ?)", (centre, seq, second_hash, first_head, second_head, now_ms()))
 
-    def conflicts(self) -> dict[str, tuple[bytes, int]]:
-        """Each centre's conflicting head (`conflict`), if it sent one."""
+    def conflicts(self) -> dict[str, list[tuple[int, bytes, bytes, int]]]:
+        """Each centre's rewrites seen (`conflict`), oldest first: (entry, first head, second head,
+        when)."""
         with self.lock:
-            rows = self.conn.execute("SELECT centre, audit_conflict, audit_conflict_seq FROM centres "
-                                     "WHERE audit_conflict IS NOT NULL").fetchall()
-        return {r[0]: (bytes(r[1]), int(r[2])) for r in rows}
+            rows = self.conn.execute("SELECT centre, seq, first_head, second_head, at_ms FROM audit_conflicts "
+                                     "ORDER BY at_ms, seq").fetchall()
+        out: dict[str, list[tuple[int, bytes, bytes, int]]] = {}
+        for centre, seq, first, second, at in rows:
+            out.setdefault(centre, []).append((int(seq), bytes(first), bytes(second), int(at)))
+        return out
 
-    def audit_head_of(self, centre: str) -> bytes | None:
-        """The signed audit head kept for `centre`, if any."""
+    def audit_head_of(self, centre: str) -> tuple[bytes, int] | None:
+        """The signed audit head kept for `centre` and its entry, if any."""
         with self.lock:
-            row = self.conn.execute("SELECT audit_head FROM centres WHERE centre = ?", (centre,)).fetchone()
-        return bytes(row[0]) if row is not None and row[0] is not None else None
+            row = self.conn.execute("SELECT audit_head, audit_seq FROM centres WHERE centre = ?", (centre,)).fetchone()
+        return (bytes(row[0]), int(row[1])) if row is not None and row[0] is not None else None
 
     def centres(self) -> list[tuple[str, int, bytes | None, int | None]]:
         with self.lock:
