@@ -64,8 +64,8 @@ class PublicIdentity:
             if not isinstance(value, bytes) or len(value) != KEY_BYTES:
                 raise ValueError(f"{name} public key must be {KEY_BYTES} bytes")
 
-    # Computed once per identity (the identity is frozen): a keyring of a hundred members is
-    # built for every verification at the hub, and each key id is a SHA-256.
+    # Computed once per identity (the identity is frozen): every keyring built indexes its
+    # members by key id, and each key id is a SHA-256.
     @functools.cached_property
     def signing_key_id(self) -> bytes:
         """SHA-256 of the Ed25519 key: carried in every envelope so a verifier can pick the key."""

@@ -124,7 +124,7 @@ class Registry:
     def keyring(self, role: str | None = None) -> dict[bytes, PublicIdentity]:
         """Members' identities by signing key id, for `verify_from` and `open_sealed_from` (a
         fresh dict each call: callers may change theirs)."""
-        return dict(self._keyrings[role])
+        return dict(self._keyrings.get(role, {}))
 
     # A verified registry never changes (frozen), and the hub asks it for a member or a keyring
     # on every call it serves: at 100 centres, a linear search and a hundred-key keyring per push.
@@ -133,24 +133,16 @@ class Registry:
         return {m.member_id: m for m in self.members}
 
     @functools.cached_property
-    def _keyrings(self) -> _Keyrings:
-        return _Keyrings(self.members)
+    def _keyrings(self) -> dict[str | None, dict[bytes, PublicIdentity]]:
+        """Every member's keyring by role, and all members' under None."""
+        rings: dict[str | None, dict[bytes, PublicIdentity]] = {None: {}}
+        for m in self.members:
+            rings[None][m.identity.signing_key_id] = m.identity
+            rings.setdefault(m.role, {})[m.identity.signing_key_id] = m.identity
+        return rings
 
     def is_stale(self, at: int) -> bool:
         return at >= self.next_update
-
-
-class _Keyrings(dict[str | None, dict[bytes, PublicIdentity]]):
-    """Keyrings by role (None: every member), each built on first use."""
-
-    def __init__(self, members: tuple[Member, ...]) -> None:
-        super().__init__()
-        self.members = members
-
-    def __missing__(self, role: str | None) -> dict[bytes, PublicIdentity]:
-        ring = {m.identity.signing_key_id: m.identity for m in self.members if role is None or m.role == role}
-        self[role] = ring
-        return ring
 
 
 @dataclass(frozen=True)

@@ -122,6 +122,8 @@ class ConnectorProcesses:
         """CPU seconds the connector processes have used so far, user and system (Linux's /proc;
         None elsewhere): what the centres spend, for a benchmark to set beside its wall time."""
         tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0
+        if not tick:
+            return None
         total = 0.0
         for proc, _ in self._procs:
             try:
@@ -129,7 +131,7 @@ class ConnectorProcesses:
             except OSError:
                 return None
             total += (int(fields[11]) + int(fields[12])) / tick     # utime, stime (fields 14, 15)
-        return total if tick else None
+        return total
 
     def stop(self, timeout: float = 30) -> None:
         """Stop every connector and wait for each process to end (killed if it will not)."""

@@ -66,9 +66,10 @@ class HubService(fgrpc.HubServicer):
         self._polls: dict[str, int] = {}                # per centre: the number of its newest pull
         self._last_seen: dict[str, tuple[bytes, int]] = {}   # per centre: the head it sent last, written at
         self._seen_lock = threading.Lock()
-        # per centre: (seq, entry hash) of the head the store keeps, once read or written here —
-        # what a new head is compared with for a rewritten entry without verifying the kept one again
-        self._kept: dict[str, tuple[int, bytes | None, bytes]] = {}     # ... hash None: not verifiable now
+        # per centre: (seq, entry hash, signed bytes) of the head the store keeps, once read or
+        # written here — what a new head is compared with for a rewritten entry without verifying
+        # the kept one again (hash None: the kept head does not verify under today's key)
+        self._kept: dict[str, tuple[int, bytes | None, bytes]] = {}
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="oncofed-hub-sweeper", daemon=True)
         self._sweeper.start()
