@@ -3,7 +3,9 @@ signed and sealed replies (DESIGN §2 "Network", §4 "Flow", §7).
 
 A centre opens no inbound port: the connector dials the hub over mutual TLS and long-polls
 `Pull` (one RPC waits up to `PULL_WAIT_MS` for work; simpler to operate through hospital proxies
-than a server stream, and a lost connection costs at most one poll). On any transport error it
+than a server stream, and a lost connection costs at most one poll). The push of a batch's last
+reply is the next long poll (`PushRequest.wait_ms`): the accept's call brings back the answer
+task, the answer's call the next query's prepare. On any transport error it
 reconnects with capped exponential backoff and full jitter, so a restarted hub sees its centres
 back within seconds and a hub that is down is not hammered.
 
@@ -40,6 +42,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import grpc
+from google.protobuf.message import Message
 
 from oncofed.keys.envelope import unverified_body
 from oncofed.keys.errors import InvalidMessage
@@ -139,20 +142,14 @@ class Connector:
                     stub = fgrpc.HubStub(channel)
                     self._refresh_trust(stub)
                     self.connected.set()
+                    tasks: list[fpb.Task] = []
                     while not self._stop.is_set():
-                        call = stub.Pull.future(fpb.PullRequest(wait_ms=PULL_WAIT_MS, audit_head=self.audit_head()),
-                                                timeout=PULL_WAIT_MS / 1000 + 10)
-                        self._inflight = call
-                        if self._stop.is_set():
-                            call.cancel()
-                        reply = call.result()
-                        delay = BACKOFF_FIRST
-                        for task in reply.tasks:
-                            push = self.handle(task)
-                            if push is not None:
-                                push.audit_head = self.audit_head()
-                                stub.Push(push)
-                            self.handled += 1
+                        if not tasks:
+                            tasks = list(self._long(stub.Pull, fpb.PullRequest(
+                                wait_ms=PULL_WAIT_MS, audit_head=self.audit_head())).tasks)
+                            delay = BACKOFF_FIRST
+                        else:
+                            tasks = self._work(stub, tasks)
             except (grpc.RpcError, grpc.FutureCancelledError) as exc:
                 self.connected.clear()
                 if self._stop.is_set():
@@ -165,6 +162,34 @@ class Connector:
                 log.exception("connector error; reconnecting")
             self._stop.wait(random.uniform(0, delay))  # noqa: S311 - jitter, not a secret
             delay = min(delay * 2, BACKOFF_CAP)
+
+    def _long(self, method: grpc.UnaryUnaryMultiCallable, request: Message) -> Message:
+        """A call that may wait at the hub for work (a Pull, a Push asking for its next tasks):
+        held as the one in flight, so that `stop()` can cancel it."""
+        call = method.future(request, timeout=PULL_WAIT_MS / 1000 + 10)
+        self._inflight = call
+        if self._stop.is_set():
+            call.cancel()
+        return call.result()
+
+    def _work(self, stub: fgrpc.HubStub, tasks: list[fpb.Task]) -> list[fpb.Task]:
+        """Handle a batch of tasks, pushing each reply as soon as it is made; the last reply
+        also pulls (`PushRequest.wait_ms`), and the next batch is what it brings back — so a
+        query costs this centre two calls, its accept and its answer, the answer's call being
+        the long poll for the next query. Empty: pull next (the batch ended without a reply, the
+        wait passed with no work, or a hub that does not fold pulls into pushes)."""
+        for i, task in enumerate(tasks):
+            push = self.handle(task)
+            self.handled += 1
+            if push is None:
+                continue
+            push.audit_head = self.audit_head()
+            if i < len(tasks) - 1:
+                stub.Push(push)
+                continue
+            push.wait_ms = PULL_WAIT_MS
+            return list(self._long(stub.Push, push).tasks)
+        return []
 
     def _refresh_trust(self, stub: fgrpc.HubStub) -> None:
         """Install a newer registry or revocation list the hub relays (the node verifies the

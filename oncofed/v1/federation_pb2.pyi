@@ -137,7 +137,7 @@ class Task(_message.Message):
     def __init__(self, kind: _Optional[_Union[Task.Kind, str]] = ..., query_hash: _Optional[bytes] = ..., sealed_query: _Optional[bytes] = ..., participants: _Optional[_Iterable[bytes]] = ..., abstentions: _Optional[_Iterable[bytes]] = ...) -> None: ...
 
 class PushRequest(_message.Message):
-    __slots__ = ("query_hash", "accept", "decline", "sealed_answer", "failure", "abstention", "audit_head")
+    __slots__ = ("query_hash", "accept", "decline", "sealed_answer", "failure", "abstention", "audit_head", "wait_ms")
     QUERY_HASH_FIELD_NUMBER: _ClassVar[int]
     ACCEPT_FIELD_NUMBER: _ClassVar[int]
     DECLINE_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +145,7 @@ class PushRequest(_message.Message):
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     ABSTENTION_FIELD_NUMBER: _ClassVar[int]
     AUDIT_HEAD_FIELD_NUMBER: _ClassVar[int]
+    WAIT_MS_FIELD_NUMBER: _ClassVar[int]
     query_hash: bytes
     accept: bytes
     decline: bytes
@@ -152,11 +153,14 @@ class PushRequest(_message.Message):
     failure: bytes
     abstention: bytes
     audit_head: bytes
-    def __init__(self, query_hash: _Optional[bytes] = ..., accept: _Optional[bytes] = ..., decline: _Optional[bytes] = ..., sealed_answer: _Optional[bytes] = ..., failure: _Optional[bytes] = ..., abstention: _Optional[bytes] = ..., audit_head: _Optional[bytes] = ...) -> None: ...
+    wait_ms: int
+    def __init__(self, query_hash: _Optional[bytes] = ..., accept: _Optional[bytes] = ..., decline: _Optional[bytes] = ..., sealed_answer: _Optional[bytes] = ..., failure: _Optional[bytes] = ..., abstention: _Optional[bytes] = ..., audit_head: _Optional[bytes] = ..., wait_ms: _Optional[int] = ...) -> None: ...
 
 class PushReply(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("tasks",)
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ...) -> None: ...
 
 class GetTrustRequest(_message.Message):
     __slots__ = ()

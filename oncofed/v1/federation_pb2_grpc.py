@@ -92,7 +92,8 @@ class HubServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Push(self, request, context):
-        """A centre pushes a signed accept or decline, or a sealed answer.
+        """A centre pushes a signed accept or decline, or a sealed answer — and, with `wait_ms`, pulls
+        its next tasks in the same call (the pull folded into the push: half the calls a query costs).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -84,3 +84,34 @@ def test_an_older_pull_of_the_same_centre_gives_its_task_to_the_newer(world) -> 
     finally:
         old_channel.close()
         new_channel.close()
+
+
+def test_a_query_costs_a_connected_centre_two_calls_its_pushes_bring_back_the_next_tasks(world) -> None:
+    """The push of a centre's last reply is its next pull (`PushRequest.wait_ms`): the accept's
+    call brings back the answer task, and the answer's call waits for the next query's prepare.
+    Counted at the real hub, every call of each real connector (each Pull and Push passes
+    `_seen` once), over queries that must all come out right."""
+    from oncofed import dictionary as dictmod
+
+    service = world.hub.service
+    calls: dict[str, int] = {}
+    seen = service._seen
+
+    def counting(centre: str, head: bytes) -> None:
+        calls[centre] = calls.get(centre, 0) + 1
+        seen(centre, head)
+
+    service._seen = counting
+    for c in world.centres.values():
+        c.start(world.fed, world.target)
+    world.wait_connected()
+    client, d = world.client(), dictmod.load()
+    body = world.body("count")
+    expected = client.run(body, dictionary=d, timeout=60).result
+    time.sleep(0.3)                                    # both answers' calls are waiting for work now
+    calls.clear()
+    queries = 4
+    for _ in range(queries):
+        assert client.run(world.body("count"), dictionary=d, timeout=60).result == expected
+    time.sleep(0.3)
+    assert calls == {"centre-a": 2 * queries, "centre-b": 2 * queries}, calls

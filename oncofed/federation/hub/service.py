@@ -187,42 +187,56 @@ class HubService(fgrpc.HubServicer):
 
     # ------------------------------------------------------------------ centres
     def Pull(self, request: fpb.PullRequest, context: grpc.ServicerContext) -> fpb.PullReply:
-        """A centre's long poll. Only a live call that is the centre's newest pull takes tasks: a
-        connector pulls one call at a time, so an older pull still open here is one its caller
-        gave up (a connector stopped or restarted, a process killed) — had it taken a task, the
-        task would count as delivered to nobody, and a prepare would be sent again only after
-        its window (REDELIVER_MS against prepare_seconds). Tasks taken by a call that ended
-        meanwhile go back to the queue."""
+        """A centre's long poll (see `_deliver`)."""
         centre = current_peer().member_id
         self._seen(centre, bytes(request.audit_head))
+        return fpb.PullReply(tasks=self._deliver(centre, request.wait_ms, context))
+
+    def _deliver(self, centre: str, wait_ms: int, context: grpc.ServicerContext) -> list[fpb.Task]:
+        """The centre's tasks, waiting up to `wait_ms` for some: the body of a Pull, and of a Push
+        that asks for its next tasks. Only a live call that is the centre's newest pull takes
+        tasks: a connector has one call open at a time, so an older pull still open here is one
+        its caller gave up (a connector stopped or restarted, a process killed) — had it taken a
+        task, the task would count as delivered to nobody, and a prepare would be sent again only
+        after its window (REDELIVER_MS against prepare_seconds). Tasks taken by a call that ended
+        meanwhile go back to the queue."""
         with self._work_lock:
             poll = self._polls[centre] = self._polls.get(centre, 0) + 1
-        self._wait_for_work(centre, request.wait_ms, context)
-        reply = fpb.PullReply()
+        self._wait_for_work(centre, wait_ms, context)
         with self._work_lock:
             newest = self._polls.get(centre) == poll
         if not newest or not context.is_active():
             self._work_event(centre).set()          # a wake-up it may have taken is the newest pull's
-            return reply
+            return []
         taken = self.store.take_tasks(centre)
         if taken and not context.is_active():
             self.store.undeliver(centre, [(qh, kind) for qh, kind, _ in taken])
             self._work_event(centre).set()
-            return reply
+            return []
+        tasks = []
         for qh, kind, payload in taken:
             if kind == ANSWER:
                 held = fpb.QueryState.FromString(payload)
-                reply.tasks.add(kind=fpb.Task.KIND_ANSWER, query_hash=qh, participants=list(held.participants),
-                                abstentions=list(held.abstentions))
+                tasks.append(fpb.Task(kind=fpb.Task.KIND_ANSWER, query_hash=qh, participants=list(held.participants),
+                                      abstentions=list(held.abstentions)))
             elif kind == ABSTAIN:
-                reply.tasks.add(kind=fpb.Task.KIND_ABSTAIN, query_hash=qh)
+                tasks.append(fpb.Task(kind=fpb.Task.KIND_ABSTAIN, query_hash=qh))
             else:
-                reply.tasks.add(kind=fpb.Task.KIND_PREPARE, query_hash=qh, sealed_query=payload)
-        return reply
+                tasks.append(fpb.Task(kind=fpb.Task.KIND_PREPARE, query_hash=qh, sealed_query=payload))
+        return tasks
 
     def Push(self, request: fpb.PushRequest, context: grpc.ServicerContext) -> fpb.PushReply:
+        """A centre's reply to a task; with `wait_ms`, also its next pull (`_deliver`), so that a
+        query costs a centre two calls (accept, answer) instead of four. The reply is recorded
+        first: a call cut during the wait loses no reply, only the wait."""
         centre = current_peer().member_id
         self._seen(centre, bytes(request.audit_head))
+        self._reply(centre, request, context)
+        if not request.wait_ms:
+            return fpb.PushReply()
+        return fpb.PushReply(tasks=self._deliver(centre, request.wait_ms, context))
+
+    def _reply(self, centre: str, request: fpb.PushRequest, context: grpc.ServicerContext) -> None:
         qh = request.query_hash
         row = self.store.query(qh)
         if row is None or centre not in row.targets:
@@ -233,11 +247,11 @@ class HubService(fgrpc.HubServicer):
         if row.state not in OPEN_STATES:
             if kind in ("abstention", "failure") and self.store.has_task(qh, centre, ABSTAIN):
                 self._abstained(row, centre, request, keyring, context)
-            return fpb.PushReply()                  # late reply to a finished query: nothing to do
+            return                          # late reply to a finished query: nothing to do
         try:
             with self.store.tx() as c:
                 if not self.wanted(qh, kind):
-                    return fpb.PushReply()          # too late: the participant set is fixed, or the query over
+                    return                  # too late: the participant set is fixed, or the query over
                 if kind == "accept":
                     accepted = open_accept(request.accept, keyring=keyring)
                     if accepted.query_hash != qh.hex() or accepted.centre_id != centre:
@@ -268,7 +282,6 @@ class HubService(fgrpc.HubServicer):
             log.warning("push from %s refused: %s", centre, exc)
             context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
         self.advance(qh)
-        return fpb.PushReply()
 
     def wanted(self, qh: bytes, kind: str | None) -> bool:
         """Whether a reply of this kind still counts — called inside the transaction that records
