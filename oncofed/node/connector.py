@@ -187,8 +187,20 @@ class Connector:
             if i < len(tasks) - 1:
                 stub.Push(push)
                 continue
+            if self._stop.is_set():                 # stopping: the reply still goes, the wait does not
+                stub.Push(push)
+                return []
             push.wait_ms = PULL_WAIT_MS
-            return list(self._long(stub.Push, push).tasks)
+            try:
+                return list(self._long(stub.Push, push).tasks)
+            except (grpc.RpcError, grpc.FutureCancelledError):
+                if not self._stop.is_set():
+                    raise
+                # stop() cancelled the call, perhaps before the hub read the reply: send it
+                # plainly (a reply the hub already holds is recorded again, to the same effect)
+                push.wait_ms = 0
+                stub.Push(push)
+                raise
         return []
 
     def _refresh_trust(self, stub: fgrpc.HubStub) -> None:

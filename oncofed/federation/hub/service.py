@@ -190,19 +190,28 @@ class HubService(fgrpc.HubServicer):
         """A centre's long poll (see `_deliver`)."""
         centre = current_peer().member_id
         self._seen(centre, bytes(request.audit_head))
-        return fpb.PullReply(tasks=self._deliver(centre, request.wait_ms, context))
+        return fpb.PullReply(tasks=self._deliver(centre, self._poll(centre), request.wait_ms, context))
 
-    def _deliver(self, centre: str, wait_ms: int, context: grpc.ServicerContext) -> list[fpb.Task]:
+    def _poll(self, centre: str) -> int:
+        """Number a call that will wait for the centre's tasks, as it arrives: the newest number
+        is the one call of the centre that may take them (`_deliver`)."""
+        with self._work_lock:
+            poll = self._polls[centre] = self._polls.get(centre, 0) + 1
+        return poll
+
+    def _deliver(self, centre: str, poll: int, wait_ms: int, context: grpc.ServicerContext) -> list[fpb.Task]:
         """The centre's tasks, waiting up to `wait_ms` for some: the body of a Pull, and of a Push
         that asks for its next tasks. Only a live call that is the centre's newest pull takes
         tasks: a connector has one call open at a time, so an older pull still open here is one
         its caller gave up (a connector stopped or restarted, a process killed) — had it taken a
         task, the task would count as delivered to nobody, and a prepare would be sent again only
         after its window (REDELIVER_MS against prepare_seconds). Tasks taken by a call that ended
-        meanwhile go back to the queue."""
-        with self._work_lock:
-            poll = self._polls[centre] = self._polls.get(centre, 0) + 1
+        meanwhile go back to the queue. `poll` is the call's number from `_poll`, taken when it
+        arrived (a push's, before its reply is recorded: a push held up there by a busy store
+        must not come out newer than a pull that arrived meanwhile)."""
         self._wait_for_work(centre, wait_ms, context)
+        if self._stop.is_set():
+            return []                               # stopping: what it would take could not be answered to us
         with self._work_lock:
             newest = self._polls.get(centre) == poll
         if not newest or not context.is_active():
@@ -231,10 +240,11 @@ class HubService(fgrpc.HubServicer):
         first: a call cut during the wait loses no reply, only the wait."""
         centre = current_peer().member_id
         self._seen(centre, bytes(request.audit_head))
+        poll = self._poll(centre) if request.wait_ms else None    # numbered as it arrives, as a Pull is
         self._reply(centre, request, context)
-        if not request.wait_ms:
+        if poll is None:
             return fpb.PushReply()
-        return fpb.PushReply(tasks=self._deliver(centre, request.wait_ms, context))
+        return fpb.PushReply(tasks=self._deliver(centre, poll, request.wait_ms, context))
 
     def _reply(self, centre: str, request: fpb.PushRequest, context: grpc.ServicerContext) -> None:
         qh = request.query_hash
