@@ -184,24 +184,35 @@ class Connector:
             if push is None:
                 continue
             push.audit_head = self.audit_head()
-            if i < len(tasks) - 1:
-                stub.Push(push)
+            if i < len(tasks) - 1 or self._stop.is_set():    # stopping: the reply still goes, the wait not
+                self._push(stub, push)
                 continue
-            if self._stop.is_set():                 # stopping: the reply still goes, the wait does not
-                stub.Push(push)
-                return []
             push.wait_ms = PULL_WAIT_MS
             try:
                 return list(self._long(stub.Push, push).tasks)
-            except (grpc.RpcError, grpc.FutureCancelledError):
-                if not self._stop.is_set():
+            except (grpc.RpcError, grpc.FutureCancelledError) as exc:
+                if self._stop.is_set():
+                    # stop() cancelled the call, perhaps before the hub read the reply: send it
+                    # plainly (a reply the hub already holds is recorded again, to the same effect)
+                    push.wait_ms = 0
+                    self._push(stub, push)
                     raise
-                # stop() cancelled the call, perhaps before the hub read the reply: send it
-                # plainly (a reply the hub already holds is recorded again, to the same effect)
-                push.wait_ms = 0
-                stub.Push(push)
+                if isinstance(exc, grpc.RpcError) and _refused(exc):
+                    log.warning("hub refused the reply to %s: %s", push.query_hash.hex()[:16], _details(exc))
+                    return []
                 raise
         return []
+
+    def _push(self, stub: fgrpc.HubStub, push: fpb.PushRequest) -> None:
+        """Send one reply. A reply the hub refuses (it names a query the hub no longer holds, or
+        one it finds malformed) is logged and the batch goes on: its other tasks are still
+        answered now, not when the hub sends them again; a transport failure reconnects."""
+        try:
+            stub.Push(push)
+        except grpc.RpcError as exc:
+            if not _refused(exc):
+                raise
+            log.warning("hub refused the reply to %s: %s", push.query_hash.hex()[:16], _details(exc))
 
     def _refresh_trust(self, stub: fgrpc.HubStub) -> None:
         """Install a newer registry or revocation list the hub relays (the node verifies the
@@ -396,6 +407,20 @@ class Connector:
             return self._fail(qh, "POLICY")
         del accept
         return fpb.PushRequest(query_hash=qh, sealed_answer=sealed_answer)
+
+
+#: Status codes with which the hub refuses one reply (as opposed to the connection failing).
+REFUSALS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
+                      grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.OUT_OF_RANGE})
+
+
+def _refused(exc: grpc.RpcError) -> bool:
+    code = exc.code() if hasattr(exc, "code") else None
+    return code in REFUSALS
+
+
+def _details(exc: grpc.RpcError) -> str:
+    return str(exc.details()) if hasattr(exc, "details") else type(exc).__name__
 
 
 def _query_body(envelope: bytes) -> pb.QueryBody:

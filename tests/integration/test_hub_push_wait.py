@@ -209,3 +209,31 @@ def test_an_older_push_whose_reply_is_slow_gives_its_task_to_the_newer_pull(worl
     finally:
         old_channel.close()
         new_channel.close()
+
+
+def test_a_reply_the_hub_refuses_does_not_drop_the_rest_of_its_batch(world) -> None:
+    """centre-a's first pull brings two prepares; the hub refuses the first accept (as it refuses
+    a reply to a query it no longer holds). The second accept must still go now — not when the
+    hub sends its prepare again, 10 s later — so the second query completes at once."""
+    import grpc
+
+    client = world.client()
+    world.centres["centre-b"].start(world.fed, world.target)
+    world.wait_connected(centres=("centre-b",))
+    first, second = (client.submit(world.body("count"), prepare_seconds=30) for _ in range(2))
+    service = world.hub.service
+    reply = service._reply
+
+    def refusing(centre, request, context):
+        if centre == "centre-a" and request.query_hash == first.query_hash:
+            context.abort(grpc.StatusCode.NOT_FOUND, "no such query for this centre")
+        reply(centre, request, context)
+
+    service._reply = refusing
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    world.centres["centre-a"].start(world.fed, world.target)
+    assert _until(lambda: world.hub.store.query(second.query_hash).state == "complete", 20), \
+        _progress(world, second.query_hash)
+    assert time.monotonic() - t0 < 8, time.monotonic() - t0
+    assert _progress(world, first.query_hash)["centre-a"] != "accepted"    # refused: never recorded
