@@ -77,22 +77,21 @@ class AnsweringPipeline:
         return verified
 
     def answer_accepted(self, envelope: bytes, *, at: int | None = None,
-                        participants: Participation | None = None, synced: bool = True
-                        ) -> tuple[VerifiedQuery, Answer]:
+                        participants: Participation | None = None) -> tuple[VerifiedQuery, Answer]:
         """The answer step of a query accepted earlier: verify it again (all but the nonce) and
         answer it through the same engine, under the participant set `participants`: the release
         ledger keeps the answer per set and says when the same release already went out under
         another set and may not go out under this one (`Answer.meta["ledger_other_participants"]`)."""
         verified = self.verifier.recheck(envelope, at=at)
-        return verified, self.answer_verified(verified, at=at, participants=participants, synced=synced)
+        return verified, self.answer_verified(verified, at=at, participants=participants)
 
     def answer_verified(self, verified: VerifiedQuery, *, at: int | None = None,
-                        participants: Participation | None = None, synced: bool = True) -> Answer:
-        """Answer a verified query and audit the outcome (`query.answer`). Its audit entry is
-        what makes the release ledger's commits durable before the answer leaves (they do not
-        wait for the disk); `synced=False` leaves that to a caller that commits its own record
-        of the answer with synchronous=FULL before sending it (the hub connector: one fsync per
-        answer instead of two, D34)."""
+                        participants: Participation | None = None) -> Answer:
+        """Answer a verified query and audit the outcome (`query.answer`). Its audit entry,
+        committed with synchronous=FULL, is what makes the release ledger's commits durable
+        before the answer leaves (they do not wait for the disk); a federated answer carries a
+        signed audit head that names it, and a head never names an entry a power loss could take
+        (D34)."""
         try:
             ans = answer(self.node, verified.body, verified.permit, policy=self.policy, now=at,
                          query_hash=verified.query_hash, signer=verified.researcher.signing_fingerprint,
@@ -107,7 +106,7 @@ class AnsweringPipeline:
             raise
         self.verifier.record(verified, event=ANSWER_EVENT, decision="answered",
                              cells_suppressed=ans.cells_suppressed, cells_perturbed=ans.cells_perturbed,
-                             epsilon_spent=ans.epsilon_spent, detail=_outcome(ans), synced=synced)
+                             epsilon_spent=ans.epsilon_spent, detail=_outcome(ans))
         return ans
 
     def withhold(self, verified: VerifiedQuery, why: str) -> None:

@@ -367,12 +367,13 @@ class Connector:
             # The ledger keys a release by the *centres* it was summed with: a new set of the same
             # centres (fresh mask keys, so a new H(S)) differences nothing; another set would,
             # unless the centres it leaves out abstained from the failed query (D26).
-            # The answer's audit entry (and the ledger's commits) wait for the disk with this
-            # answer's own record below (synchronous=FULL), before anything of it leaves; every
-            # path that leaves without that record writes a synced entry (withhold) first.
+            # The answer's audit entry is committed with synchronous=FULL (and the ledger's
+            # unsynced commits on the same file with it): the answer below carries the signed
+            # audit head naming that entry, and a head may never name an entry a power loss could
+            # take. Left unsynced, signing that head fsynced the log, the file and its directory
+            # (three fsyncs, then the record's fourth); synced, the answer costs two (D34).
             verified, ans = self.pipeline.answer_accepted(envelope, at=int(self.clock()),
-                                                          participants=Participation.of(participants.centre_ids),
-                                                          synced=False)
+                                                          participants=Participation.of(participants.centre_ids))
             answered = verified
             if ans.meta.get("ledger_other_participants"):
                 # The same release went out under another participant set: answering again would

@@ -220,3 +220,31 @@ def _the_operator_sees_both_heads(world, tmp_path, forked, first, seq, newest):
     assert read_head_file(pair) == [first, forked]
     missing = CliRunner().invoke(main, ["hub", "head", "centre-b", "-c", str(toml), "--conflict"])
     assert missing.exit_code != 0 and "no rewritten entry in the audit log of centre-b" in missing.output
+
+
+def test_an_answer_carries_a_head_naming_its_own_entry_and_never_fsyncs_the_log_apart(world, monkeypatch):
+    """A federated answer carries the node's signed audit head, which names the answer's own
+    `query.answer` entry; a head may never name an entry a power loss could take. The entry is
+    therefore committed with synchronous=FULL: left unsynced (as D34 first had it), signing that
+    head fsynced the log, the file and its directory apart, on every answer — three fsyncs more
+    than the commit's one."""
+    from oncofed.node.store import db as dbmod
+
+    client = world.client()
+    assert client.follow(client.submit(world.body("count")), timeout=60).state == "complete"   # warm
+    apart: list[str] = []
+    sync = dbmod.sync_to_disk
+
+    def counting(conn):
+        apart.append(str(dbmod.store_path(conn)))
+        sync(conn)
+
+    monkeypatch.setattr(dbmod, "sync_to_disk", counting)
+    for _ in range(3):
+        state = client.follow(client.submit(world.body("count")), timeout=60)
+        assert state.state == "complete"
+    assert apart == []
+    for c in world.centres.values():        # each head the hub kept names the newest answer's entry
+        log = AuditLog(c.node.conn)
+        answers = [e for e in log.entries(limit=5) if e.event == "query.answer"]
+        assert answers and world.hub.store.audit_head_of(c.centre_id)[1] >= answers[-1].seq
