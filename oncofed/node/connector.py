@@ -410,9 +410,10 @@ class Connector:
         return fpb.PushRequest(query_hash=qh, sealed_answer=sealed_answer)
 
 
-#: Status codes with which the hub refuses one reply (as opposed to the connection failing).
-REFUSALS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION,
-                      grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ALREADY_EXISTS, grpc.StatusCode.OUT_OF_RANGE})
+#: Status codes with which the hub's Push refuses one reply (as opposed to the connection failing).
+#: Not RESOURCE_EXHAUSTED: gRPC itself also answers so (too many calls, a message over its limit),
+#: and that is a failure of the call, retried through a reconnect.
+REFUSALS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
 
 
 def _refused(exc: grpc.RpcError) -> bool:

@@ -306,3 +306,27 @@ def test_a_hub_started_after_replies_it_never_acted_on_moves_the_query_on_at_onc
     finally:
         service.close()
         store.close()
+
+
+def test_a_batch_of_tasks_stays_below_the_message_limit_and_the_rest_wait_their_turn(tmp_path: Path) -> None:
+    """Three prepares of 1.5 MiB each (a sealed query may be 2 MiB) in one reply would pass
+    gRPC's 4 MiB message limit and fail the centre's call on the same oldest tasks at every
+    redelivery. A batch carries at most BATCH_BYTES of payload, always its first task."""
+    from oncofed.federation.hub.store import BATCH_BYTES
+
+    store = HubStore(tmp_path / "hub.sqlite")
+    try:
+        big = 3 * 1024 * 1024 // 2
+        hashes = [bytes([i]) * 32 for i in range(1, 4)]
+        for qh in hashes:
+            store.add_query(query_hash=qh, researcher="res-1", permit_hash=bytes(32), targets=["centre-a"],
+                            min_participants=1, expires_at=int(time.time()) + 3600,
+                            prepare_until_ms=now_ms() + 3_600_000, sealed={"centre-a": bytes(big)})
+            time.sleep(0.002)                       # created in this order
+        first = store.take_tasks("centre-a")
+        assert [q for q, _, _ in first] == hashes[:2]
+        assert sum(len(p) for _, _, p in first) <= BATCH_BYTES
+        assert [q for q, _, _ in store.take_tasks("centre-a")] == hashes[2:]      # the next call's
+        assert store.take_tasks("centre-a", max_bytes=10) == []                    # all delivered
+    finally:
+        store.close()

@@ -62,6 +62,9 @@ ADDED_COLUMNS = (
     ("progress", "abstention", "BLOB"),
 )
 PREPARE, ANSWER, ABSTAIN = 1, 2, 3
+#: Payload bytes a batch of tasks may carry: below gRPC's 4 MiB message limit with room for the
+#: envelope (one sealed query may be 2 MiB, service.MAX_SEALED_BYTES).
+BATCH_BYTES = 3 * 1024 * 1024
 #: A delivered task not replied to is delivered again after this long (at-least-once).
 REDELIVER_MS = 10_000
 #: preparing → [abstaining, a retry waiting for abstentions] → answering → complete | failed | expired
@@ -222,10 +225,14 @@ class HubStore:
         c.execute("UPDATE queries SET version = version + 1 WHERE query_hash = ?", (query_hash,))
 
     # ------------------------------------------------------------------ tasks and progress
-    def take_tasks(self, centre: str, limit: int = 16) -> list[tuple[bytes, int, bytes]]:
+    def take_tasks(self, centre: str, limit: int = 16, max_bytes: int = BATCH_BYTES) -> list[tuple[bytes, int, bytes]]:
         """The centre's queued tasks (query hash, kind, payload), marked delivered. A delivered task
         is delivered again on the next pull until the centre replies (at-least-once: nodes reply
-        idempotently), so a node restart loses no task. Abstain tasks are on final queries."""
+        idempotently), so a node restart loses no task. Abstain tasks are on final queries.
+
+        A batch holds at most `max_bytes` of payload (always its first task): a reply over gRPC's
+        message limit would fail the centre's call on the same oldest tasks at every redelivery,
+        until those queries expired — the rest wait for the next call instead."""
         at = now_ms()
         with self.tx() as c:
             rows = c.execute("SELECT t.query_hash, t.kind, t.payload FROM tasks t JOIN queries q "  # noqa: S608
@@ -233,6 +240,12 @@ class HubStore:
                              "OR t.kind = ?) AND (t.state = 'queued' OR t.delivered_ms < ?) "
                              "ORDER BY t.created_ms LIMIT ?",
                              (centre, *OPEN_STATES, ABSTAIN, at - REDELIVER_MS, limit)).fetchall()
+            size = 0
+            for i, (_, _, payload) in enumerate(rows):
+                size += len(payload)
+                if i and size > max_bytes:
+                    rows = rows[:i]
+                    break
             for qh, kind, _ in rows:
                 c.execute("UPDATE tasks SET state = 'delivered', delivered_ms = ? "
                           "WHERE query_hash = ? AND centre = ? AND kind = ?", (at, qh, centre, kind))

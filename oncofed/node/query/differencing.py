@@ -75,8 +75,7 @@ class Guard:
         """A guard on a second store connection (from the node's pool): the ledger writes while
         the answer's read snapshot stays open on the node's connection. Its commits do not wait
         for the disk: the pipeline's audit entry of the answer, committed with synchronous=FULL
-        before the answer leaves, syncs them — or, on the hub connector's path, its record of
-        the sealed answer does (D34) (ReleaseLedger, `synced=False`)."""
+        before the answer leaves, syncs them (D34) (ReleaseLedger, `synced=False`)."""
         stack = ExitStack()
         conn = stack.enter_context(node.side_connection())
         try:
