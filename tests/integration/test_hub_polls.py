@@ -53,6 +53,21 @@ def _delivered(world) -> list[str]:
         "SELECT query_hash, centre, state FROM tasks").fetchall() if state == "delivered"]
 
 
+def _calls(world) -> dict[str, int]:
+    """Count every call of each centre at the hub from now on (each Pull and Push passes `_seen`
+    once)."""
+    service = world.hub.service
+    calls: dict[str, int] = {}
+    seen = service._seen
+
+    def counting(centre: str, head: bytes) -> None:
+        calls[centre] = calls.get(centre, 0) + 1
+        seen(centre, head)
+
+    service._seen = counting
+    return calls
+
+
 def test_a_pull_its_caller_cancelled_takes_no_task(world) -> None:
     old_channel, old = _stub(world, "centre-a")
     new_channel, new = _stub(world, "centre-a")
@@ -93,15 +108,7 @@ def test_a_query_costs_a_connected_centre_two_calls_its_pushes_bring_back_the_ne
     `_seen` once), over queries that must all come out right."""
     from oncofed import dictionary as dictmod
 
-    service = world.hub.service
-    calls: dict[str, int] = {}
-    seen = service._seen
-
-    def counting(centre: str, head: bytes) -> None:
-        calls[centre] = calls.get(centre, 0) + 1
-        seen(centre, head)
-
-    service._seen = counting
+    calls = _calls(world)
     for c in world.centres.values():
         c.start(world.fed, world.target)
     world.wait_connected()

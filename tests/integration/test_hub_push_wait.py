@@ -12,6 +12,7 @@ import time
 
 import pytest
 from federation_world import make_world
+from test_hub_polls import _calls
 
 from oncofed.v1 import federation_pb2 as fpb
 
@@ -85,20 +86,6 @@ def test_stop_while_the_last_task_of_a_batch_is_handled_still_sends_its_reply(wo
     for t in stopper:
         t.join(15)
     assert ok, f"centre-a's {want} reply never reached the hub: {_progress(world, qh)}"
-
-
-def _calls(world) -> dict[str, int]:
-    """Count every call of each centre at the hub (each Pull and Push passes `_seen` once)."""
-    service = world.hub.service
-    calls: dict[str, int] = {}
-    seen = service._seen
-
-    def counting(centre: str, head: bytes) -> None:
-        calls[centre] = calls.get(centre, 0) + 1
-        seen(centre, head)
-
-    service._seen = counting
-    return calls
 
 
 def test_hub_stop_during_push_waits_is_prompt_and_a_restarted_hub_is_served_at_once(world) -> None:
