@@ -162,61 +162,6 @@ def _check_name(value: str, what: str, *, empty: bool = False) -> str:
     raise AuditError(f"audit {what} {value!r} must be a short lower-case code")
 
 
-@dataclass
-class _Unsynced:
-    """One store file's audit commits made without waiting for the disk, in this process: `marked`
-    counts them as they begin to commit (holding SQLite's write lock, so in commit order),
-    `finished` as they end (committed or rolled back), and `covered` how many a sync is known to
-    have put on disk. Any AuditLog on the file (the connector's, the admin API's, the pull loop's)
-    syncs before it signs a head while marked > covered. (Another process signing a head in the
-    few milliseconds between the connector's answer entry and its FULL commit is not covered.)"""
-
-    marked: int = 0
-    finished: int = 0
-    covered: int = 0
-
-
-_UNSYNCED: dict[str, _Unsynced] = {}
-_UNSYNCED_LOCK = threading.Lock()
-
-
-def _unsynced_of(store: str) -> _Unsynced:
-    with _UNSYNCED_LOCK:
-        return _UNSYNCED.setdefault(store, _Unsynced())
-
-
-def _mark(store: str) -> None:
-    """An unsynced commit is about to commit: from now on a head may name it."""
-    u = _unsynced_of(store)
-    with _UNSYNCED_LOCK:
-        u.marked += 1
-
-
-def _finished(store: str) -> None:
-    u = _unsynced_of(store)
-    with _UNSYNCED_LOCK:
-        u.finished += 1
-
-
-def _covered(store: str, count: int) -> None:
-    """The first `count` unsynced commits are on disk (a FULL commit that began after they
-    ended, or an fsync after they finished)."""
-    u = _unsynced_of(store)
-    with _UNSYNCED_LOCK:
-        u.covered = max(u.covered, count)
-
-
-def _sync_pending(conn: sqlite3.Connection, store: str) -> None:
-    """Make every audit commit visible now durable if an unsynced one may be among them. Call
-    after reading what the head will name: each commit it names was marked before."""
-    u = _unsynced_of(store)
-    with _UNSYNCED_LOCK:
-        pending, done = u.marked > u.covered, u.finished
-    if pending:
-        dbmod.sync_to_disk(conn)
-        _covered(store, done)       # the first `done` ended before the fsync (they end in order)
-
-
 class AuditLog:
     """Append to, read, verify and export the audit log in one node store.
 
@@ -231,7 +176,6 @@ class AuditLog:
         self.conn, self.signer, self.checkpoint_every = conn, signer, checkpoint_every
         self.journal = HeadJournal(head_journal) if head_journal is not None else None
         self._pending: list[dict[str, Any]] = []
-        self._store = str(dbmod.store_path(conn))
         self._lock = threading.RLock()
         self._signed: tuple[tuple[int, str], bytes] | None = None   # the last head signed, by (seq, hash)
         dbmod.migrate(dbmod.StoreDB(conn), ["audit"])
@@ -247,42 +191,23 @@ class AuditLog:
         self.conn.close()
 
     @contextmanager
-    def transaction(self, *, synced: bool = True) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction (SQLite's write lock): what is written inside — by the
-        caller and by `append` — commits together or not at all. Re-entrant on one thread.
-        `synced=False` commits without waiting for the disk, for a caller that makes a
-        synchronous=FULL commit on the same file before anything that reflects this one leaves
-        the node (the hub connector's answer: its sealed answer's record); `signed_head` syncs
-        first if such a commit is still pending, so no head names an entry a power loss could take."""
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction (SQLite's write lock), committed with synchronous=FULL: what
+        is written inside — by the caller and by `append` — commits together or not at all, and
+        is on disk before anything that reflects it (a signed head, a sealed answer) leaves.
+        Re-entrant on one thread; an entry appended inside a caller's own transaction that would
+        not wait for the disk is refused (`_insert`)."""
         with self._lock:
             if self.conn.in_transaction:
                 yield self.conn
                 return
-            before, marked = 0, False
             try:
-                with (dbmod.immediate if synced else dbmod.immediate_unsynced)(self.conn) as conn:
-                    # inside SQLite's write lock: marks and commits come in one order
-                    if synced:                     # every unsynced commit marked so far has ended:
-                        before = _unsynced_of(self._store).marked   # this FULL commit covers them
-                    else:
-                        _mark(self._store)         # before it commits: a head may name it from then on
-                        marked = True
+                with dbmod.immediate(self.conn) as conn:
                     yield conn
             except BaseException:
                 self._pending.clear()
-                if marked:
-                    _finished(self._store)
                 raise
-            if synced:
-                _covered(self._store, before)
-            else:
-                _finished(self._store)
-            if not synced and self._pending:       # the journal never runs ahead of the disk
-                self._sync()
             self._write_journal()
-
-    def _sync(self) -> None:
-        _sync_pending(self.conn, self._store)
 
     def _write_journal(self) -> None:
         """Append the heads of checkpoints just committed (after the commit: a crash in between
@@ -310,10 +235,9 @@ class AuditLog:
                query_hash: str = "", analysis: str = "", fields: Iterable[str] = (),
                reason: str = "", cells_suppressed: int = 0, cells_perturbed: int = 0,
                epsilon_spent: float = 0.0, detail: Mapping[str, Any] | None = None,
-               at: float | None = None, synced: bool = True) -> AuditEntry:
+               at: float | None = None) -> AuditEntry:
         """Append one entry (joining the caller's `transaction()` if one is open) and sign a
-        checkpoint when one is due. `who` is a researcher id or LOCAL_ADMIN; `synced`: see
-        `transaction`."""
+        checkpoint when one is due. `who` is a researcher id or LOCAL_ADMIN."""
         if not who:
             raise AuditError("audit entries need a `who`")
         for name, value in (("permit hash", permit_hash), ("query hash", query_hash)):
@@ -333,7 +257,7 @@ class AuditLog:
             "cells_suppressed": int(cells_suppressed), "cells_perturbed": int(cells_perturbed),
             "epsilon_spent": float(epsilon_spent),
             "detail": canonical_json(clean_detail(detail, canonical_json)), "at_ms": at_ms}
-        with self.transaction(synced=synced):
+        with self.transaction():
             entry = self._insert(row)
             if self.signer is not None and event != CHECKPOINT_EVENT \
                     and entry.seq - store.last_checkpointed_seq(self.conn) >= self.checkpoint_every:
@@ -341,6 +265,11 @@ class AuditLog:
         return entry
 
     def _insert(self, row: dict[str, Any]) -> AuditEntry:
+        if not dbmod.commits_synced(self.conn):
+            # A head may name this entry as soon as it commits (D17: the hub keeps heads as
+            # evidence of the log's length), so it may never be one a power loss could take.
+            raise AuditError("audit entries commit with synchronous=FULL: append outside any "
+                             "transaction that does not wait for the disk")
         last = store.last_entry(self.conn)
         full = {**row, "seq": (last[0] + 1) if last else 1, "prev_hash": last[1] if last else GENESIS}
         full["entry_hash"] = entry_hash(full)
@@ -398,7 +327,8 @@ class AuditLog:
         again (its `signed_at_ms` is then that moment): the connector attaches a head to every
         pull and push, most of them between two appends, and the hub writes an identical head
         only once a second (oncofed.federation.hub.service `_seen`) instead of verifying and
-        storing each. The entry it names was made durable when it was first signed."""
+        storing each. Every entry is committed with synchronous=FULL (`transaction`), so the
+        entry a head names is on disk before the head is signed."""
         if self.signer is None:
             raise AuditError("no node identity key is configured ([identity] key in node.toml): "
                              "audit heads cannot be signed")
@@ -406,7 +336,6 @@ class AuditLog:
         kept = self._signed
         if at is None and kept is not None and kept[0] == (seq, hash_):
             return kept[1]
-        self._sync()                     # the head may name an entry not yet on disk
         envelope = sign_head(self.signer, seq, hash_, int((time.time() if at is None else at) * 1000))
         if at is None:
             self._signed = ((seq, hash_), envelope)

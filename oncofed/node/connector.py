@@ -367,11 +367,10 @@ class Connector:
             # The ledger keys a release by the *centres* it was summed with: a new set of the same
             # centres (fresh mask keys, so a new H(S)) differences nothing; another set would,
             # unless the centres it leaves out abstained from the failed query (D26).
-            # The answer's audit entry is committed with synchronous=FULL (and the ledger's
-            # unsynced commits on the same file with it): the answer below carries the signed
-            # audit head naming that entry, and a head may never name an entry a power loss could
-            # take. Left unsynced, signing that head fsynced the log, the file and its directory
-            # (three fsyncs, then the record's fourth); synced, the answer costs two (D34).
+            # The answer's audit entry commits with synchronous=FULL, as every audit entry does
+            # (AuditLog.transaction), and syncs the ledger's unsynced commits on the same file with
+            # it: the answer below carries the signed audit head naming that entry. With the
+            # sealed answer's record, an answer costs two fsyncs (D34).
             verified, ans = self.pipeline.answer_accepted(envelope, at=int(self.clock()),
                                                           participants=Participation.of(participants.centre_ids))
             answered = verified

@@ -376,10 +376,9 @@ class QueryVerifier:
 
     def record(self, query: VerifiedQuery, *, event: str, decision: str, reason: str = "",
                cells_suppressed: int = 0, cells_perturbed: int = 0, epsilon_spent: float = 0.0,
-               detail: Mapping[str, Any] | None = None, synced: bool = True) -> int:
+               detail: Mapping[str, Any] | None = None) -> int:
         """Append a later decision about a verified query (answered, declined by budget or
-        policy, failed) to the audit log; returns the entry id. For the engine and connector
-        (`synced`: AuditLog.transaction)."""
+        policy, failed) to the audit log; returns the entry id. For the engine and connector."""
         if reason and reason not in REASONS:
             raise ValueError(f"unknown refusal reason {reason!r}")
         return self.audit.append(
@@ -387,4 +386,4 @@ class QueryVerifier:
             permit_hash=query.permit_hash, query_hash=query.query_hash, analysis=query.analysis,
             fields=query.fields, reason=reason, cells_suppressed=cells_suppressed,
             cells_perturbed=cells_perturbed, epsilon_spent=epsilon_spent, detail=detail,
-            at=self.clock(), synced=synced).seq
+            at=self.clock()).seq

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from pathlib import Path
 
 import pytest
 from federation_world import make_world
@@ -222,28 +223,35 @@ def _the_operator_sees_both_heads(world, tmp_path, forked, first, seq, newest):
     assert missing.exit_code != 0 and "no rewritten entry in the audit log of centre-b" in missing.output
 
 
-def test_an_answer_carries_a_head_naming_its_own_entry_and_never_fsyncs_the_log_apart(world, monkeypatch):
+def test_an_answer_carries_a_head_naming_its_own_entry_committed_with_a_full_sync(world, monkeypatch):
     """A federated answer carries the node's signed audit head, which names the answer's own
     `query.answer` entry; a head may never name an entry a power loss could take. The entry is
-    therefore committed with synchronous=FULL: left unsynced (as D34 first had it), signing that
-    head fsynced the log, the file and its directory apart, on every answer — three fsyncs more
-    than the commit's one."""
+    therefore committed with synchronous=FULL, and nothing fsyncs the store apart: left unsynced
+    (as D34 first had it), signing that head fsynced the log, the file and its directory apart on
+    every answer — three fsyncs more than the commit's one."""
+    from node_fed_helpers import record_fsyncs
+
+    from oncofed.node.store import audit_table
     from oncofed.node.store import db as dbmod
 
     client = world.client()
     assert client.follow(client.submit(world.body("count")), timeout=60).state == "complete"   # warm
-    apart: list[str] = []
-    sync = dbmod.sync_to_disk
+    synced_at_insert: list[tuple[str, bool]] = []
+    insert = audit_table.append_entry
 
-    def counting(conn):
-        apart.append(str(dbmod.store_path(conn)))
-        sync(conn)
+    def spying(conn, row):
+        synced_at_insert.append((row["event"], dbmod.commits_synced(conn)))
+        insert(conn, row)
 
-    monkeypatch.setattr(dbmod, "sync_to_disk", counting)
+    monkeypatch.setattr(audit_table, "append_entry", spying)
+    fsynced = record_fsyncs(monkeypatch)
     for _ in range(3):
         state = client.follow(client.submit(world.body("count")), timeout=60)
         assert state.state == "complete"
-    assert apart == []
+    answers = [ok for event, ok in synced_at_insert if event == "query.answer"]
+    assert len(answers) == 3 * len(world.centres) and all(answers), synced_at_insert
+    stores = [str(Path(c.node.paths.store).resolve()) for c in world.centres.values()]
+    assert [p for p in fsynced if any(p.startswith(s) for s in stores)] == []      # the store, its WAL
     for c in world.centres.values():        # each head the hub kept names the newest answer's entry
         log = AuditLog(c.node.conn)
         answers = [e for e in log.entries(limit=5) if e.event == "query.answer"]

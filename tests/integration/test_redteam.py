@@ -13,21 +13,20 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator
-from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from node_fed_helpers import make_fed, query_body, record_fsyncs, signed
+from node_fed_helpers import make_fed, query_body, signed
 
 from oncofed import dictionary as dictmod
 from oncofed.analyses import fedavg, parse_analysis
 from oncofed.analyses.fedavg import ANALYSIS as FEDAVG
 from oncofed.analyses.fedavg import FedAvgRaw, clip
 from oncofed.keys.identity import Identity
-from oncofed.node.audit import AuditLog
+from oncofed.node.audit import AuditError, AuditLog
 from oncofed.node.node import Node, init_node, open_node
 from oncofed.node.query.engine import answer
 from oncofed.node.query.policy import NodePolicy
@@ -126,87 +125,22 @@ def _logs(tmp_path: Path) -> tuple[Node, AuditLog, AuditLog]:
     return node, AuditLog.open(node.paths.store, ident), AuditLog.open(node.paths.store, ident)
 
 
-def _after_commit(monkeypatch: pytest.MonkeyPatch, name: str, conn: Any, then: Any) -> None:
-    """Run `then()` once, right after `conn`'s next transaction through dbmod.`name` commits —
-    what another thread may do there."""
-    real = getattr(dbmod, name)
-    fired: list[bool] = []
-
-    @contextmanager
-    def wrapped(c: Any) -> Iterator[Any]:
-        with real(c) as inner:
-            yield inner
-        if c is conn and not fired:
-            fired.append(True)
-            then()
-
-    monkeypatch.setattr(dbmod, name, wrapped)
-
-
-def test_a_head_signed_right_after_an_unsynced_commit_is_synced_first(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The connector's answer entry (synced=False) is visible from its commit on; another thread's
-    head (the admin API's, the pull loop's) signed in the instant after it must not name it
-    before it is on disk."""
+def test_an_audit_entry_never_commits_without_waiting_for_the_disk(tmp_path: Path) -> None:
+    """A signed head may name the newest entry the moment it commits (another thread's, the admin
+    API's), so an entry a power loss could take must never be written: appending inside a
+    transaction that commits unsynced (a rate-limit event's, a pending query's) is refused and
+    leaves the log as it was — D34's first form wrote the connector's answer entry that way and
+    needed a sync before every head (D37: two interleavings got that wrong)."""
     node, connector, admin = _logs(tmp_path)
-    synced = record_fsyncs(monkeypatch)
-    heads: list[tuple[int, bool]] = []
-
-    def other_thread() -> None:
-        before = len(synced)
-        admin.signed_head()
-        heads.append((admin.head()[0], any(p.endswith("-wal") for p in synced[before:])))
-
-    _after_commit(monkeypatch, "immediate_unsynced", connector.conn, other_thread)
     try:
-        entry = connector.append(event="query.answer", decision="answered", who="res-1", synced=False)
-        seq, was_synced = heads[0]
-        assert seq == entry.seq                   # the head names the unsynced entry …
-        assert was_synced, "a head named an entry a power loss could take"
-    finally:
-        connector.close()
-        admin.close()
-        node.close()
-
-
-def test_a_synced_commit_does_not_clear_a_later_unsynced_ones_mark(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A FULL commit syncs what came before it; an unsynced commit landing right after it, before
-    the FULL one's bookkeeping ran, must stay marked for the next head."""
-    node, connector, admin = _logs(tmp_path)
-    synced = record_fsyncs(monkeypatch)
-    done: list[int] = []
-
-    def other_thread() -> None:
-        done.append(connector.append(event="query.answer", decision="answered", who="res-1", synced=False).seq)
-
-    _after_commit(monkeypatch, "immediate", admin.conn, other_thread)
-    try:
-        admin.append(event="admin.note", decision="recorded", who="admin")
-        synced.clear()
-        admin.signed_head()
-        assert admin.head()[0] == done[0]
-        assert any(p.endswith("-wal") for p in synced), "a head named an entry a power loss could take"
-    finally:
-        connector.close()
-        admin.close()
-        node.close()
-
-
-def test_a_head_after_unsynced_entries_also_syncs_the_directory_naming_the_log(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Syncing a write-ahead log's contents is not enough when the WAL file is new: its name lives
-    in the directory, which SQLite syncs only on a FULL commit. A head that follows unsynced
-    entries alone must sync the store's directory as well (D37's open item)."""
-    node, connector, admin = _logs(tmp_path)
-    synced = record_fsyncs(monkeypatch)
-    try:
-        connector.append(event="query.answer", decision="answered", who="res-1", synced=False)
-        synced.clear()
-        admin.signed_head()
-        store = Path(node.paths.store).resolve()
-        assert f"{store}-wal" in synced
-        assert str(store.parent) in synced, synced
+        connector.append(event="admin.note", decision="recorded", who="admin")
+        before = admin.head()
+        with pytest.raises(AuditError, match="synchronous=FULL"), dbmod.immediate_unsynced(connector.conn):
+            connector.append(event="query.answer", decision="answered", who="res-1")
+        assert admin.head() == before and len(admin.entries()) == 1
+        entry = connector.append(event="query.answer", decision="answered", who="res-1")   # FULL again after it
+        assert admin.head() == (entry.seq, entry.entry_hash)
+        assert connector.verify().ok
     finally:
         connector.close()
         admin.close()

@@ -87,36 +87,3 @@ def test_a_change_made_by_hand_is_seen_too(world: Any) -> None:
     with sqlite3.connect(node.paths.store) as raw:        # any writer: the triggers count it
         raw.execute("UPDATE trust_permits SET status = 'refused' WHERE sha256 = ?", (sha,))
     assert _reason(verifier, signed(res1, query_body(sha))) == "permit_not_approved"
-
-
-def test_no_audit_head_names_an_entry_not_yet_on_disk(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """An entry committed without waiting for the disk (the connector's answer, D34) is synced
-    before any signed head can name it; a synced one needs nothing more."""
-    from node_fed_helpers import record_fsyncs
-
-    from oncofed.keys.identity import Identity
-    from oncofed.node.audit import AuditLog
-
-    node = open_node(init_node(tmp_path / "node", "centre-a").root)
-    log = AuditLog.open(node.paths.store, Identity.generate("centre", "centre-a"))
-    synced = record_fsyncs(monkeypatch)
-    try:
-        log.append(event="query.answer", decision="answered", who="res-1")
-        log.signed_head()
-        assert synced == []                                       # a FULL commit: on disk already
-        log.append(event="query.answer", decision="answered", who="res-1", synced=False)
-        log.signed_head()
-        assert any(p.endswith("-wal") for p in synced)            # synced before the head was signed
-        synced.clear()
-        log.signed_head()
-        assert synced == []
-        other = AuditLog.open(node.paths.store, Identity.generate("centre", "centre-a"))  # the admin API's
-        try:
-            log.append(event="query.answer", decision="answered", who="res-1", synced=False)
-            other.signed_head()
-            assert any(p.endswith("-wal") for p in synced)        # whichever log signs the head
-        finally:
-            other.close()
-    finally:
-        log.close()
-        node.close()

@@ -54,8 +54,10 @@ class StoreDB:
 def immediate_unsynced(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """An IMMEDIATE transaction committed without waiting for the disk (synchronous=NORMAL),
     for records whose loss on power failure costs nothing that matters: a rate-limit event (a
-    soft limit) or an accepted-but-unanswered federated query (it fails; nothing was released).
-    It still survives a process crash (WAL), and the next FULL commit on the file syncs it too.
+    soft limit), an accepted-but-unanswered federated query (it fails; nothing was released),
+    the release ledger's entries (the answer's audit entry, committed FULL before the answer
+    leaves, syncs them). It still survives a process crash (WAL), and the next FULL commit on the
+    file syncs it too. Never for audit entries (`commits_synced`).
     Each FULL commit costs about 2 ms here; a federated answer would otherwise pay several."""
     conn.execute("PRAGMA synchronous=NORMAL")
     try:
@@ -65,28 +67,11 @@ def immediate_unsynced(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]
         conn.execute("PRAGMA synchronous=FULL")
 
 
-def sync_to_disk(conn: sqlite3.Connection) -> None:
-    """Make every commit so far on this connection's store file durable, as a synchronous=FULL
-    commit would: fsync its write-ahead log (where unsynced commits wait), the file itself, and
-    the directory that names them (SQLite syncs the directory on a new WAL's first FULL commit,
-    not when its commits were unsynced; a power loss could then drop a WAL whose contents were
-    synced). For a caller that committed unsynced and must not let evidence of it leave before
-    it is on disk (an audit head naming an entry: AuditLog.signed_head) — rare: the commits an
-    answer makes are FULL, so this runs only when a head follows unsynced entries alone."""
-    path = _path_of(conn)
-    for p in (Path(f"{path}-wal"), path, path.parent):
-        _fsync_path(p)
-
-
-def _fsync_path(p: Path) -> None:
-    try:
-        fd = os.open(p, os.O_RDONLY)
-    except FileNotFoundError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def commits_synced(conn: sqlite3.Connection) -> bool:
+    """Whether a commit on `conn` now waits for the disk (synchronous=FULL or EXTRA): false only
+    inside `immediate_unsynced`. For a writer that must never commit unsynced (the audit log: a
+    signed head may name its newest entry at once)."""
+    return int(conn.execute("PRAGMA synchronous").fetchone()[0]) >= 2
 
 
 @contextmanager
