@@ -71,6 +71,7 @@ from oncofed.secagg import (
 from oncofed.secagg.wire import (
     ANSWER_TAG,
     QUERY_SEAL_CONTEXT,
+    REFUSAL_METADATA,
     ProtocolError,
     answer_context,
     read_abstention,
@@ -409,15 +410,13 @@ class Connector:
         return fpb.PushRequest(query_hash=qh, sealed_answer=sealed_answer)
 
 
-#: Status codes with which the hub's Push refuses one reply (as opposed to the connection failing).
-#: Not RESOURCE_EXHAUSTED: gRPC itself also answers so (too many calls, a message over its limit),
-#: and that is a failure of the call, retried through a reconnect.
-REFUSALS = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION})
-
-
 def _refused(exc: grpc.RpcError) -> bool:
-    code = exc.code() if hasattr(exc, "code") else None
-    return code in REFUSALS
+    """Whether the hub refused the reply (it names a query the hub no longer holds, is malformed,
+    too large, …): the hub marks its refusals (REFUSAL_METADATA); a status without the mark —
+    gRPC's own RESOURCE_EXHAUSTED for a message over its limit, INVALID_ARGUMENT from a proxy in
+    between — is a failure of the call, and the centre reconnects and sends the reply again."""
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    return any(tuple(item) == REFUSAL_METADATA for item in trailing or ())
 
 
 def _details(exc: grpc.RpcError) -> str:

@@ -27,6 +27,7 @@ import struct
 from collections import Counter
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from oncofed.keys.envelope import Keyring, sign, verify_from
 from oncofed.keys.identity import Identity, check_member_id
@@ -184,6 +185,12 @@ class ParticipantSet:
 
     def encode(self) -> bytes:
         """S's canonical bytes (version 1)."""
+        return self._canonical
+
+    @cached_property
+    def _canonical(self) -> bytes:
+        # computed once: a member reads H(S) for the ledger, the masks and the answer's header,
+        # and encoding a hundred accepts costs more than hashing them
         return b"".join([_lp(SET_DOMAIN), struct.pack(">I", len(self.accepts)),
                          *(_lp(a.encode()) for a in self.accepts)])
 
@@ -215,7 +222,11 @@ class ParticipantSet:
 
     def digest(self) -> bytes:
         """H(S): SHA-256 of the canonical bytes — what every mask and answer header binds."""
-        return hashlib.sha256(self.encode()).digest()
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> bytes:
+        return hashlib.sha256(self._canonical).digest()
 
     def check(self, *, query_hash: str, me: str | None = None, my_mask_key: bytes | None = None,
               targets: Collection[str] | None = None,

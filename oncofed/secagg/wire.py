@@ -30,6 +30,11 @@ ABSTENTION_TAG = "oncofed/abstention/v1"
 ANSWER_TAG = "oncofed/answer/v1"
 QUERY_SEAL_CONTEXT = "oncofed/query/v1 to={centre}"
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+#: Trailing metadata with which the hub marks a status as its refusal of one reply (Push): the
+#: centre then logs it and goes on with its batch. Any other failure — gRPC's own statuses among
+#: them (RESOURCE_EXHAUSTED for a message over its limit, UNAVAILABLE, INTERNAL) — is the call's,
+#: and the centre reconnects and sends the reply again.
+REFUSAL_METADATA = ("oncofed-refused", "reply")
 
 
 class ProtocolError(OncofedError):

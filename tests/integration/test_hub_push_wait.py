@@ -204,6 +204,8 @@ def test_a_reply_the_hub_refuses_does_not_drop_the_rest_of_its_batch(world) -> N
     hub sends its prepare again, 10 s later — so the second query completes at once."""
     import grpc
 
+    from oncofed.federation.hub import service as hubservice
+
     client = world.client()
     world.centres["centre-b"].start(world.fed, world.target)
     world.wait_connected(centres=("centre-b",))
@@ -213,7 +215,7 @@ def test_a_reply_the_hub_refuses_does_not_drop_the_rest_of_its_batch(world) -> N
 
     def refusing(centre, request, context):
         if centre == "centre-a" and request.query_hash == first.query_hash:
-            context.abort(grpc.StatusCode.NOT_FOUND, "no such query for this centre")
+            hubservice._refuse(context, grpc.StatusCode.NOT_FOUND, "no such query for this centre")
         reply(centre, request, context)
 
     service._reply = refusing
@@ -224,3 +226,23 @@ def test_a_reply_the_hub_refuses_does_not_drop_the_rest_of_its_batch(world) -> N
         _progress(world, second.query_hash)
     assert time.monotonic() - t0 < 8, time.monotonic() - t0
     assert _progress(world, first.query_hash)["centre-a"] != "accepted"    # refused: never recorded
+
+
+def test_the_hubs_refusal_of_a_reply_is_marked_as_the_hubs(world) -> None:
+    """A reply for a query the hub does not hold is refused with NOT_FOUND and the hub's mark,
+    which is what tells the centre it was the hub's answer to that reply and not a failure of
+    the call (gRPC answers RESOURCE_EXHAUSTED itself, a proxy may answer anything)."""
+    import grpc
+    from test_hub_polls import _stub
+
+    from oncofed.secagg.wire import REFUSAL_METADATA
+
+    channel, stub = _stub(world, "centre-a")
+    try:
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Push(fpb.PushRequest(query_hash=bytes(32), accept=b"x"), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert REFUSAL_METADATA in [tuple(m) for m in caught.value.trailing_metadata()]
+    finally:
+        channel.close()
+

@@ -130,7 +130,13 @@ class _Aborted(Exception):
 
 
 class _Context:
-    """What Push uses of a gRPC context: abort raises (as grpc's does)."""
+    """What Push uses of a gRPC context: abort raises (as grpc's does), with the trailing metadata
+    set before it."""
+
+    trailing: tuple[Any, ...] = ()
+
+    def set_trailing_metadata(self, metadata: Any) -> None:
+        self.trailing = tuple(metadata)
 
     def abort(self, code: Any, details: str) -> None:
         raise _Aborted(f"{code}: {details}")

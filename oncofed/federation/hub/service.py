@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import grpc
 
@@ -26,7 +26,14 @@ from oncofed.keys.errors import InvalidMessage
 from oncofed.keys.identity import PublicIdentity
 from oncofed.keys.registry import Registry
 from oncofed.secagg import InvalidParticipantSet, open_accept
-from oncofed.secagg.wire import ProtocolError, read_abstention, read_audit_head, read_decline, read_failure
+from oncofed.secagg.wire import (
+    REFUSAL_METADATA,
+    ProtocolError,
+    read_abstention,
+    read_audit_head,
+    read_decline,
+    read_failure,
+)
 from oncofed.transport.interceptor import current_peer
 from oncofed.v1 import audit_pb2 as fapb
 from oncofed.v1 import federation_pb2 as fpb
@@ -250,7 +257,7 @@ class HubService(fgrpc.HubServicer):
         qh = request.query_hash
         row = self.store.query(qh)
         if row is None or centre not in row.targets:
-            context.abort(grpc.StatusCode.NOT_FOUND, "no such query for this centre")
+            _refuse(context, grpc.StatusCode.NOT_FOUND, "no such query for this centre")
         assert row is not None
         keyring = self.trust()[0].keyring("centre")
         kind = request.WhichOneof("reply")
@@ -281,16 +288,16 @@ class HubService(fgrpc.HubServicer):
                                       coarse=f.coarse)
                 elif kind == "sealed_answer":
                     if centre not in self._members(qh):
-                        context.abort(grpc.StatusCode.FAILED_PRECONDITION, "this centre is not a participant")
+                        _refuse(context, grpc.StatusCode.FAILED_PRECONDITION, "this centre is not a participant")
                     if len(request.sealed_answer) > MAX_SEALED_BYTES:
-                        context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, "the answer is too large")
+                        _refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the answer is too large")
                     self.store.record(c, qh, centre, "answered", column="answer", payload=request.sealed_answer)
                 else:
-                    context.abort(grpc.StatusCode.INVALID_ARGUMENT, "push one of accept, decline, failure or answer "
+                    _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "push one of accept, decline, failure or answer "
                                   "(an abstention only when asked for one)")
         except (ProtocolError, InvalidMessage, InvalidParticipantSet) as exc:
             log.warning("push from %s refused: %s", centre, exc)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
+            _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
         self.advance(qh)
 
     def wanted(self, qh: bytes, kind: str | None) -> bool:
@@ -328,7 +335,7 @@ class HubService(fgrpc.HubServicer):
                                       coarse=f.coarse, kind=ABSTAIN)
         except ProtocolError as exc:
             log.warning("abstain reply from %s refused: %s", centre, exc)
-            context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
+            _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
         for retry in self.store.retries_of(qh):
             self.advance(retry.query_hash)
 
@@ -529,3 +536,11 @@ def _submit_problem(request: fpb.SubmitRequest, targets: list[str], registry: Re
     if request.min_participants > len(targets):
         return "min_participants exceeds the number of targets"
     return ""
+
+
+def _refuse(context: grpc.ServicerContext, code: grpc.StatusCode, details: str) -> NoReturn:
+    """End a Push with the hub's refusal of its reply, marked as the hub's (`REFUSAL_METADATA`), so
+    the centre can tell it from a failure of the call itself."""
+    context.set_trailing_metadata((REFUSAL_METADATA,))
+    context.abort(code, details)
+    raise AssertionError("ServicerContext.abort returned")     # it always raises
