@@ -53,6 +53,7 @@ def test_two_pushes_advancing_at_once_fix_the_participant_set_once(tmp_path: Pat
     try:
         _queued(store)
         real_states = store.states
+        real_unreplied = store.unreplied
         other_done = threading.Event()
 
         def other_push() -> None:
@@ -61,8 +62,8 @@ def test_two_pushes_advancing_at_once_fix_the_participant_set_once(tmp_path: Pat
                 store.record(c, QH, "centre-a", "answered", column="answer", payload=b"sealed answer")
             other_done.set()
 
-        def states_then_interleave(qh: bytes) -> dict[str, str]:
-            seen = real_states(qh)
+        def unreplied_then_interleave(qh: bytes) -> int:
+            seen = real_unreplied(qh)
             if threading.current_thread().name == "first-push":
                 other = threading.Thread(target=other_push, name="second-push")
                 other.start()
@@ -72,7 +73,7 @@ def test_two_pushes_advancing_at_once_fix_the_participant_set_once(tmp_path: Pat
             return seen
 
         interleave: dict[str, Any] = {}
-        store.states = states_then_interleave  # type: ignore[method-assign,assignment]
+        store.unreplied = unreplied_then_interleave  # type: ignore[method-assign]
         first = threading.Thread(target=service.advance, args=(QH,), name="first-push")
         first.start()
         first.join(timeout=10)
@@ -334,5 +335,67 @@ def test_a_batch_of_tasks_stays_below_the_message_limit_and_the_rest_wait_their_
         assert sum(len(p) for _, _, p in first) <= BATCH_BYTES
         assert [q for q, _, _ in store.take_tasks("centre-a")] == hashes[2:]      # the next call's
         assert store.take_tasks("centre-a", max_bytes=10) == []                    # all delivered
+    finally:
+        store.close()
+
+
+# ---------------------------------------------------------------------- a set apart from its row
+def _fixed(store: HubStore, centres: list[str]) -> dict[str, bytes]:
+    """Every centre accepted (a 0.5 kB accept each, as signed ones are) and the set is fixed."""
+    import os
+
+    _submitted(store, centres, len(centres))
+    accepts = {c: os.urandom(500) for c in centres}
+    with store.tx() as c:
+        for centre, accept in accepts.items():
+            store.record(c, QH, centre, "accepted", column="accept", payload=accept)
+    service = HubService(store, _no_trust)
+    try:
+        service.advance(QH)
+    finally:
+        service.close()
+    return accepts
+
+
+def test_a_fixed_set_is_kept_apart_from_the_row_every_reply_rewrites(tmp_path: Path) -> None:
+    """At 100 centres a fixed set is 50 kB of signed accepts. Kept in the query's row, it was
+    rewritten by every reply's version bump and read by every reply's checks, so the hub's work
+    on a query grew with the square of its centres. The row now holds none of it; the set reads
+    back whole, and the paths that need only state and deadlines read the row without it."""
+    store = HubStore(tmp_path / "hub.db")
+    try:
+        centres = [f"centre-{i:03d}" for i in range(100)]
+        accepts = _fixed(store, centres)
+        row = store.query(QH)
+        assert row is not None and row.state == "answering", row
+        assert sorted(row.participants) == sorted(accepts.values())
+        assert store.members(QH) == centres and store.is_member(QH, "centre-042")
+        assert store.tally(QH) == (0, 100)
+        light = store.query(QH, sets=False)
+        assert light is not None and light.participants == () and light.version == row.version
+        (in_row,) = store.conn.execute("SELECT length(participants) + length(abstentions) FROM queries "
+                                       "WHERE query_hash = ?", (QH,)).fetchone()
+        assert in_row == 4                              # '[]' twice
+    finally:
+        store.close()
+
+
+def test_a_hub_store_that_kept_sets_in_the_query_row_is_moved_on_open(tmp_path: Path) -> None:
+    """A store written before the sets had their own table opens with every set intact."""
+    path = tmp_path / "hub.db"
+    store = HubStore(path)
+    accepts = _fixed(store, CENTRES)
+    with store.tx() as c:                 # as the earlier layout kept it
+        c.execute("UPDATE queries SET participants = (SELECT participants FROM query_sets WHERE query_hash = ?) "
+                  "WHERE query_hash = ?", (QH, QH))
+        c.execute("DELETE FROM query_sets")
+    assert store.members(QH) == []        # the set is not seen where it is not looked for
+    store.close()
+    store = HubStore(path)
+    try:
+        row = store.query(QH)
+        assert row is not None and sorted(row.participants) == sorted(accepts.values())
+        assert store.members(QH) == CENTRES
+        assert store.conn.execute("SELECT participants FROM queries").fetchone()[0] == "[]"
     finally:
         store.close()

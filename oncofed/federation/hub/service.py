@@ -168,7 +168,7 @@ class HubService(fgrpc.HubServicer):
             context.abort(grpc.StatusCode.NOT_FOUND, "no such query of yours at this hub")
 
         def changed() -> bool:
-            current = self.store.query(request.query_hash)
+            current = self.store.query(request.query_hash, sets=False)
             if current is None:
                 return True
             if request.until_final:
@@ -255,7 +255,7 @@ class HubService(fgrpc.HubServicer):
 
     def _reply(self, centre: str, request: fpb.PushRequest, context: grpc.ServicerContext) -> None:
         qh = request.query_hash
-        row = self.store.query(qh)
+        row = self.store.query(qh, sets=False)
         if row is None or centre not in row.targets:
             _refuse(context, grpc.StatusCode.NOT_FOUND, "no such query for this centre")
         assert row is not None
@@ -287,7 +287,7 @@ class HubService(fgrpc.HubServicer):
                     self.store.record(c, qh, centre, "failed", column="failure", payload=request.failure,
                                       coarse=f.coarse)
                 elif kind == "sealed_answer":
-                    if centre not in self._members(qh):
+                    if not self.store.is_member(qh, centre):
                         _refuse(context, grpc.StatusCode.FAILED_PRECONDITION, "this centre is not a participant")
                     if len(request.sealed_answer) > MAX_SEALED_BYTES:
                         _refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the answer is too large")
@@ -305,7 +305,7 @@ class HubService(fgrpc.HubServicer):
         it, because the row a push read first may be stale by then (another push may have fixed
         the set or ended the query), and an accept recorded after the set is fixed would make its
         centre look like a member that never answers."""
-        row = self.store.query(qh)
+        row = self.store.query(qh, sets=False)
         if row is None or row.state not in OPEN_STATES:
             return False
         return row.state == "preparing" or kind not in ("accept", "decline")
@@ -416,31 +416,38 @@ class HubService(fgrpc.HubServicer):
             # Row and states are read inside the transaction: two pushes advance the same query at
             # once, and one holding a view from before the other fixed the set would fix it again
             # (then counting a member that had already answered as not accepted: a failed query).
-            row = self.store.query(qh)
+            row = self.store.query(qh, sets=False)
             if row is None or row.state not in OPEN_STATES:
                 return
-            states = self.store.states(qh)
+            # Counts, not every member's state: each of a query's replies moves it on, and reading
+            # a hundred states on each made the hub's work a query grow with the square of its
+            # centres.
             if int(time.time()) > row.expires_at:
                 self.store.set_state(c, qh, "expired", "the query expired before it completed")
             elif row.state == "preparing":
-                replied = all(s in ("accepted", "declined", "failed") for s in states.values())
-                if replied or now_ms() >= row.prepare_until_ms:
+                if self.store.unreplied(qh) == 0 or now_ms() >= row.prepare_until_ms:
                     woken = self._fix(c, row, {p.centre: p for p in self.store.progress(qh)})
             elif row.state == "abstaining":
-                woken = self._gather(c, row)
+                full = self.store.query(qh)
+                assert full is not None
+                woken = self._gather(c, full)
             else:
-                members = set(self._members(qh))
-                failed = sorted(m for m in members if states[m] == "failed")
-                silent = sorted(m for m in members if states[m] != "answered")
-                if failed:
-                    self.store.set_state(c, qh, "failed", f"{', '.join(failed)} failed after the "
-                                         "participant set was fixed; no partial sum exists", failed_centres=failed)
+                failed, silent = self.store.tally(qh)
+                late = row.answer_until_ms is not None and now_ms() >= row.answer_until_ms
+                if failed or (silent and late):
+                    states = self.store.states(qh)
+                    members = self._members(qh)
+                    if failed:
+                        names = sorted(m for m in members if states[m] == "failed")
+                        self.store.set_state(c, qh, "failed", f"{', '.join(names)} failed after the "
+                                             "participant set was fixed; no partial sum exists", failed_centres=names)
+                    else:
+                        names = sorted(m for m in members if states[m] != "answered")
+                        self.store.set_state(c, qh, "failed", f"{', '.join(names)} did not answer in time after "
+                                             "the participant set was fixed; no partial sum exists",
+                                             failed_centres=names)
                 elif not silent:
                     self.store.set_state(c, qh, "complete")
-                elif row.answer_until_ms is not None and now_ms() >= row.answer_until_ms:
-                    self.store.set_state(c, qh, "failed", f"{', '.join(silent)} did not answer in time after "
-                                         "the participant set was fixed; no partial sum exists",
-                                         failed_centres=silent)
         self._notify(woken)
 
     def _members(self, qh: bytes) -> list[str]:

@@ -42,6 +42,12 @@ SCHEMA = (
         state TEXT NOT NULL, created_ms INTEGER NOT NULL, delivered_ms INTEGER,
         PRIMARY KEY (query_hash, centre, kind))""",
     "CREATE INDEX IF NOT EXISTS tasks_by_centre ON tasks (centre, state)",
+    # A fixed participant set (every signed accept, ~0.5 kB each) and a retry's abstentions, apart
+    # from the query's row: that row is rewritten on every reply (its version), and at 100
+    # centres it carried 50 kB of accepts into each of a query's hundreds of rewrites and reads.
+    """CREATE TABLE IF NOT EXISTS query_sets (
+        query_hash BLOB PRIMARY KEY, participants TEXT NOT NULL DEFAULT '[]',
+        abstentions TEXT NOT NULL DEFAULT '[]')""",
     """CREATE TABLE IF NOT EXISTS progress (
         query_hash BLOB NOT NULL, centre TEXT NOT NULL, state TEXT NOT NULL, coarse TEXT NOT NULL DEFAULT '',
         at_ms INTEGER NOT NULL, accept BLOB, decline BLOB, answer BLOB, failure BLOB, abstention BLOB,
@@ -70,6 +76,23 @@ REDELIVER_MS = 10_000
 #: preparing → [abstaining, a retry waiting for abstentions] → answering → complete | failed | expired
 OPEN_STATES = ("preparing", "abstaining", "answering")
 _OPEN = ", ".join("?" * len(OPEN_STATES))
+_QUERY_COLUMNS = ("query_hash", "researcher", "permit_hash", "targets", "min_participants", "created_ms",
+                  "expires_at", "prepare_until_ms", "state", "error", "version", "sealed_bytes", "finished_ms",
+                  "answer_until_ms", "retry_of", "failed_centres")
+# the set is fixed once its row in query_sets names participants (bound: the query hash)
+_FIXED = "EXISTS (SELECT 1 FROM query_sets s WHERE s.query_hash = ? AND s.participants <> '[]')"
+
+
+_COLS = ", ".join(f"q.{c}" for c in _QUERY_COLUMNS)
+# a query's row with its sets from query_sets, or with empty ones (fixed column names only)
+_WITH_SETS = (f"SELECT {_COLS}, COALESCE(s.participants, '[]') AS participants, "  # noqa: S608 - fixed names
+              "COALESCE(s.abstentions, '[]') AS abstentions FROM queries q "
+              "LEFT JOIN query_sets s ON s.query_hash = q.query_hash")
+_NO_SETS = f"SELECT {_COLS}, '[]' AS participants, '[]' AS abstentions FROM queries q"  # noqa: S608 - fixed names
+
+
+def _select(sets: bool) -> str:
+    return _WITH_SETS if sets else _NO_SETS
 
 
 @dataclass(frozen=True)
@@ -133,6 +156,12 @@ class HubStore:
                 have = {r[1] for r in c.execute(f"PRAGMA table_info({table})")}
                 if column not in have:
                     c.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            # a store written before query_sets kept the sets in the query's row: move them (once)
+            c.execute("INSERT OR IGNORE INTO query_sets (query_hash, participants, abstentions) "
+                      "SELECT query_hash, participants, abstentions FROM queries "
+                      "WHERE participants <> '[]' OR abstentions <> '[]'")
+            c.execute("UPDATE queries SET participants = '[]', abstentions = '[]' "
+                      "WHERE participants <> '[]' OR abstentions <> '[]'")
 
     def close(self) -> None:
         with self.lock:
@@ -173,30 +202,34 @@ class HubStore:
                 self.add_abstain_tasks(c, retry_of, abstain or [])
         return True
 
-    def query(self, query_hash: bytes) -> QueryRow | None:
+    def query(self, query_hash: bytes, *, sets: bool = True) -> QueryRow | None:
+        """The query's row. `sets=False` leaves its participants and abstentions empty: for the
+        paths that read only its state, targets and deadlines on every reply (at 100 centres the
+        set alone is 50 kB to read and parse)."""
         with self.lock:
-            cur = self.conn.execute("SELECT * FROM queries WHERE query_hash = ?", (query_hash,))
+            cur = self.conn.execute(_select(sets) + " WHERE q.query_hash = ?", (query_hash,))
             row = cur.fetchone()
             cols = [d[0] for d in cur.description]
         return _query_row(dict(zip(cols, row, strict=True))) if row else None
 
     def open_queries(self) -> list[QueryRow]:
+        """The open queries, without their sets (`query(sets=False)`): what the sweeper reads."""
         with self.lock:
-            cur = self.conn.execute(f"SELECT * FROM queries WHERE state IN ({_OPEN}) "  # noqa: S608 - placeholders
-                                    "ORDER BY created_ms", OPEN_STATES)
+            cur = self.conn.execute(_select(False) + f" WHERE q.state IN ({_OPEN}) "
+                                    "ORDER BY q.created_ms", OPEN_STATES)
             cols = [d[0] for d in cur.description]
             return [_query_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
 
     def recent_queries(self, limit: int = 20) -> list[QueryRow]:
         with self.lock:
-            cur = self.conn.execute("SELECT * FROM queries ORDER BY created_ms DESC LIMIT ?", (limit,))
+            cur = self.conn.execute(_select(True) + " ORDER BY q.created_ms DESC LIMIT ?", (limit,))
             cols = [d[0] for d in cur.description]
             return [_query_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
 
     def retries_of(self, query_hash: bytes) -> list[QueryRow]:
         """The open retries of a failed query."""
         with self.lock:
-            cur = self.conn.execute(f"SELECT * FROM queries WHERE retry_of = ? AND state IN ({_OPEN})",  # noqa: S608
+            cur = self.conn.execute(_select(True) + f" WHERE q.retry_of = ? AND q.state IN ({_OPEN})",
                                     (query_hash, *OPEN_STATES))
             cols = [d[0] for d in cur.description]
             return [_query_row(dict(zip(cols, r, strict=True))) for r in cur.fetchall()]
@@ -207,14 +240,17 @@ class HubStore:
         """Change a query's state (inside a transaction) and bump its version."""
         finished = now_ms() if state not in OPEN_STATES else None
         if participants is not None:
-            c.execute("UPDATE queries SET participants = ?, answer_until_ms = ? WHERE query_hash = ?",
-                      (json.dumps([p.hex() for p in participants]), answer_until_ms, query_hash))
+            c.execute("INSERT INTO query_sets (query_hash, participants) VALUES (?, ?) ON CONFLICT(query_hash) "
+                      "DO UPDATE SET participants = excluded.participants",
+                      (query_hash, json.dumps([p.hex() for p in participants])))
+            c.execute("UPDATE queries SET answer_until_ms = ? WHERE query_hash = ?", (answer_until_ms, query_hash))
         if failed_centres is not None:
             c.execute("UPDATE queries SET failed_centres = ? WHERE query_hash = ?",
                       (json.dumps(sorted(failed_centres)), query_hash))
         if abstentions is not None:
-            c.execute("UPDATE queries SET abstentions = ? WHERE query_hash = ?",
-                      (json.dumps([a.hex() for a in abstentions]), query_hash))
+            c.execute("INSERT INTO query_sets (query_hash, abstentions) VALUES (?, ?) ON CONFLICT(query_hash) "
+                      "DO UPDATE SET abstentions = excluded.abstentions",
+                      (query_hash, json.dumps([a.hex() for a in abstentions])))
         c.execute("UPDATE queries SET state = ?, error = ?, version = version + 1, finished_ms = ? "
                   "WHERE query_hash = ?", (state, error, finished, query_hash))
         if state not in OPEN_STATES:
@@ -318,9 +354,34 @@ class HubStore:
         or none while it is not fixed."""
         with self.lock:
             return [r[0] for r in self.conn.execute(
-                "SELECT p.centre FROM progress p JOIN queries q ON q.query_hash = p.query_hash "
-                "WHERE p.query_hash = ? AND p.accept IS NOT NULL AND q.participants <> '[]' ORDER BY p.centre",
-                (query_hash,)).fetchall()]
+                f"SELECT centre FROM progress WHERE query_hash = ? AND accept IS NOT NULL AND {_FIXED} "  # noqa: S608
+                "ORDER BY centre", (query_hash, query_hash)).fetchall()]
+
+    def is_member(self, query_hash: bytes, centre: str) -> bool:
+        """Whether `centre` is in the query's fixed participant set (`members`, for one centre)."""
+        with self.lock:
+            return self.conn.execute(
+                f"SELECT EXISTS (SELECT 1 FROM progress WHERE query_hash = ? AND centre = ? "  # noqa: S608
+                f"AND accept IS NOT NULL AND {_FIXED})", (query_hash, centre, query_hash)).fetchone()[0] == 1
+
+    def unreplied(self, query_hash: bytes) -> int:
+        """How many targets have not yet accepted, declined or failed (preparing)."""
+        with self.lock:
+            return int(self.conn.execute(
+                "SELECT COUNT(*) FROM progress WHERE query_hash = ? "
+                "AND state NOT IN ('accepted', 'declined', 'failed')",
+                (query_hash,)).fetchone()[0])
+
+    def tally(self, query_hash: bytes) -> tuple[int, int]:
+        """(failed, not yet answered) among the fixed set's members: what moving an answering
+        query on reads after each answer, instead of every member's state (O(1) rows a reply,
+        not O(members))."""
+        with self.lock:
+            failed, silent = self.conn.execute(
+                "SELECT COALESCE(SUM(state = 'failed'), 0), COALESCE(SUM(state <> 'answered'), 0) "  # noqa: S608
+                f"FROM progress WHERE query_hash = ? AND accept IS NOT NULL AND {_FIXED}",
+                (query_hash, query_hash)).fetchone()
+        return int(failed), int(silent)
 
     def drop_stale_accepts(self, c: sqlite3.Connection, query_hash: bytes) -> None:
         """When the set is fixed: forget the accepts of centres that declined or failed after
@@ -397,7 +458,7 @@ class HubStore:
     def dump(self) -> Iterator[bytes]:
         """Every stored value as bytes (for the test that the hub holds no plaintext)."""
         with self.lock:
-            for table in ("queries", "tasks", "progress", "centres"):
+            for table in ("queries", "query_sets", "tasks", "progress", "centres"):
                 for row in self.conn.execute(f"SELECT * FROM {table}"):  # noqa: S608 - fixed table names
                     for v in row:
                         yield v if isinstance(v, bytes) else str(v).encode()
