@@ -265,40 +265,49 @@ class HubService(fgrpc.HubServicer):
             if kind in ("abstention", "failure") and self.store.has_task(qh, centre, ABSTAIN):
                 self._abstained(row, centre, request, keyring, context)
             return                          # late reply to a finished query: nothing to do
+        # Checked before the store's write lock is taken: a signature check holds up no other push.
         try:
-            with self.store.tx() as c:
-                if not self.wanted(qh, kind):
-                    return                  # too late: the participant set is fixed, or the query over
-                if kind == "accept":
-                    accepted = open_accept(request.accept, keyring=keyring)
-                    if accepted.query_hash != qh.hex() or accepted.centre_id != centre:
-                        raise ProtocolError("an accept for another query or centre")
-                    self.store.record(c, qh, centre, "accepted", column="accept", payload=request.accept)
-                elif kind == "decline":
-                    d = read_decline(request.decline, keyring, qh)
-                    if d.centre != centre:
-                        raise ProtocolError("a decline of another centre")
-                    self.store.record(c, qh, centre, "declined", column="decline", payload=request.decline,
-                                      coarse=d.coarse)
-                elif kind == "failure":
-                    f = read_failure(request.failure, keyring, qh)
-                    if f.centre != centre:
-                        raise ProtocolError("a failure notice of another centre")
-                    self.store.record(c, qh, centre, "failed", column="failure", payload=request.failure,
-                                      coarse=f.coarse)
-                elif kind == "sealed_answer":
-                    if not self.store.is_member(qh, centre):
-                        _refuse(context, grpc.StatusCode.FAILED_PRECONDITION, "this centre is not a participant")
-                    if len(request.sealed_answer) > MAX_SEALED_BYTES:
-                        _refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the answer is too large")
-                    self.store.record(c, qh, centre, "answered", column="answer", payload=request.sealed_answer)
-                else:
-                    _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "push one of accept, decline, failure or answer "
-                                  "(an abstention only when asked for one)")
+            state, column, payload, coarse = self._checked(centre, request, kind, keyring, context)
         except (ProtocolError, InvalidMessage, InvalidParticipantSet) as exc:
             log.warning("push from %s refused: %s", centre, exc)
             _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
-        self.advance(qh)
+        with self.store.tx() as c:
+            if not self.wanted(qh, kind):
+                return                      # too late: the participant set is fixed, or the query over
+            if kind == "sealed_answer" and not self.store.is_member(qh, centre):
+                _refuse(context, grpc.StatusCode.FAILED_PRECONDITION, "this centre is not a participant")
+            self.store.record(c, qh, centre, state, column=column, payload=payload, coarse=coarse)
+            # moved on in the transaction that recorded the reply: one commit a reply, not two, and
+            # no moment in which a reply is recorded but its query not moved on
+            woken = self._advance(c, qh)
+        self._notify(woken)
+
+    def _checked(self, centre: str, request: fpb.PushRequest, kind: str | None, keyring: Any,
+                 context: grpc.ServicerContext) -> tuple[str, str, bytes, str]:
+        """The reply verified against the centre's registry key: (progress state, column, bytes,
+        coarse reason) to record. Raises ProtocolError (and kin) for a reply that does not verify."""
+        qh = request.query_hash
+        if kind == "accept":
+            accepted = open_accept(request.accept, keyring=keyring)
+            if accepted.query_hash != qh.hex() or accepted.centre_id != centre:
+                raise ProtocolError("an accept for another query or centre")
+            return "accepted", "accept", request.accept, ""
+        if kind == "decline":
+            d = read_decline(request.decline, keyring, qh)
+            if d.centre != centre:
+                raise ProtocolError("a decline of another centre")
+            return "declined", "decline", request.decline, d.coarse
+        if kind == "failure":
+            f = read_failure(request.failure, keyring, qh)
+            if f.centre != centre:
+                raise ProtocolError("a failure notice of another centre")
+            return "failed", "failure", request.failure, f.coarse
+        if kind == "sealed_answer":
+            if len(request.sealed_answer) > MAX_SEALED_BYTES:
+                _refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "the answer is too large")
+            return "answered", "answer", request.sealed_answer, ""
+        _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "push one of accept, decline, failure or answer "
+                "(an abstention only when asked for one)")
 
     def wanted(self, qh: bytes, kind: str | None) -> bool:
         """Whether a reply of this kind still counts — called inside the transaction that records
@@ -411,44 +420,50 @@ class HubService(fgrpc.HubServicer):
     def advance(self, qh: bytes) -> None:
         """Move a query on when it can: fix the participant set once every target replied (or the
         prepare time is up), complete it once every participant answered, fail it when one fails."""
-        woken: list[str] = []
         with self.store.tx() as c:
-            # Row and states are read inside the transaction: two pushes advance the same query at
-            # once, and one holding a view from before the other fixed the set would fix it again
-            # (then counting a member that had already answered as not accepted: a failed query).
-            row = self.store.query(qh, sets=False)
-            if row is None or row.state not in OPEN_STATES:
-                return
-            # Counts, not every member's state: each of a query's replies moves it on, and reading
-            # a hundred states on each made the hub's work a query grow with the square of its
-            # centres.
-            if int(time.time()) > row.expires_at:
-                self.store.set_state(c, qh, "expired", "the query expired before it completed")
-            elif row.state == "preparing":
-                if self.store.unreplied(qh) == 0 or now_ms() >= row.prepare_until_ms:
-                    woken = self._fix(c, row, {p.centre: p for p in self.store.progress(qh)})
-            elif row.state == "abstaining":
-                full = self.store.query(qh)
-                assert full is not None
-                woken = self._gather(c, full)
-            else:
-                failed, silent = self.store.tally(qh)
-                late = row.answer_until_ms is not None and now_ms() >= row.answer_until_ms
-                if failed or (silent and late):
-                    states = self.store.states(qh)
-                    members = self._members(qh)
-                    if failed:
-                        names = sorted(m for m in members if states[m] == "failed")
-                        self.store.set_state(c, qh, "failed", f"{', '.join(names)} failed after the "
-                                             "participant set was fixed; no partial sum exists", failed_centres=names)
-                    else:
-                        names = sorted(m for m in members if states[m] != "answered")
-                        self.store.set_state(c, qh, "failed", f"{', '.join(names)} did not answer in time after "
-                                             "the participant set was fixed; no partial sum exists",
-                                             failed_centres=names)
-                elif not silent:
-                    self.store.set_state(c, qh, "complete")
+            woken = self._advance(c, qh)
         self._notify(woken)
+
+    def _advance(self, c: Any, qh: bytes) -> list[str]:
+        """`advance` inside the caller's transaction; returns the centres that got work (notify
+        them after it commits)."""
+        woken: list[str] = []
+        # Row and states are read inside the transaction: two pushes advance the same query at
+        # once, and one holding a view from before the other fixed the set would fix it again
+        # (then counting a member that had already answered as not accepted: a failed query).
+        row = self.store.query(qh, sets=False)
+        if row is None or row.state not in OPEN_STATES:
+            return woken
+        # Counts, not every member's state: each of a query's replies moves it on, and reading
+        # a hundred states on each made the hub's work a query grow with the square of its
+        # centres.
+        if int(time.time()) > row.expires_at:
+            self.store.set_state(c, qh, "expired", "the query expired before it completed")
+        elif row.state == "preparing":
+            if self.store.unreplied(qh) == 0 or now_ms() >= row.prepare_until_ms:
+                woken = self._fix(c, row, {p.centre: p for p in self.store.progress(qh)})
+        elif row.state == "abstaining":
+            full = self.store.query(qh)
+            assert full is not None
+            woken = self._gather(c, full)
+        else:
+            failed, silent = self.store.tally(qh)
+            late = row.answer_until_ms is not None and now_ms() >= row.answer_until_ms
+            if failed or (silent and late):
+                states = self.store.states(qh)
+                members = self._members(qh)
+                if failed:
+                    names = sorted(m for m in members if states[m] == "failed")
+                    self.store.set_state(c, qh, "failed", f"{', '.join(names)} failed after the "
+                                         "participant set was fixed; no partial sum exists", failed_centres=names)
+                else:
+                    names = sorted(m for m in members if states[m] != "answered")
+                    self.store.set_state(c, qh, "failed", f"{', '.join(names)} did not answer in time after "
+                                         "the participant set was fixed; no partial sum exists",
+                                         failed_centres=names)
+            elif not silent:
+                self.store.set_state(c, qh, "complete")
+        return woken
 
     def _members(self, qh: bytes) -> list[str]:
         """The participant set's centres: those whose accept made it in before it was fixed."""
