@@ -246,3 +246,43 @@ def test_the_hubs_refusal_of_a_reply_is_marked_as_the_hubs(world) -> None:
     finally:
         channel.close()
 
+
+
+def test_a_refused_last_reply_of_a_batch_keeps_the_connection(world, monkeypatch) -> None:
+    """The last reply of a batch goes as a push that waits (`Connector._long`, a gRPC future);
+    the hub's marked refusal of it must reach the connector there too: logged, and the connector
+    polls on over the same connection (a reconnect fetches the trust documents again) and answers
+    the next query at once."""
+    import grpc
+
+    from oncofed.federation.hub import service as hubservice
+    from oncofed.node.connector import Connector
+
+    client = world.client()
+    for c in world.centres.values():
+        c.start(world.fed, world.target)
+    world.wait_connected()
+    service = world.hub.service
+    reply, refresh = service._reply, Connector._refresh_trust
+    refused: list[bytes] = []
+    reconnects: list[str] = []
+
+    def refusing(centre, request, context):
+        if centre == "centre-a" and request.WhichOneof("reply") == "accept" and not refused:
+            refused.append(bytes(request.query_hash))
+            hubservice._refuse(context, grpc.StatusCode.NOT_FOUND, "no such query for this centre")
+        reply(centre, request, context)
+
+    def counting(self, stub):
+        reconnects.append(self.me)
+        return refresh(self, stub)
+
+    service._reply = refusing
+    monkeypatch.setattr(Connector, "_refresh_trust", counting)
+    first = client.submit(world.body("count"), prepare_seconds=30)
+    assert _until(lambda: bool(refused), 10)
+    time.sleep(0.5)
+    second = client.submit(world.body("count"), prepare_seconds=30)
+    assert _until(lambda: world.hub.store.query(second.query_hash).state == "complete", 8), \
+        _progress(world, second.query_hash)
+    assert refused == [first.query_hash] and reconnects == []

@@ -385,9 +385,12 @@ def test_a_hub_store_that_kept_sets_in_the_query_row_is_moved_on_open(tmp_path: 
     path = tmp_path / "hub.db"
     store = HubStore(path)
     accepts = _fixed(store, CENTRES)
-    with store.tx() as c:                 # as the earlier layout kept it
-        c.execute("UPDATE queries SET participants = (SELECT participants FROM query_sets WHERE query_hash = ?) "
-                  "WHERE query_hash = ?", (QH, QH))
+    with store.tx() as c:
+        store.set_state(c, QH, "answering", abstentions=[b"abstention of centre-z"])   # as a retry's
+    with store.tx() as c:                 # as the earlier layout kept them
+        c.execute("UPDATE queries SET participants = (SELECT participants FROM query_sets WHERE query_hash = ?), "
+                  "abstentions = (SELECT abstentions FROM query_sets WHERE query_hash = ?) "
+                  "WHERE query_hash = ?", (QH, QH, QH))
         c.execute("DELETE FROM query_sets")
     assert store.members(QH) == []        # the set is not seen where it is not looked for
     store.close()
@@ -395,7 +398,8 @@ def test_a_hub_store_that_kept_sets_in_the_query_row_is_moved_on_open(tmp_path: 
     try:
         row = store.query(QH)
         assert row is not None and sorted(row.participants) == sorted(accepts.values())
+        assert row.abstentions == (b"abstention of centre-z",)
         assert store.members(QH) == CENTRES
-        assert store.conn.execute("SELECT participants FROM queries").fetchone()[0] == "[]"
+        assert store.conn.execute("SELECT participants, abstentions FROM queries").fetchone() == ("[]", "[]")
     finally:
         store.close()

@@ -163,7 +163,7 @@ class HubService(fgrpc.HubServicer):
 
     def Watch(self, request: fpb.WatchRequest, context: grpc.ServicerContext) -> fpb.QueryState:
         peer = current_peer()
-        row = self.store.query(request.query_hash)
+        row = self.store.query(request.query_hash, sets=False)
         if row is None or row.researcher != peer.member_id:
             context.abort(grpc.StatusCode.NOT_FOUND, "no such query of yours at this hub")
 

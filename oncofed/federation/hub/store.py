@@ -374,8 +374,8 @@ class HubStore:
 
     def tally(self, query_hash: bytes) -> tuple[int, int]:
         """(failed, not yet answered) among the fixed set's members: what moving an answering
-        query on reads after each answer, instead of every member's state (O(1) rows a reply,
-        not O(members))."""
+        query on reads after each answer — one row of counts, which SQLite sums over the query's
+        progress rows, instead of every member's state and the set itself in Python."""
         with self.lock:
             failed, silent = self.conn.execute(
                 "SELECT COALESCE(SUM(state = 'failed'), 0), COALESCE(SUM(state <> 'answered'), 0) "  # noqa: S608
