@@ -14,6 +14,7 @@ moment and lets the first go on), and the query keeps its set.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from pathlib import Path
@@ -402,4 +403,44 @@ def test_a_hub_store_that_kept_sets_in_the_query_row_is_moved_on_open(tmp_path: 
         assert store.members(QH) == CENTRES
         assert store.conn.execute("SELECT participants, abstentions FROM queries").fetchone() == ("[]", "[]")
     finally:
+        store.close()
+
+
+def test_a_reply_is_kept_when_moving_its_query_on_fails_and_the_sweeper_moves_it_on(tmp_path: Path) -> None:
+    """A reply and its query's move on share one transaction. Should moving on fail, the reply
+    must still be recorded: rolled back with it, the centre's answer task stayed queued, came
+    back every 10 s, failed each time and held up the centre's later tasks until the query
+    expired. The sweeper then moves the query on."""
+    from oncofed.keys.identity import Identity
+    from oncofed.v1 import federation_pb2 as fpb
+
+    ids = {c: Identity.generate("centre", c) for c in CENTRES}
+    store = HubStore(tmp_path / "hub.db")
+    service = HubService(store, lambda: (_Registry(ids), b"", b""))   # type: ignore[arg-type,return-value]
+    a, b, c = CENTRES
+    try:
+        _queued(store)
+        service.advance(QH)                                       # the set is fixed: answering
+        with store.tx() as tx:
+            for centre in (a, b):
+                store.record(tx, QH, centre, "answered", column="answer", payload=b"sealed answer")
+        real, failures = store.tally, []
+
+        def failing_once(qh: bytes) -> tuple[int, int]:
+            if not failures:
+                failures.append(qh)
+                raise sqlite3.OperationalError("disk I/O error")
+            return real(qh)
+
+        store.tally = failing_once  # type: ignore[method-assign]
+        _push(service, c, fpb.PushRequest(query_hash=QH, sealed_answer=b"c's sealed answer"))
+        assert failures == [QH]
+        assert {p.centre: p.state for p in store.progress(QH)}[c] == "answered"
+        assert not store.has_task(QH, c, ANSWER)
+        deadline = time.monotonic() + 5
+        while store.query(QH).state != "complete" and time.monotonic() < deadline:   # type: ignore[union-attr]
+            time.sleep(0.05)
+        assert store.query(QH).state == "complete"                                    # type: ignore[union-attr]
+    finally:
+        service.close()
         store.close()

@@ -77,6 +77,7 @@ class HubService(fgrpc.HubServicer):
         # written here — what a new head is compared with for a rewritten entry without verifying
         # the kept one again (hash None: the kept head does not verify under today's key)
         self._kept: dict[str, tuple[int, bytes | None, bytes]] = {}
+        self._stalled: set[bytes] = set()              # queries a reply could not move on (`_reply`)
         self._stop = threading.Event()
         self._sweeper = threading.Thread(target=self._sweep, name="oncofed-hub-sweeper", daemon=True)
         self._sweeper.start()
@@ -278,8 +279,17 @@ class HubService(fgrpc.HubServicer):
                 _refuse(context, grpc.StatusCode.FAILED_PRECONDITION, "this centre is not a participant")
             self.store.record(c, qh, centre, state, column=column, payload=payload, coarse=coarse)
             # moved on in the transaction that recorded the reply: one commit a reply, not two, and
-            # no moment in which a reply is recorded but its query not moved on
-            woken = self._advance(c, qh)
+            # no moment in which a reply is recorded but its query not moved on. Should moving on
+            # fail, the reply is still recorded (its task done, or the centre would be sent it
+            # again, fail again, and hold up its later tasks) and the sweeper tries again.
+            try:
+                with self.store.savepoint(c):
+                    woken = self._advance(c, qh)
+            except Exception:
+                log.exception("moving query %s on failed; the sweeper tries again", qh.hex()[:16])
+                woken = []
+                with self._work_lock:
+                    self._stalled.add(qh)
         self._notify(woken)
 
     def _checked(self, centre: str, request: fpb.PushRequest, kind: str | None, keyring: Any,
@@ -523,19 +533,28 @@ class HubService(fgrpc.HubServicer):
         return self._answering(c, row.query_hash, signed, members, need.abstentions)
 
     def _sweep(self) -> None:
-        """Deadlines pass without anyone calling: fix sets whose prepare time is up, expire the dead.
-        Its first pass, at start, moves on every open query: a hub that stopped between recording
-        a reply and moving its query on (two transactions) would otherwise leave the query
-        waiting for its deadline — a set fixed, or an answer completed, only at prepare's end."""
+        """Deadlines pass without anyone calling: fix sets whose prepare time is up, expire the dead,
+        and move on the queries a reply could not (`_reply`). Its first pass, at start, moves on
+        every open query: a hub that stopped between recording a reply and moving its query on
+        (an abstention's retries, or a store written by a hub before D40) would otherwise leave
+        the query waiting for its deadline. One query that fails to move on holds up no other."""
         first = True
         while not self._stop.wait(0 if first else 0.25):
+            with self._work_lock:
+                stalled, self._stalled = self._stalled, set()
             try:
-                for row in self.store.open_queries():
-                    late = row.prepare_until_ms if row.state == "preparing" else row.answer_until_ms
-                    if first or (late is not None and now_ms() >= late) or int(time.time()) > row.expires_at:
-                        self.advance(row.query_hash)
+                rows = self.store.open_queries()
             except Exception:
                 log.exception("hub sweeper")
+                rows = []
+            for row in rows:
+                late = row.prepare_until_ms if row.state == "preparing" else row.answer_until_ms
+                if first or row.query_hash in stalled or (late is not None and now_ms() >= late) \
+                        or int(time.time()) > row.expires_at:
+                    try:
+                        self.advance(row.query_hash)
+                    except Exception:
+                        log.exception("hub sweeper: query %s", row.query_hash.hex()[:16])
             first = False
 
 

@@ -178,6 +178,19 @@ class HubStore:
                 self.conn.execute("ROLLBACK")
                 raise
 
+    @contextmanager
+    def savepoint(self, c: sqlite3.Connection) -> Iterator[None]:
+        """Inside a `tx`: what the block writes is undone when it raises (and the error goes on),
+        the rest of the transaction kept."""
+        c.execute("SAVEPOINT part")
+        try:
+            yield
+        except BaseException:
+            c.execute("ROLLBACK TO part")
+            c.execute("RELEASE part")
+            raise
+        c.execute("RELEASE part")
+
     # ------------------------------------------------------------------ queries
     def add_query(self, *, query_hash: bytes, researcher: str, permit_hash: bytes, targets: list[str],
                   min_participants: int, expires_at: int, prepare_until_ms: int,
