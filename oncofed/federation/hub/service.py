@@ -461,16 +461,11 @@ class HubService(fgrpc.HubServicer):
             late = row.answer_until_ms is not None and now_ms() >= row.answer_until_ms
             if failed or (silent and late):
                 states = self.store.states(qh)
-                members = self._members(qh)
-                if failed:
-                    names = sorted(m for m in members if states[m] == "failed")
-                    self.store.set_state(c, qh, "failed", f"{', '.join(names)} failed after the "
-                                         "participant set was fixed; no partial sum exists", failed_centres=names)
-                else:
-                    names = sorted(m for m in members if states[m] != "answered")
-                    self.store.set_state(c, qh, "failed", f"{', '.join(names)} did not answer in time after "
-                                         "the participant set was fixed; no partial sum exists",
-                                         failed_centres=names)
+                names = sorted(m for m in self._members(qh)
+                               if (states[m] == "failed" if failed else states[m] != "answered"))
+                why = "failed" if failed else "did not answer in time"
+                self.store.set_state(c, qh, "failed", f"{', '.join(names)} {why} after the participant set "
+                                     "was fixed; no partial sum exists", failed_centres=names)
             elif not silent:
                 self.store.set_state(c, qh, "complete")
         return woken
