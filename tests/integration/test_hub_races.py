@@ -444,3 +444,72 @@ def test_a_reply_is_kept_when_moving_its_query_on_fails_and_the_sweeper_moves_it
     finally:
         service.close()
         store.close()
+
+
+class _WatchContext:
+    """What Watch uses of a gRPC context: a live call with a minute left."""
+
+    def is_active(self) -> bool:
+        return True
+
+    def time_remaining(self) -> float:
+        return 60.0
+
+    def abort(self, code: Any, details: str) -> None:
+        raise _Aborted(f"{code}: {details}")
+
+
+def test_a_watch_is_woken_by_its_own_query_and_by_no_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waking every watch on every change cost each watch a store read per reply to any query:
+    with many researchers' queries in flight, a reply's cost grew with the queries open. The
+    periodic look is pushed out of the test's reach, so the watch returns only if woken."""
+    from oncofed.federation.hub import service as service_module
+    from oncofed.transport.interceptor import _CURRENT_PEER, Peer
+    from oncofed.v1 import federation_pb2 as fpb
+
+    monkeypatch.setattr(service_module, "WATCH_RECHECK_SECONDS", 60.0)
+    store = HubStore(tmp_path / "hub.db")
+    service = HubService(store, _no_trust)
+    other = bytes(range(1, 33))
+    try:
+        _submitted(store, CENTRES, len(CENTRES))
+        _submitted(store, CENTRES, len(CENTRES), query_hash=other)
+        reads = {"watched": 0}
+        real_query = store.query
+
+        def counting(qh: bytes, **kw: Any) -> Any:
+            if qh == QH and threading.current_thread().name == "watch":
+                reads["watched"] += 1
+            return real_query(qh, **kw)
+
+        store.query = counting  # type: ignore[method-assign]
+        out: dict[str, Any] = {}
+
+        def watch() -> None:
+            token = _CURRENT_PEER.set(Peer(role="researcher", member_id="res-1", fingerprint="", serial=0))
+            try:
+                out["state"] = service.Watch(fpb.WatchRequest(query_hash=QH, wait_ms=30_000, until_final=True),
+                                             _WatchContext())
+            finally:
+                _CURRENT_PEER.reset(token)
+
+        waiter = threading.Thread(target=watch, name="watch")
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while reads["watched"] < 2 and time.monotonic() < deadline:   # the ownership check, the first look
+            time.sleep(0.01)
+        assert reads["watched"] == 2
+        for _ in range(20):                  # the other query's replies move it on, and notify
+            service.advance(other)
+            time.sleep(0.01)
+        assert reads["watched"] == 2, "the watch was woken by another query's changes"
+        assert waiter.is_alive()
+        with store.tx() as c:
+            store.set_state(c, QH, "failed", "a test ends it")
+        service.advance(QH)                  # the watched query's own change wakes it
+        waiter.join(timeout=10)
+        assert not waiter.is_alive(), "the watch was not woken by its own query"
+        assert out["state"].state == "failed"
+    finally:
+        service.close()
+        store.close()

@@ -56,6 +56,7 @@ DEFAULT_PREPARE_SECONDS = 10
 DEFAULT_ANSWER_SECONDS = 60
 MAX_PREPARE_SECONDS = 600
 SEEN_EVERY_MS = 1_000        # a centre's "last seen" is written at most once a second (see _seen)
+WATCH_RECHECK_SECONDS = 1.0  # a waiting Watch looks at its query this often even when not woken
 MAX_LIFETIME = 24 * 3600 + 120
 
 
@@ -67,8 +68,8 @@ class HubService(fgrpc.HubServicer):
                  prepare_seconds: int = DEFAULT_PREPARE_SECONDS, answer_seconds: int = DEFAULT_ANSWER_SECONDS) -> None:
         self.store, self.trust = store, trust
         self.prepare_seconds, self.answer_seconds = prepare_seconds, answer_seconds
-        self.changed = threading.Condition()
         self._work: dict[str, threading.Event] = {}     # per centre: set when a task is queued for it
+        self._watches: dict[bytes, set[threading.Event]] = {}   # per query: one event per Watch waiting on it
         self._work_lock = threading.Lock()
         self._polls: dict[str, int] = {}                # per centre: the number of its newest pull
         self._last_seen: dict[str, tuple[bytes, int]] = {}   # per centre: the head it sent last, written at
@@ -84,19 +85,21 @@ class HubService(fgrpc.HubServicer):
 
     def close(self) -> None:
         self._stop.set()
-        with self.changed:
-            self.changed.notify_all()
         with self._work_lock:
-            for ev in self._work.values():
+            for ev in [*self._work.values(), *(e for watching in self._watches.values() for e in watching)]:
                 ev.set()
         self._sweeper.join(timeout=5)
 
-    def _notify(self, centres: list[str] | tuple[str, ...] = ()) -> None:
-        """Wake the researchers' watches, and the long polls of the centres that got work (one
-        event per centre: with a hundred centres polling, waking all of them on every change
-        would cost a hundred store reads per change)."""
-        with self.changed:
-            self.changed.notify_all()
+    def _notify(self, centres: list[str] | tuple[str, ...] = (), queries: list[bytes] | tuple[bytes, ...] = ()) -> None:
+        """Wake the watches of the queries that changed, and the long polls of the centres that
+        got work. One event per centre and per watch: a wake-up costs its waiter a store read,
+        and waking every waiter on every change made each reply cost a read per centre polling
+        and per query watched — with many researchers' queries in flight, a hub's work a reply
+        grew with the number of queries open."""
+        with self._work_lock:
+            for qh in queries:
+                for ev in self._watches.get(qh, ()):
+                    ev.set()
         for centre in centres:
             self._work_event(centre).set()
 
@@ -104,17 +107,33 @@ class HubService(fgrpc.HubServicer):
         with self._work_lock:
             return self._work.setdefault(centre, threading.Event())
 
-    def _wait(self, ready: Callable[[], bool], wait_ms: int, context: grpc.ServicerContext) -> None:
+    def _wait(self, query_hash: bytes, ready: Callable[[], bool], wait_ms: int, context: grpc.ServicerContext) -> None:
+        """A Watch's wait: until `ready()`, the wait is over, the call ends or the hub stops —
+        woken by `_notify` for this query only (and looking again every WATCH_RECHECK_SECONDS, so
+        that a change no caller announced is seen late, never missed)."""
         deadline = time.monotonic() + min(max(wait_ms, 0), MAX_WAIT_MS) / 1000
         remaining = context.time_remaining()
         if remaining is not None:
             deadline = min(deadline, time.monotonic() + max(remaining - 0.5, 0))
-        with self.changed:
-            while not ready() and not self._stop.is_set() and context.is_active():
+        event = threading.Event()
+        with self._work_lock:
+            self._watches.setdefault(query_hash, set()).add(event)
+        try:
+            while not self._stop.is_set() and context.is_active():
+                event.clear()
+                if ready():
+                    return
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return
-                self.changed.wait(min(left, 1.0))
+                event.wait(min(left, WATCH_RECHECK_SECONDS))
+        finally:
+            with self._work_lock:
+                watching = self._watches.get(query_hash)
+                if watching is not None:
+                    watching.discard(event)
+                    if not watching:
+                        del self._watches[query_hash]
 
     def _wait_for_work(self, centre: str, wait_ms: int, context: grpc.ServicerContext) -> None:
         event = self._work_event(centre)
@@ -176,7 +195,7 @@ class HubService(fgrpc.HubServicer):
                 return current.state not in OPEN_STATES
             return current.version > request.after_version
 
-        self._wait(changed, request.wait_ms, context)
+        self._wait(request.query_hash, changed, request.wait_ms, context)
         return self.state(request.query_hash)
 
     def state(self, query_hash: bytes) -> fpb.QueryState:
@@ -290,7 +309,7 @@ class HubService(fgrpc.HubServicer):
                 woken = []
                 with self._work_lock:
                     self._stalled.add(qh)
-        self._notify(woken)
+        self._notify(woken, [qh])
 
     def _checked(self, centre: str, request: fpb.PushRequest, kind: str | None, keyring: Any,
                  context: grpc.ServicerContext) -> tuple[str, str, bytes, str]:
@@ -355,6 +374,7 @@ class HubService(fgrpc.HubServicer):
         except ProtocolError as exc:
             log.warning("abstain reply from %s refused: %s", centre, exc)
             _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
+        self._notify(queries=[qh])
         for retry in self.store.retries_of(qh):
             self.advance(retry.query_hash)
 
@@ -432,7 +452,7 @@ class HubService(fgrpc.HubServicer):
         prepare time is up), complete it once every participant answered, fail it when one fails."""
         with self.store.tx() as c:
             woken = self._advance(c, qh)
-        self._notify(woken)
+        self._notify(woken, [qh])
 
     def _advance(self, c: Any, qh: bytes) -> list[str]:
         """`advance` inside the caller's transaction; returns the centres that got work (notify
