@@ -8,7 +8,8 @@ pooled side is `engine.answer` + the finaliser on one node that ingested every c
 The default node policy applies (cell key, k = 10), with rate limits lifted for the benchmark.
 
     python bench/query_federated.py --out bench/results/query_federated.json \\
-        [--sizes 100000,1000000] [--centres 3,5] [--scale 10,30,100] [--repeats 15] [--cache DIR]
+        [--sizes 100000,1000000] [--centres 3,5] [--scale 10,30,100] [--repeats 15] [--concurrent 20]
+        [--cache DIR]
 
 Set-up: each centre's synthetic file is generated once, and each centre's loaded node and each
 pooled store are kept in a cache directory (a temporary one per run, or --cache to keep them
@@ -87,7 +88,8 @@ def pooled_node(cache: Path, files: list[Path], into: Path) -> Path:
 
 
 def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tuple[str, Any, Any]], *,
-            with_pooled: bool = True, cache: Path | None = None, processes: int = 0) -> dict[str, Any]:
+            with_pooled: bool = True, cache: Path | None = None, processes: int = 0,
+            concurrent: int = 0) -> dict[str, Any]:
     from connector_pool import ConnectorProcesses
     from federation_world import cached_files, make_world
 
@@ -165,15 +167,68 @@ def measure(size: int, n_centres: int, repeats: int, tmp: Path, cases: list[tupl
                 print(f"  {'':>16}CPU a query: hub and client {row['cpu_hub_and_client_ms_per_query']:.1f} ms, "
                       f"centres {row['cpu_centres_ms_per_query']:.1f} ms ({row['cpu_per_centre_ms_per_query']:.1f} "
                       f"each): {row['cpu_floor_ms']:.1f} ms on {os.cpu_count()} cores at best", flush=True)
-        return {"centres": n_centres, "rows_per_centre": size, "setup_seconds": round(setup, 1),
-                "pooled_setup_seconds": round(pooled_setup, 1),
-                "connector_processes": len(pool.groups) if pool else 0, "analyses": rows}
+        out = {"centres": n_centres, "rows_per_centre": size, "setup_seconds": round(setup, 1),
+               "pooled_setup_seconds": round(pooled_setup, 1),
+               "connector_processes": len(pool.groups) if pool else 0, "analyses": rows}
+        if concurrent:
+            out["concurrent"] = in_flight(world, pool, concurrent, repeats, cases[0], d)
+        return out
     finally:
         if pool is not None:
             pool.stop()
         world.close()
         if pooled is not None:
             pooled.close()
+
+
+def in_flight(world: Any, pool: Any, k: int, repeats: int, case: tuple[str, Any, Any], d: Any) -> dict[str, Any]:
+    """`k` researchers' queries in flight at once, each researcher asking `repeats` in turn: the
+    hub's throughput, each query's latency, and the CPU a query took — what a hub serving many
+    researchers does that one query at a time never shows (its work a reply must not grow with
+    the queries open)."""
+    import threading
+
+    from oncofed.federation.client.client import ClientError
+
+    name, analysis, cohort = case
+    body = world.body(analysis, cohort=cohort)
+    clients = [world.client() for _ in range(k)]
+    times: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+
+    def researcher(client: Any) -> None:
+        for _ in range(repeats):
+            t = time.perf_counter()
+            try:
+                client.run(body, dictionary=d, timeout=600)
+            except ClientError as exc:           # counted and printed; the others go on
+                with lock:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                continue
+            with lock:
+                times.append((time.perf_counter() - t) * 1000)
+
+    cpu0 = (time.process_time(), pool.cpu_seconds() if pool else None)
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=researcher, args=(c,)) for c in clients]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    cpu1 = (time.process_time(), pool.cpu_seconds() if pool else None)
+    done = len(times)
+    row: dict[str, Any] = {"analysis": name, "in_flight": k, "queries": done, "failures": errors[:5],
+                           "queries_per_second": round(done / wall, 2),
+                           "latency_p50_ms": round(pct(times, 0.5), 2) if times else None,
+                           "latency_p95_ms": round(pct(times, 0.95), 2) if times else None,
+                           **cpu_per_query(cpu0, cpu1, max(done, 1), len(world.centres))}
+    print(f"  {len(world.centres):>3} centres, {k} queries in flight ({name}): {row['queries_per_second']} "
+          f"queries/s, latency p50 {row['latency_p50_ms']} ms p95 {row['latency_p95_ms']}, failed {len(errors)}"
+          + (f"; CPU a query: hub and client {row['cpu_hub_and_client_ms_per_query']:.1f} ms, centres "
+             f"{row['cpu_centres_ms_per_query']:.1f} ms" if "cpu_centres_ms_per_query" in row else ""), flush=True)
+    return row
 
 
 def cpu_per_query(before: tuple[float, float | None], after: tuple[float, float | None], queries: int,
@@ -211,6 +266,8 @@ def main() -> int:
     ap.add_argument("--processes", type=int, default=10,
                     help="connector processes (centres split evenly over them; one per centre up to this many); "
                          "0: every connector a thread of this process")
+    ap.add_argument("--concurrent", type=int, default=20,
+                    help="researchers with a query in flight at once (protocol only), in each world; 0: none")
     ap.add_argument("--cache", type=Path, default=None,
                     help="keep generated files and loaded stores here between runs (default: this run only)")
     opts = ap.parse_args()
@@ -222,7 +279,7 @@ def main() -> int:
                 print(f"{n} centres × {size:,} rows", flush=True)
                 with tempfile.TemporaryDirectory() as tmp:
                     results.append(measure(size, n, opts.repeats, Path(tmp), CASES, cache=cache,
-                                           processes=opts.processes))
+                                           processes=opts.processes, concurrent=opts.concurrent))
         for n in (int(c) for c in opts.scale.split(",") if c):
             print(f"scaling: {n} centres × 200 rows, count", flush=True)
             with tempfile.TemporaryDirectory() as tmp:
