@@ -446,8 +446,9 @@ def test_a_reply_is_kept_when_moving_its_query_on_fails_and_the_sweeper_moves_it
         store.close()
 
 
+
 class _WatchContext:
-    """What Watch uses of a gRPC context: a live call with a minute left."""
+    """What Watch and a pull use of a gRPC context: a live call with a minute left."""
 
     def is_active(self) -> bool:
         return True
@@ -459,57 +460,154 @@ class _WatchContext:
         raise _Aborted(f"{code}: {details}")
 
 
-def test_a_watch_is_woken_by_its_own_query_and_by_no_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Waking every watch on every change cost each watch a store read per reply to any query:
-    with many researchers' queries in flight, a reply's cost grew with the queries open. The
-    periodic look is pushed out of the test's reach, so the watch returns only if woken."""
+@pytest.fixture
+def quiet_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A hub whose watches return only when woken: the periodic look is pushed out of a test's
+    reach, and the sweeper (which moves every open query on at start, and so wakes its watches)
+    is off — the tests move queries on themselves. Yields (service, store, the reads of QH by the
+    thread named "watch", the watch threads to join before the store closes)."""
     from oncofed.federation.hub import service as service_module
+
+    monkeypatch.setattr(service_module, "WATCH_RECHECK_SECONDS", 60.0)
+    monkeypatch.setattr(HubService, "_sweep", lambda self: None)
+    store = HubStore(tmp_path / "hub.db")
+    service = HubService(store, lambda: (_Registry({}), b"", b""))
+    reads = {"watched": 0}
+    real_query = store.query
+
+    def counting(qh: bytes, **kw: Any) -> Any:
+        if qh == QH and threading.current_thread().name == "watch":
+            reads["watched"] += 1
+        return real_query(qh, **kw)
+
+    store.query = counting  # type: ignore[method-assign]
+    waiters: list[threading.Thread] = []
+    try:
+        yield service, store, reads, waiters
+    finally:
+        service.close()                       # wakes every watch, which then ends
+        for w in waiters:
+            w.join(timeout=10)
+        store.close()
+
+
+def _watch(service: HubService, waiters: list[threading.Thread], **request: Any) -> dict[str, Any]:
+    """Start the researcher's Watch of QH in the thread "watch"; its reply lands in the dict."""
     from oncofed.transport.interceptor import _CURRENT_PEER, Peer
     from oncofed.v1 import federation_pb2 as fpb
 
-    monkeypatch.setattr(service_module, "WATCH_RECHECK_SECONDS", 60.0)
-    store = HubStore(tmp_path / "hub.db")
-    service = HubService(store, _no_trust)
+    out: dict[str, Any] = {}
+
+    def watch() -> None:
+        token = _CURRENT_PEER.set(Peer(role="researcher", member_id="res-1", fingerprint="", serial=0))
+        try:
+            out["state"] = service.Watch(fpb.WatchRequest(query_hash=QH, wait_ms=30_000, **request), _WatchContext())
+        finally:
+            _CURRENT_PEER.reset(token)
+
+    waiter = threading.Thread(target=watch, name="watch")
+    waiters.append(waiter)
+    waiter.start()
+    return out
+
+
+def _until(predicate: Any, seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not predicate() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return bool(predicate())
+
+
+def test_a_watch_is_woken_by_its_own_query_and_by_no_other(quiet_hub: Any) -> None:
+    """Waking every watch on every change cost each watch a store read per reply to any query:
+    with many researchers' queries in flight, a reply's cost grew with the queries open."""
+    service, store, reads, waiters = quiet_hub
     other = bytes(range(1, 33))
-    try:
-        _submitted(store, CENTRES, len(CENTRES))
-        _submitted(store, CENTRES, len(CENTRES), query_hash=other)
-        reads = {"watched": 0}
-        real_query = store.query
+    _submitted(store, CENTRES, len(CENTRES))
+    _submitted(store, CENTRES, len(CENTRES), query_hash=other)
+    out = _watch(service, waiters, until_final=True)
+    assert _until(lambda: reads["watched"] >= 2)      # the ownership check, the first look
+    for _ in range(20):                                # the other query moves on, and notifies
+        service.advance(other)
+        time.sleep(0.01)
+    assert reads["watched"] == 2, "the watch was woken by another query's changes"
+    assert waiters[0].is_alive()
+    with store.tx() as c:
+        store.set_state(c, QH, "failed", "a test ends it")
+    service.advance(QH)                                # the watched query's own change wakes it
+    waiters[0].join(timeout=10)
+    assert not waiters[0].is_alive(), "the watch was not woken by its own query"
+    assert out["state"].state == "failed"
 
-        def counting(qh: bytes, **kw: Any) -> Any:
-            if qh == QH and threading.current_thread().name == "watch":
-                reads["watched"] += 1
-            return real_query(qh, **kw)
 
-        store.query = counting  # type: ignore[method-assign]
-        out: dict[str, Any] = {}
+def test_the_last_members_answer_wakes_the_watch(quiet_hub: Any) -> None:
+    """A centre's push is what completes a query: the push itself must wake the query's watch,
+    not the next periodic look (the researcher would wait out the interval on every query)."""
+    from oncofed.v1 import federation_pb2 as fpb
 
-        def watch() -> None:
-            token = _CURRENT_PEER.set(Peer(role="researcher", member_id="res-1", fingerprint="", serial=0))
-            try:
-                out["state"] = service.Watch(fpb.WatchRequest(query_hash=QH, wait_ms=30_000, until_final=True),
-                                             _WatchContext())
-            finally:
-                _CURRENT_PEER.reset(token)
+    service, store, reads, waiters = quiet_hub
+    a, b, c = CENTRES
+    _submitted(store, CENTRES, 2)
+    with store.tx() as tx:
+        for centre in (a, b):
+            store.record(tx, QH, centre, "accepted", column="accept", payload=f"accept of {centre}".encode())
+        store.record(tx, QH, c, "declined", column="decline", payload=b"decline of c")
+    service.advance(QH)
+    assert store.query(QH).state == "answering"
+    out = _watch(service, waiters, until_final=True)
+    assert _until(lambda: reads["watched"] >= 2)
+    _push(service, a, fpb.PushRequest(query_hash=QH, sealed_answer=b"sealed answer of a"))
+    assert waiters[0].is_alive()                       # one member answered: not final yet
+    _push(service, b, fpb.PushRequest(query_hash=QH, sealed_answer=b"sealed answer of b"))
+    waiters[0].join(timeout=10)
+    assert not waiters[0].is_alive(), "the last answer's push did not wake the watch"
+    assert out["state"].state == "complete"
 
-        waiter = threading.Thread(target=watch, name="watch")
-        waiter.start()
-        deadline = time.monotonic() + 10
-        while reads["watched"] < 2 and time.monotonic() < deadline:   # the ownership check, the first look
-            time.sleep(0.01)
-        assert reads["watched"] == 2
-        for _ in range(20):                  # the other query's replies move it on, and notify
-            service.advance(other)
-            time.sleep(0.01)
-        assert reads["watched"] == 2, "the watch was woken by another query's changes"
-        assert waiter.is_alive()
-        with store.tx() as c:
-            store.set_state(c, QH, "failed", "a test ends it")
-        service.advance(QH)                  # the watched query's own change wakes it
-        waiter.join(timeout=10)
-        assert not waiter.is_alive(), "the watch was not woken by its own query"
-        assert out["state"].state == "failed"
-    finally:
-        service.close()
-        store.close()
+
+def test_a_task_delivered_wakes_a_watch_of_the_progress(quiet_hub: Any) -> None:
+    """A watch of the progress (`after_version`, the CLI's live display) is told when a centre
+    takes its task ("delivered"), when it happens."""
+    service, store, reads, waiters = quiet_hub
+    _submitted(store, CENTRES, len(CENTRES))
+    version = store.query(QH).version
+    out = _watch(service, waiters, after_version=version)
+    assert _until(lambda: reads["watched"] >= 2)
+    tasks = service._deliver(CENTRES[0], service._poll(CENTRES[0]), 0, _WatchContext())
+    assert [t.query_hash for t in tasks] == [QH]
+    waiters[0].join(timeout=10)
+    assert not waiters[0].is_alive(), "a delivered task did not wake the watch of its query"
+    assert out["state"].version > version
+    assert {p.centre: p.state for p in out["state"].centres}[CENTRES[0]] == "delivered"
+
+
+def test_a_hub_closing_while_a_watch_looks_ends_the_watch_at_once(quiet_hub: Any) -> None:
+    """The wake-up of a hub that stops between a watch's look at "stopping?" and its wait must
+    not be erased by the wait's own reset (found by review: the watch slept its whole interval)."""
+    from oncofed.transport.interceptor import _CURRENT_PEER, Peer
+    from oncofed.v1 import federation_pb2 as fpb
+
+    service, store, _reads, waiters = quiet_hub
+    _submitted(store, CENTRES, len(CENTRES))
+
+    class ClosingContext(_WatchContext):
+        calls = 0
+
+        def is_active(self) -> bool:
+            ClosingContext.calls += 1
+            if ClosingContext.calls == 1:
+                service.close()               # the hub stops at this very moment
+            return True
+
+    def watch() -> None:
+        token = _CURRENT_PEER.set(Peer(role="researcher", member_id="res-1", fingerprint="", serial=0))
+        try:
+            service.Watch(fpb.WatchRequest(query_hash=QH, wait_ms=30_000, until_final=True), ClosingContext())
+        finally:
+            _CURRENT_PEER.reset(token)
+
+    waiter = threading.Thread(target=watch, name="watch")
+    waiters.append(waiter)
+    waiter.start()
+    waiter.join(timeout=10)
+    assert ClosingContext.calls >= 1
+    assert not waiter.is_alive(), "a closing hub's wake-up was lost"

@@ -5,8 +5,9 @@ Each method reads like the flow — the caller is known from its certificate (Au
 its request is checked, the store changes in one transaction, waiters are woken. The hub never
 opens a sealed query or answer; it verifies the signatures on accepts and declines against the
 authority-signed registry (so it cannot be fooled into relaying a forged participant set by a
-member, and a client can check every accept itself). Long polls wait on one condition variable
-and end early when the RPC's deadline passes. A retry of a failed query collects the signed
+member, and a client can check every accept itself). Long polls wait on an event of their own —
+a centre's pull on its centre's, a researcher's watch on one for its query — and end early when
+the RPC's deadline passes. A retry of a failed query collects the signed
 abstentions its members need (oncofed.federation.hub.retries, decision D26).
 """
 
@@ -119,9 +120,9 @@ class HubService(fgrpc.HubServicer):
         with self._work_lock:
             self._watches.setdefault(query_hash, set()).add(event)
         try:
-            while not self._stop.is_set() and context.is_active():
-                event.clear()
-                if ready():
+            while True:
+                event.clear()                       # then look: a wake-up after this is kept for the wait
+                if self._stop.is_set() or not context.is_active() or ready():
                     return
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -141,9 +142,9 @@ class HubService(fgrpc.HubServicer):
         remaining = context.time_remaining()
         if remaining is not None:
             deadline = min(deadline, time.monotonic() + max(remaining - 0.5, 0))
-        while not self._stop.is_set() and context.is_active():
-            event.clear()
-            if self.store.has_tasks(centre):
+        while True:
+            event.clear()                           # then look: a wake-up after this is kept for the wait
+            if self._stop.is_set() or not context.is_active() or self.store.has_tasks(centre):
                 return
             left = deadline - time.monotonic()
             if left <= 0:
@@ -249,6 +250,8 @@ class HubService(fgrpc.HubServicer):
             self.store.undeliver(centre, [(qh, kind) for qh, kind, _ in taken])
             self._work_event(centre).set()
             return []
+        if taken:                                   # each task's query now says "delivered" to its watch
+            self._notify(queries=list(dict.fromkeys(qh for qh, _, _ in taken)))
         tasks = []
         for qh, kind, payload in taken:
             if kind == ANSWER:
