@@ -466,9 +466,9 @@ def quiet_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     reach, and the sweeper (which moves every open query on at start, and so wakes its watches)
     is off — the tests move queries on themselves. Yields (service, store, the reads of QH by the
     thread named "watch", the watch threads to join before the store closes)."""
-    from oncofed.federation.hub import service as service_module
+    from oncofed.federation.hub import waiting
 
-    monkeypatch.setattr(service_module, "WATCH_RECHECK_SECONDS", 60.0)
+    monkeypatch.setattr(waiting, "RECHECK_SECONDS", 60.0)
     monkeypatch.setattr(HubService, "_sweep", lambda self: None)
     store = HubStore(tmp_path / "hub.db")
     service = HubService(store, lambda: (_Registry({}), b"", b""))
@@ -572,7 +572,7 @@ def test_a_task_delivered_wakes_a_watch_of_the_progress(quiet_hub: Any) -> None:
     version = store.query(QH).version
     out = _watch(service, waiters, after_version=version)
     assert _until(lambda: reads["watched"] >= 2)
-    tasks = service._deliver(CENTRES[0], service._poll(CENTRES[0]), 0, _WatchContext())
+    tasks = service._deliver(CENTRES[0], service.waiters.number(CENTRES[0]), 0, _WatchContext())
     assert [t.query_hash for t in tasks] == [QH]
     waiters[0].join(timeout=10)
     assert not waiters[0].is_alive(), "a delivered task did not wake the watch of its query"

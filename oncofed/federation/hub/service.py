@@ -23,6 +23,7 @@ import grpc
 
 from oncofed.federation.hub import retries
 from oncofed.federation.hub.store import ABSTAIN, ANSWER, OPEN_STATES, HubStore, QueryRow, now_ms
+from oncofed.federation.hub.waiting import Waiters
 from oncofed.keys.errors import InvalidMessage
 from oncofed.keys.identity import PublicIdentity
 from oncofed.keys.registry import Registry
@@ -52,12 +53,10 @@ ALLOWED_ROLES = {
 }
 MAX_TARGETS = 256
 MAX_SEALED_BYTES = 2 * 1024 * 1024
-MAX_WAIT_MS = 25_000
 DEFAULT_PREPARE_SECONDS = 10
 DEFAULT_ANSWER_SECONDS = 60
 MAX_PREPARE_SECONDS = 600
 SEEN_EVERY_MS = 1_000        # a centre's "last seen" is written at most once a second (see _seen)
-WATCH_RECHECK_SECONDS = 1.0  # a waiting Watch looks at its query this often even when not woken
 MAX_LIFETIME = 24 * 3600 + 120
 
 
@@ -69,10 +68,6 @@ class HubService(fgrpc.HubServicer):
                  prepare_seconds: int = DEFAULT_PREPARE_SECONDS, answer_seconds: int = DEFAULT_ANSWER_SECONDS) -> None:
         self.store, self.trust = store, trust
         self.prepare_seconds, self.answer_seconds = prepare_seconds, answer_seconds
-        self._work: dict[str, threading.Event] = {}     # per centre: set when a task is queued for it
-        self._watches: dict[bytes, set[threading.Event]] = {}   # per query: one event per Watch waiting on it
-        self._work_lock = threading.Lock()
-        self._polls: dict[str, int] = {}                # per centre: the number of its newest pull
         self._last_seen: dict[str, tuple[bytes, int]] = {}   # per centre: the head it sent last, written at
         self._seen_lock = threading.Lock()
         # per centre: (seq, entry hash, signed bytes) of the head the store keeps, once read or
@@ -80,76 +75,16 @@ class HubService(fgrpc.HubServicer):
         # the kept one again (hash None: the kept head does not verify under today's key)
         self._kept: dict[str, tuple[int, bytes | None, bytes]] = {}
         self._stalled: set[bytes] = set()              # queries a reply could not move on (`_reply`)
+        self._stalled_lock = threading.Lock()
         self._stop = threading.Event()
+        self.waiters = Waiters(self._stop)             # long polls and watches, and what wakes them
         self._sweeper = threading.Thread(target=self._sweep, name="oncofed-hub-sweeper", daemon=True)
         self._sweeper.start()
 
     def close(self) -> None:
         self._stop.set()
-        with self._work_lock:
-            for ev in [*self._work.values(), *(e for watching in self._watches.values() for e in watching)]:
-                ev.set()
+        self.waiters.wake_all()
         self._sweeper.join(timeout=5)
-
-    def _notify(self, centres: list[str] | tuple[str, ...] = (), queries: list[bytes] | tuple[bytes, ...] = ()) -> None:
-        """Wake the watches of the queries that changed, and the long polls of the centres that
-        got work. One event per centre and per watch: a wake-up costs its waiter a store read,
-        and waking every waiter on every change made each reply cost a read per centre polling
-        and per query watched — with many researchers' queries in flight, a hub's work a reply
-        grew with the number of queries open."""
-        with self._work_lock:
-            for qh in queries:
-                for ev in self._watches.get(qh, ()):
-                    ev.set()
-        for centre in centres:
-            self._work_event(centre).set()
-
-    def _work_event(self, centre: str) -> threading.Event:
-        with self._work_lock:
-            return self._work.setdefault(centre, threading.Event())
-
-    def _wait(self, query_hash: bytes, ready: Callable[[], bool], wait_ms: int, context: grpc.ServicerContext) -> None:
-        """A Watch's wait: until `ready()`, the wait is over, the call ends or the hub stops —
-        woken by `_notify` for this query only (and looking again every WATCH_RECHECK_SECONDS, so
-        that a change no caller announced is seen late, never missed)."""
-        deadline = time.monotonic() + min(max(wait_ms, 0), MAX_WAIT_MS) / 1000
-        remaining = context.time_remaining()
-        if remaining is not None:
-            deadline = min(deadline, time.monotonic() + max(remaining - 0.5, 0))
-        event = threading.Event()
-        with self._work_lock:
-            self._watches.setdefault(query_hash, set()).add(event)
-        try:
-            while True:
-                event.clear()                       # then look: a wake-up after this is kept for the wait
-                if self._stop.is_set() or not context.is_active() or ready():
-                    return
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return
-                event.wait(min(left, WATCH_RECHECK_SECONDS))
-        finally:
-            with self._work_lock:
-                watching = self._watches.get(query_hash)
-                if watching is not None:
-                    watching.discard(event)
-                    if not watching:
-                        del self._watches[query_hash]
-
-    def _wait_for_work(self, centre: str, wait_ms: int, context: grpc.ServicerContext) -> None:
-        event = self._work_event(centre)
-        deadline = time.monotonic() + min(max(wait_ms, 0), MAX_WAIT_MS) / 1000
-        remaining = context.time_remaining()
-        if remaining is not None:
-            deadline = min(deadline, time.monotonic() + max(remaining - 0.5, 0))
-        while True:
-            event.clear()                           # then look: a wake-up after this is kept for the wait
-            if self._stop.is_set() or not context.is_active() or self.store.has_tasks(centre):
-                return
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return
-            event.wait(min(left, 1.0))
 
     # ------------------------------------------------------------------ researchers
     def Submit(self, request: fpb.SubmitRequest, context: grpc.ServicerContext) -> fpb.SubmitReply:
@@ -179,7 +114,7 @@ class HubService(fgrpc.HubServicer):
             context.abort(grpc.StatusCode.ALREADY_EXISTS, "this query was submitted before")
         log.info("query %s from %s to %d centre(s), %d sealed bytes", request.query_hash.hex()[:16],
                  peer.member_id, len(targets), sum(len(v) for v in request.sealed.values()))
-        self._notify([*targets, *abstain])
+        self.waiters.notify([*targets, *abstain])
         return fpb.SubmitReply(query_hash=request.query_hash)
 
     def Watch(self, request: fpb.WatchRequest, context: grpc.ServicerContext) -> fpb.QueryState:
@@ -196,7 +131,7 @@ class HubService(fgrpc.HubServicer):
                 return current.state not in OPEN_STATES
             return current.version > request.after_version
 
-        self._wait(request.query_hash, changed, request.wait_ms, context)
+        self.waiters.for_query(request.query_hash, changed, request.wait_ms, context)
         return self.state(request.query_hash)
 
     def state(self, query_hash: bytes) -> fpb.QueryState:
@@ -218,14 +153,7 @@ class HubService(fgrpc.HubServicer):
         """A centre's long poll (see `_deliver`)."""
         centre = current_peer().member_id
         self._seen(centre, bytes(request.audit_head))
-        return fpb.PullReply(tasks=self._deliver(centre, self._poll(centre), request.wait_ms, context))
-
-    def _poll(self, centre: str) -> int:
-        """Number a call that will wait for the centre's tasks, as it arrives: the newest number
-        is the one call of the centre that may take them (`_deliver`)."""
-        with self._work_lock:
-            poll = self._polls[centre] = self._polls.get(centre, 0) + 1
-        return poll
+        return fpb.PullReply(tasks=self._deliver(centre, self.waiters.number(centre), request.wait_ms, context))
 
     def _deliver(self, centre: str, poll: int, wait_ms: int, context: grpc.ServicerContext) -> list[fpb.Task]:
         """The centre's tasks, waiting up to `wait_ms` for some: the body of a Pull, and of a Push
@@ -234,24 +162,22 @@ class HubService(fgrpc.HubServicer):
         its caller gave up (a connector stopped or restarted, a process killed) — had it taken a
         task, the task would count as delivered to nobody, and a prepare would be sent again only
         after its window (REDELIVER_MS against prepare_seconds). Tasks taken by a call that ended
-        meanwhile go back to the queue. `poll` is the call's number from `_poll`, taken when it
+        meanwhile go back to the queue. `poll` is the call's number (`Waiters.number`), taken when it
         arrived (a push's, before its reply is recorded: a push held up there by a busy store
         must not come out newer than a pull that arrived meanwhile)."""
-        self._wait_for_work(centre, wait_ms, context)
+        self.waiters.for_work(centre, lambda: self.store.has_tasks(centre), wait_ms, context)
         if self._stop.is_set():
             return []                               # stopping: what it would take could not be answered to us
-        with self._work_lock:
-            newest = self._polls.get(centre) == poll
-        if not newest or not context.is_active():
-            self._work_event(centre).set()          # a wake-up it may have taken is the newest pull's
+        if not self.waiters.is_newest(centre, poll) or not context.is_active():
+            self.waiters.notify([centre])           # a wake-up it may have taken is the newest pull's
             return []
         taken = self.store.take_tasks(centre)
         if taken and not context.is_active():
             self.store.undeliver(centre, [(qh, kind) for qh, kind, _ in taken])
-            self._work_event(centre).set()
+            self.waiters.notify([centre])
             return []
         if taken:                                   # each task's query now says "delivered" to its watch
-            self._notify(queries=list(dict.fromkeys(qh for qh, _, _ in taken)))
+            self.waiters.notify(queries=dict.fromkeys(qh for qh, _, _ in taken))
         tasks = []
         for qh, kind, payload in taken:
             if kind == ANSWER:
@@ -270,7 +196,7 @@ class HubService(fgrpc.HubServicer):
         first: a call cut during the wait loses no reply, only the wait."""
         centre = current_peer().member_id
         self._seen(centre, bytes(request.audit_head))
-        poll = self._poll(centre) if request.wait_ms else None    # numbered as it arrives, as a Pull is
+        poll = self.waiters.number(centre) if request.wait_ms else None   # numbered as it arrives, as a Pull is
         self._reply(centre, request, context)
         if poll is None:
             return fpb.PushReply()
@@ -310,9 +236,9 @@ class HubService(fgrpc.HubServicer):
             except Exception:
                 log.exception("moving query %s on failed; the sweeper tries again", qh.hex()[:16])
                 woken = []
-                with self._work_lock:
+                with self._stalled_lock:
                     self._stalled.add(qh)
-        self._notify(woken, [qh])
+        self.waiters.notify(woken, [qh])
 
     def _checked(self, centre: str, request: fpb.PushRequest, kind: str | None, keyring: Any,
                  context: grpc.ServicerContext) -> tuple[str, str, bytes, str]:
@@ -377,7 +303,7 @@ class HubService(fgrpc.HubServicer):
         except ProtocolError as exc:
             log.warning("abstain reply from %s refused: %s", centre, exc)
             _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "the reply is not validly signed for this query")
-        self._notify(queries=[qh])
+        self.waiters.notify(queries=[qh])
         for retry in self.store.retries_of(qh):
             self.advance(retry.query_hash)
 
@@ -455,7 +381,7 @@ class HubService(fgrpc.HubServicer):
         prepare time is up), complete it once every participant answered, fail it when one fails."""
         with self.store.tx() as c:
             woken = self._advance(c, qh)
-        self._notify(woken, [qh])
+        self.waiters.notify(woken, [qh])
 
     def _advance(self, c: Any, qh: bytes) -> list[str]:
         """`advance` inside the caller's transaction; returns the centres that got work (notify
@@ -558,7 +484,7 @@ class HubService(fgrpc.HubServicer):
         the query waiting for its deadline. One query that fails to move on holds up no other."""
         first = True
         while not self._stop.wait(0 if first else 0.25):
-            with self._work_lock:
+            with self._stalled_lock:
                 stalled, self._stalled = self._stalled, set()
             try:
                 rows = self.store.open_queries()
